@@ -1,0 +1,154 @@
+"""An emulator of the Azure OpenAI data-plane REST contract, for offline pipelines and tests.
+
+Run it from a shell::
+
+    python -m spark_aoai.emulator --port 8765 [--host 127.0.0.1] [--api-key KEY]
+
+or from Python, on a free port, in a background thread (default) or a child process::
+
+    from spark_aoai.emulator import Emulator, Faults
+
+    with Emulator(faults=Faults(error_500_rate=0.1)) as emu:
+        ...  # point the client at emu.endpoint
+        emu.stats()["requests"]   # {"chat 200": 97, "chat 500": 11}
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import requests
+
+from spark_aoai.emulator._model import chat_reply, embed_text, embedding_dimensions, value_for_schema
+from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings, settings_to_dict
+
+__all__ = [
+    "Emulator",
+    "EmulatorServer",
+    "Faults",
+    "RateLimit",
+    "Settings",
+    "chat_reply",
+    "embed_text",
+    "embedding_dimensions",
+    "value_for_schema",
+]
+
+_KEEP: Any = object()
+
+
+class Emulator:
+    """Start the emulator on ``host`` and a free port; stop it on exit.
+
+    Parameters
+    ----------
+    api_key : str, optional
+        When set, requests must carry it as ``api-key`` or ``Authorization: Bearer``.
+    rate_limit, faults : RateLimit, Faults, optional
+        Start-up settings; change them later with :meth:`configure`.
+    process : bool
+        Run the server in a child process, so that it does not share the caller's GIL (benchmarks).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        rate_limit: RateLimit | None = None,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        process: bool = False,
+    ) -> None:
+        self.host, self.port, self.process = host, port, process
+        self.settings = Settings(api_key=api_key, rate_limit=rate_limit or RateLimit(), faults=faults or Faults())
+        self._server: EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._http = requests.Session()
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL to use as ``endpoint`` (``http://127.0.0.1:PORT``)."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        if self.process:
+            self._start_process()
+        else:
+            self._server = EmulatorServer((self.host, self.port), self.settings)
+            self.port = int(self._server.server_address[1])
+            self._thread = threading.Thread(target=self._server.serve_forever, name="aoai-emulator", daemon=True)
+            self._thread.start()
+        self.configure()
+        return self
+
+    def _start_process(self) -> None:
+        import socket
+
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind((self.host, 0))
+                self.port = int(probe.getsockname()[1])
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "spark_aoai.emulator", "--host", self.host, "--port", str(self.port), "--quiet"]
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self._http.get(f"{self.endpoint}/_emulator/health", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("the emulator process did not start within 30 s")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._child is not None:
+            self._child.terminate()
+            self._child.wait(timeout=10)
+            self._child = None
+        self._http.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def configure(
+        self,
+        api_key: Any = _KEEP,
+        rate_limit: RateLimit | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        """Replace settings (those not given are kept) and reset rate-limit buckets."""
+        if api_key is not _KEEP:
+            self.settings.api_key = api_key
+        if rate_limit is not None:
+            self.settings.rate_limit = rate_limit
+        if faults is not None:
+            self.settings.faults = faults
+        body = json.dumps(settings_to_dict(self.settings))
+        self._http.post(f"{self.endpoint}/_emulator/config", data=body, timeout=10).raise_for_status()
+
+    def stats(self, inputs: bool = True) -> dict[str, Any]:
+        """What the emulator received: ``requests`` by ``"route status"``, and per-input counts.
+
+        ``inputs`` and ``answered_inputs`` map each input text (the last message of a chat request) to how
+        often it was received and answered with a 200; ``inputs_per_request`` lists each request's input count.
+        A dropped connection counts as status 0, a malformed 200 as -200.
+        """
+        response = self._http.get(f"{self.endpoint}/_emulator/stats", params={"inputs": int(inputs)}, timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def reset_stats(self) -> None:
+        self._http.post(f"{self.endpoint}/_emulator/reset", timeout=10).raise_for_status()

@@ -1,0 +1,74 @@
+"""``python -m spark_aoai.emulator``: serve the Azure OpenAI emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m spark_aoai.emulator",
+        description="Serve an emulator of the Azure OpenAI chat completions and embeddings REST API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", help="require this key (api-key header or Bearer); default: accept any")
+    parser.add_argument("--rpm", type=float, help="requests per minute per deployment (off by default)")
+    parser.add_argument("--tpm", type=float, help="tokens per minute per deployment (off by default)")
+    parser.add_argument("--rate-window", type=float, default=1.0, help="seconds the budgets are evaluated over")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter", type=float, default=0.0, help="latency varies by +- this fraction")
+    parser.add_argument("--error-500-rate", type=float, default=0.0)
+    parser.add_argument("--error-503-rate", type=float, default=0.0)
+    parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--malformed-rate", type=float, default=0.0)
+    parser.add_argument("--slow-rate", type=float, default=0.0)
+    parser.add_argument("--slow-seconds", type=float, default=30.0)
+    parser.add_argument("--content-filter-marker")
+    parser.add_argument("--finish-content-filter-marker")
+    parser.add_argument("--context-length-marker")
+    parser.add_argument("--max-input-tokens", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--quiet", action="store_true", help="print nothing on start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(
+        api_key=args.api_key,
+        rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
+        faults=Faults(
+            latency_ms=args.latency_ms,
+            jitter=args.jitter,
+            error_500_rate=args.error_500_rate,
+            error_503_rate=args.error_503_rate,
+            drop_rate=args.drop_rate,
+            malformed_rate=args.malformed_rate,
+            slow_rate=args.slow_rate,
+            slow_seconds=args.slow_seconds,
+            content_filter_marker=args.content_filter_marker,
+            finish_content_filter_marker=args.finish_content_filter_marker,
+            context_length_marker=args.context_length_marker,
+            max_input_tokens=args.max_input_tokens,
+            seed=args.seed,
+        ),
+    )
+    server = EmulatorServer((args.host, args.port), settings)
+    if not args.quiet:
+        host, port = str(server.server_address[0]), int(server.server_address[1])
+        print(f"Azure OpenAI emulator on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
