@@ -1,0 +1,122 @@
+"""Rate control logic without Spark or HTTP: time is passed in, nothing sleeps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from spark_aoai._ratecontrol import AdaptiveLimiter, RateController, pace_factor, remaining_fraction
+
+
+def ok(limiter: AdaptiveLimiter, now: float, remaining: int | None = None) -> None:
+    headers = {} if remaining is None else {"x-ratelimit-remaining-requests": str(remaining)}
+    limiter.finish(now, 200, headers, None)
+
+
+def test_starts_with_the_full_window_and_blocks_beyond_it():
+    limiter = AdaptiveLimiter(max_concurrency=3)
+    for _ in range(3):
+        assert limiter.delay(0.0, 10) == 0.0
+        limiter.start(0.0, 10)
+    assert limiter.delay(0.0, 10) < 0  # wait for a response
+    ok(limiter, 0.1)
+    assert limiter.delay(0.1, 10) == 0.0
+
+
+def test_429_pauses_everyone_shrinks_the_window_and_starts_pacing():
+    limiter = AdaptiveLimiter(max_concurrency=10)
+    for i in range(10):
+        limiter.start(0.0, 1)
+    for i in range(8):
+        ok(limiter, 0.5 + i * 0.1)
+    limiter.start(1.3, 1)
+    limiter.finish(1.4, 429, {}, 0.5)
+    assert limiter.paused_until == pytest.approx(1.9)
+    assert limiter.window == pytest.approx(7.0, abs=0.5)
+    assert limiter.pace is not None and limiter.pace > 0
+    assert limiter.delay(1.5, 1) == pytest.approx(0.4)
+    window = limiter.window
+    limiter.finish(1.45, 429, {}, 0.5)  # the same burst: no second decrease
+    assert limiter.window == window
+
+
+def test_paced_requests_are_spaced():
+    limiter = AdaptiveLimiter(max_concurrency=50)
+    limiter.pace = 10.0
+    limiter.start(0.0, 1)
+    assert limiter.delay(0.0, 1) == pytest.approx(0.1)
+    assert limiter.delay(0.1, 1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fraction", "direction"),
+    [(None, "up"), (0.9, "up"), (0.3, "up"), (0.15, "hold"), (0.05, "down"), (0.0, "down")],
+)
+def test_remaining_budget_steers_the_pace(fraction, direction):
+    factor = pace_factor(fraction)
+    assert {"up": factor > 1.0, "hold": factor == 1.0, "down": factor < 1.0}[direction]
+
+
+def test_low_remaining_budget_switches_pacing_on_before_any_429():
+    limiter = AdaptiveLimiter(max_concurrency=20)
+    for i in range(20):
+        limiter.start(i * 0.01, 1)
+    ok(limiter, 0.3, remaining=100)
+    assert limiter.pace is None
+    ok(limiter, 0.31, remaining=5)
+    assert limiter.pace is not None
+
+
+def test_remaining_fraction_learns_capacity():
+    capacity: dict[str, float] = {}
+    assert remaining_fraction({"x-ratelimit-remaining-requests": "39"}, capacity) == pytest.approx(39 / 40)
+    assert remaining_fraction({"x-ratelimit-remaining-requests": "3"}, capacity) == pytest.approx(3 / 40)
+    remaining_fraction({"x-ratelimit-remaining-tokens": "999"}, capacity)
+    both = {"x-ratelimit-remaining-requests": "39", "x-ratelimit-remaining-tokens": "0"}
+    assert remaining_fraction(both, capacity) == 0.0
+    assert remaining_fraction({}, capacity) is None
+
+
+def test_explicit_budget_spaces_requests():
+    limiter = AdaptiveLimiter(max_concurrency=100, requests_per_second=2.0)
+    for _ in range(2):  # one second of burst
+        assert limiter.delay(0.0, 1) == 0.0
+        limiter.start(0.0, 1)
+    assert limiter.delay(0.0, 1) == pytest.approx(0.5)
+
+
+def test_token_budget_waits_for_tokens():
+    limiter = AdaptiveLimiter(max_concurrency=100, tokens_per_second=100.0)
+    limiter.start(0.0, 80)
+    assert limiter.delay(0.0, 50) == pytest.approx(0.3)
+
+
+def test_window_grows_back_additively():
+    limiter = AdaptiveLimiter(max_concurrency=8)
+    limiter.window = 2.0
+    for i in range(2):
+        limiter.start(0.0, 1)
+        ok(limiter, 0.1 + i)
+    assert 2.5 < limiter.window < 3.5
+
+
+def test_controller_acquire_honours_a_deadline():
+    controller = RateController(max_concurrency=1)
+    assert controller.acquire(1)
+    started = time.monotonic()
+    assert controller.acquire(1, deadline=time.monotonic() + 0.2) is False
+    assert time.monotonic() - started < 2.0
+
+
+def test_controller_wakes_waiters_on_release():
+    controller = RateController(max_concurrency=1)
+    assert controller.acquire(1)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(controller.acquire(1, deadline=time.monotonic() + 5)))
+    waiter.start()
+    time.sleep(0.05)
+    controller.release(200, {}, None)
+    waiter.join(5)
+    assert got == [True]

@@ -1,0 +1,65 @@
+"""Retry policy: pure functions, table-driven."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from spark_aoai._retry import RetryPolicy, backoff_delay, parse_retry_after, retry_delay, should_retry
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, "429", True),
+        (408, "x", True),
+        (409, "x", True),
+        (500, "InternalServerError", True),
+        (502, "x", True),
+        (503, "ServiceUnavailable", True),
+        (504, "x", True),
+        (400, "content_filter", False),
+        (400, "context_length_exceeded", False),
+        (401, "401", False),
+        (403, "x", False),
+        (404, "404", False),
+        (None, "timeout", True),
+        (None, "connection_error", True),
+        (200, "malformed_response", True),
+        (None, "client_error", False),
+    ],
+)
+def test_should_retry(status, code, expected):
+    assert should_retry(status, code) is expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "250", "retry-after": "3"}, 0.25),
+        ({"Retry-After-Ms": "1500"}, 1.5),
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "junk", "retry-after": "4"}, 4.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),
+        ({"retry-after": "-1"}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers, expected):
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert parse_retry_after(headers, now) == expected
+
+
+@pytest.mark.parametrize(("attempt", "low", "high"), [(1, 0.25, 0.75), (2, 0.5, 1.5), (3, 1.0, 3.0), (20, 15.0, 45.0)])
+def test_backoff_grows_exponentially_with_jitter_and_a_cap(attempt, low, high):
+    policy = RetryPolicy(base_delay=0.5, max_delay=30.0)
+    delays = [backoff_delay(attempt, policy, random.Random(seed)) for seed in range(50)]
+    assert all(low <= d <= high for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_retry_delay_prefers_the_service_header():
+    policy = RetryPolicy()
+    assert retry_delay(5, {"retry-after-ms": "100"}, policy, random.Random(0)) == 0.1
+    assert 0.25 <= retry_delay(1, {}, policy, random.Random(0)) <= 0.75
