@@ -11,6 +11,7 @@ import pytest
 # Spark's Python workers must run this interpreter, or they cannot import spark_aoai and its dependencies.
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"):
     os.environ.pop(name, None)
 

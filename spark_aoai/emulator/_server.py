@@ -550,6 +550,14 @@ class EmulatorServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.state = State(settings)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that time out and hang up are part of the job; anything else is still printed."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:
     """The JSON form ``/_emulator/config`` takes."""

@@ -1,0 +1,139 @@
+"""The partition engine without Spark: real HTTP to the emulator, faults on, every row resolved once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from spark_aoai._auth import ApiKey, Secret
+from spark_aoai._chat import ChatOperation
+from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._embeddings import EmbeddingOperation, pack
+from spark_aoai._partition import run_partition
+from spark_aoai._retry import RetryPolicy
+from spark_aoai.emulator import Faults, chat_reply, embed_text
+from spark_aoai.exceptions import RequestFailedError
+
+FAST_RETRY = RetryPolicy(max_attempts=12, base_delay=0.01, max_delay=0.2)
+
+
+def config(endpoint: str, deployment: str = "gpt-4o", **limits: object) -> ClientConfig:
+    return ClientConfig(
+        endpoint=resolve_endpoint(endpoint),
+        deployment=deployment,
+        credential=ApiKey(Secret("test-key")),
+        retry=FAST_RETRY,
+        limits=Limits(**{"concurrency": 8, **limits}),  # type: ignore[arg-type]
+    )
+
+
+def run_chat(endpoint: str, batches: list[list[object]], **limits: object):
+    operation = ChatOperation(deployment="gpt-4o", model_in_body=False)
+    return list(run_partition(((b, i) for i, b in enumerate(batches)), operation, config(endpoint, **limits)))
+
+
+def test_fault_free_chat_sends_one_request_per_prompt_and_keeps_order(emulator):
+    batches = [[f"prompt {b}-{i}" for i in range(50)] for b in range(3)]
+    out = run_chat(emulator.endpoint, batches)
+    assert [context for _, context in out] == [0, 1, 2]
+    for (results, _), prompts in zip(out, batches, strict=True):
+        assert results.values == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
+        assert results.errors == [None] * len(prompts)
+    stats = emulator.stats()
+    assert stats["requests"] == {"chat 200": 150}
+    assert set(Counter(stats["inputs"]).values()) == {1}
+
+
+def test_chat_under_faults_loses_and_mixes_nothing(emulator):
+    emulator.configure(faults=Faults(error_500_rate=0.15, error_503_rate=0.1, drop_rate=0.05, malformed_rate=0.05,
+                                     latency_ms=5, jitter=0.9, seed=7))
+    prompts = [f"faulty {i}" for i in range(200)]
+    (results, _), = run_chat(emulator.endpoint, [prompts])
+    assert results.errors == [None] * 200
+    assert results.values == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
+    answered = emulator.stats()["answered_inputs"]
+    assert all(answered[p] == 1 for p in prompts)  # no prompt answered twice
+
+
+def test_invalid_rows_fail_without_a_request(emulator):
+    (results, _), = run_chat(emulator.endpoint, [[None, "", "   ", 42, "ok", []]])
+    codes = [e["code"] if e else None for e in results.errors]
+    assert codes == ["invalid_input"] * 4 + [None, "invalid_input"]
+    assert emulator.stats()["requests"] == {"chat 200": 1}
+
+
+def test_retries_give_up_with_an_error_value(emulator):
+    emulator.configure(faults=Faults(error_503_rate=1.0))
+    (results, _), = run_chat(emulator.endpoint, [["a", "b"]])
+    for error in results.errors:
+        assert error is not None
+        assert (error["status"], error["code"], error["attempts"]) == (503, "ServiceUnavailable", 12)
+        assert error["request_id"]
+
+
+def test_deadline_turns_slow_rows_into_timeouts(emulator):
+    emulator.configure(faults=Faults(latency_ms=3000))
+    (results, _), = run_chat(emulator.endpoint, [["a", "b", "c"]], deadline_seconds=0.5)
+    assert [e["code"] for e in results.errors] == ["timeout"] * 3
+
+
+def test_fail_fast_raises(emulator):
+    emulator.configure(faults=Faults(content_filter_marker="BAD"))
+    operation = ChatOperation(deployment="gpt-4o", model_in_body=False)
+    cfg = config(emulator.endpoint)
+    cfg = ClientConfig(**{**cfg.__dict__, "fail_on_error": True})
+    with pytest.raises(RequestFailedError, match="content_filter"):
+        list(run_partition(iter([(["fine", "BAD"], None)]), operation, cfg))
+
+
+def embed(endpoint: str, batches: list[list[object]], batch_size: int = 100, **limits: object):
+    operation = EmbeddingOperation(deployment="text-embedding-3-small", model_in_body=False, batch_size=batch_size)
+    cfg = config(endpoint, "text-embedding-3-small", **limits)
+    return list(run_partition(((b, None) for b in batches), operation, cfg))
+
+
+def test_embeddings_batch_dedup_and_place_by_index(emulator):
+    emulator.configure(faults=Faults(shuffle_embeddings=True, seed=3))
+    texts = [f"text number {i % 150}" for i in range(300)]
+    (results, _), = embed(emulator.endpoint, [texts], batch_size=64)
+    for text, vector in zip(texts, results.values, strict=True):
+        np.testing.assert_array_equal(vector, embed_text(text, 1536))
+    stats = emulator.stats()
+    assert set(stats["inputs"].values()) == {1}  # each distinct text sent once
+    assert sorted(stats["inputs_per_request"]) == [22, 64, 64]
+
+
+def test_one_bad_input_does_not_sink_its_batch(emulator):
+    emulator.configure(faults=Faults(content_filter_marker="<<bad>>", max_input_tokens=500))
+    texts = [f"fine {i}" for i in range(40)]
+    texts[7], texts[30] = "this is <<bad>>", "long " * 1000
+    (results, _), = embed(emulator.endpoint, [texts])
+    codes = [e["code"] if e else None for e in results.errors]
+    assert codes[7] == "content_filter" and codes[30] == "context_length_exceeded"
+    assert all(codes[i] is None and results.values[i] is not None for i in range(40) if i not in (7, 30))
+
+
+def test_embeddings_under_faults(emulator):
+    emulator.configure(faults=Faults(error_500_rate=0.2, drop_rate=0.1, malformed_rate=0.1, shuffle_embeddings=True,
+                                     seed=11))
+    batches = [[f"doc {b} {i}" for i in range(250)] for b in range(2)]
+    out = embed(emulator.endpoint, batches, batch_size=50)
+    for (results, _), texts in zip(out, batches, strict=True):
+        assert results.errors == [None] * 250
+        for text, vector in zip(texts, results.values, strict=True):
+            np.testing.assert_array_equal(vector, embed_text(text, 1536))
+
+
+@pytest.mark.parametrize(
+    ("tokens", "batch_size", "budget", "expected"),
+    [
+        ([1, 1, 1, 1, 1], 2, 100, [[0, 1], [2, 3], [4]]),
+        ([5, 5, 5], 10, 10, [[0, 1], [2]]),
+        ([50, 1, 1], 10, 10, [[0], [1, 2]]),
+        ([], 10, 10, []),
+    ],
+)
+def test_pack(tokens, batch_size, budget, expected):
+    assert pack(["t"] * len(tokens), tokens, batch_size, budget) == expected
