@@ -48,7 +48,7 @@ class Emulator:
     Parameters
     ----------
     api_key : str, optional
-        When set, requests must carry it as ``api-key`` or ``Authorization: Bearer``.
+        When set, requests must carry it as ``api-key``, ``Authorization: Bearer`` or ``MwcToken`` (Fabric).
     rate_limit, faults : RateLimit, Faults, optional
         Start-up settings; change them later with :meth:`configure`.
     process : bool

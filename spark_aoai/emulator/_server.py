@@ -121,6 +121,9 @@ class State:
         self.inputs: Counter[str] = Counter()
         self.answered_inputs: Counter[str] = Counter()
         self.input_counts: list[int] = []
+        self.paths: Counter[str] = Counter()
+        self.auth: Counter[str] = Counter()
+        self.headers: Counter[str] = Counter()
 
     def configure(self, settings: Settings) -> None:
         with self.lock:
@@ -165,6 +168,12 @@ class State:
             self.buckets[key] = _Bucket(per_minute, window)
         return self.buckets[key]
 
+    def count_request(self, path: str, auth: str, header_names: list[str]) -> None:
+        with self.lock:
+            self.paths[path] += 1
+            self.auth[auth] += 1
+            self.headers.update(header_names)
+
     def count(self, route: str, status: int, inputs: list[str], answered: bool) -> None:
         with self.lock:
             self.requests[f"{route} {status}"] += 1
@@ -178,6 +187,9 @@ class State:
             snap: dict[str, Any] = {
                 "requests": dict(self.requests),
                 "inputs_per_request": list(self.input_counts) if with_inputs else [],
+                "paths": dict(self.paths),
+                "auth": dict(self.auth),
+                "headers": dict(self.headers),
             }
             if with_inputs:
                 snap["inputs"] = dict(self.inputs)
@@ -264,6 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         route, inputs = "unknown", []
         rate_headers: dict[str, str] = {}
+        state.count_request(path, self._auth_scheme(), [name.lower() for name in self.headers])
         try:
             route, deployment, body = self._route(path, query, raw)
             inputs = self._inputs(route, body)
@@ -315,12 +328,18 @@ class Handler(BaseHTTPRequestHandler):
         route = {"chat/completions": "chat", "embeddings": "embeddings", "responses": "responses"}[op]
         return route, deployment, body
 
+    def _auth_scheme(self) -> str:
+        if self.headers.get("api-key"):
+            return "api-key"
+        authorization = self.headers.get("Authorization", "")
+        return authorization.split(" ", 1)[0].lower() if authorization else "none"
+
     def _check_auth(self) -> None:
         expected = self.server.state.settings.api_key
         if expected is None:
             return
-        bearer = self.headers.get("Authorization", "")
-        given = self.headers.get("api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else None)
+        scheme, _, credential = self.headers.get("Authorization", "").partition(" ")
+        given = self.headers.get("api-key") or (credential if scheme.lower() in ("bearer", "mwctoken") else None)
         if given != expected:
             raise _ApiError(
                 401,
