@@ -154,8 +154,9 @@ def test_fabric_built_in_endpoint_and_token_with_no_configuration(spark, tmp_pat
         assert all_ok(stage.transform(prompts(spark, 3)))
         stats = emu.stats()
         assert stats["auth"] == {"mwctoken": 3}
-        assert list(stats["paths"]) == ["/webapi/capacities/c1/workloads/ML/cognitive/openai/openai/deployments/"
-                                        "gpt-4.1/chat/completions"]
+        assert list(stats["paths"]) == [
+            "/webapi/capacities/c1/workloads/ML/cognitive/openai/openai/deployments/gpt-4.1/chat/completions"
+        ]
     for name in [m for m in sys.modules if m.startswith(("synapse", "trident_token"))]:
         del sys.modules[name]
 
@@ -169,10 +170,21 @@ def test_two_credentials_is_a_driver_error(spark):
 
 def test_save_and_load_never_write_secrets(spark, tmp_path, monkeypatch):
     with Emulator(api_key=KEY) as emu:
-        chat_stage = chat(emu.endpoint, apiKey=KEY, headers={"x-secret": "header-secret-value"}, temperature=0.3,
-                          responseFormat={"type": "json_object"})
-        emb_stage = Embedding(deploymentName="text-embedding-3-small", inputCol="prompt", endpoint=emu.endpoint,
-                              apiKey=KEY, dimensions=32, errorCol="emb_error")
+        chat_stage = chat(
+            emu.endpoint,
+            apiKey=KEY,
+            headers={"x-secret": "header-secret-value"},
+            temperature=0.3,
+            responseFormat={"type": "json_object"},
+        )
+        emb_stage = Embedding(
+            deploymentName="text-embedding-3-small",
+            inputCol="prompt",
+            endpoint=emu.endpoint,
+            apiKey=KEY,
+            dimensions=32,
+            errorCol="emb_error",
+        )
         chat_stage.save(str(tmp_path / "chat"))
         model = Pipeline(stages=[chat_stage, emb_stage]).fit(prompts(spark))
         model.save(str(tmp_path / "pipeline"))

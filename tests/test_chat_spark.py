@@ -75,11 +75,21 @@ def test_messages_column_and_system_prompt(spark, emulator):
 def test_no_row_lost_or_mixed_up_under_faults(spark, emulator):
     emulator.configure(
         rate_limit=RateLimit(requests_per_minute=60 * 150, window_seconds=0.2),
-        faults=Faults(error_500_rate=0.1, error_503_rate=0.1, drop_rate=0.05, malformed_rate=0.05, latency_ms=10,
-                      jitter=0.8, content_filter_marker="<<bad>>", context_length_marker="<<long>>", seed=5),
+        faults=Faults(
+            error_500_rate=0.1,
+            error_503_rate=0.1,
+            drop_rate=0.05,
+            malformed_rate=0.05,
+            latency_ms=10,
+            jitter=0.8,
+            content_filter_marker="<<bad>>",
+            context_length_marker="<<long>>",
+            seed=5,
+        ),
     )
-    rows = [(i, f"row {i}" + (" <<bad>>" if i % 50 == 3 else "") + (" <<long>>" if i % 50 == 4 else ""))
-            for i in range(300)]
+    rows = [
+        (i, f"row {i}" + (" <<bad>>" if i % 50 == 3 else "") + (" <<long>>" if i % 50 == 4 else "")) for i in range(300)
+    ]
     df = spark.createDataFrame(rows, "id int, prompt string").repartition(3)
     stage = chat(emulator.endpoint, maxAttempts=15)
     out = stage.transform(df).collect()
@@ -108,8 +118,12 @@ def test_optional_usage_and_finish_reason_columns(spark, emulator):
 
 
 def test_structured_output_and_extra_body(spark, emulator):
-    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["a", "b"]}},
-              "required": ["label"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["a", "b"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
     fmt = {"type": "json_schema", "json_schema": {"name": "label", "schema": schema, "strict": True}}
     df = spark.createDataFrame([(1, "classify me")], "id int, prompt string")
     out = chat(emulator.endpoint, responseFormat=fmt, temperature=0.0).transform(df).first()
@@ -119,12 +133,31 @@ def test_structured_output_and_extra_body(spark, emulator):
 
 
 def test_request_options_become_body_fields():
-    stage = ChatCompletion(deploymentName="d", promptCol="p", temperature=0.2, topP=0.9, maxTokens=50, seed=1,
-                           stop=["\n"], presencePenalty=0.1, frequencyPenalty=0.2, user="u1",
-                           maxCompletionTokens=60, extraBody={"logprobs": True})
+    stage = ChatCompletion(
+        deploymentName="d",
+        promptCol="p",
+        temperature=0.2,
+        topP=0.9,
+        maxTokens=50,
+        seed=1,
+        stop=["\n"],
+        presencePenalty=0.1,
+        frequencyPenalty=0.2,
+        user="u1",
+        maxCompletionTokens=60,
+        extraBody={"logprobs": True},
+    )
     assert stage._request_options() == {
-        "temperature": 0.2, "top_p": 0.9, "max_tokens": 50, "max_completion_tokens": 60, "seed": 1, "stop": ["\n"],
-        "presence_penalty": 0.1, "frequency_penalty": 0.2, "user": "u1", "logprobs": True,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 50,
+        "max_completion_tokens": 60,
+        "seed": 1,
+        "stop": ["\n"],
+        "presence_penalty": 0.1,
+        "frequency_penalty": 0.2,
+        "user": "u1",
+        "logprobs": True,
     }
 
 
@@ -173,8 +206,13 @@ def test_the_key_appears_nowhere(spark, capsys):
         rows = out.collect()
         assert all(r.error.status == 401 and r.error.code == "401" for r in rows)
         out.explain(extended=True)
-        texts = [repr(stage), str(stage), stage.explainParams(), capsys.readouterr().out,
-                 json.dumps([r.error.asDict() for r in rows])]
+        texts = [
+            repr(stage),
+            str(stage),
+            stage.explainParams(),
+            capsys.readouterr().out,
+            json.dumps([r.error.asDict() for r in rows]),
+        ]
         assert all(KEY not in text for text in texts)
         good = chat(emu.endpoint, apiKey="the-right-key").transform(df)
         assert good.where("error is null").count() == 3

@@ -53,7 +53,10 @@ def test_bad_inputs_are_isolated(spark, emulator):
     got = {r.id: r for r in embedding(emulator.endpoint).transform(df).collect()}
     assert len(got) == 60
     assert [got[i].error.code for i in (5, 6, 7, 8)] == [
-        "invalid_input", "invalid_input", "content_filter", "context_length_exceeded"
+        "invalid_input",
+        "invalid_input",
+        "content_filter",
+        "context_length_exceeded",
     ]
     assert all(got[i].embedding is None for i in (5, 6, 7, 8))
     assert all(got[i].error is None and len(got[i].embedding) == 1536 for i in range(60) if i not in (5, 6, 7, 8))
@@ -62,8 +65,11 @@ def test_bad_inputs_are_isolated(spark, emulator):
 
 
 def test_under_faults_every_row_gets_its_vector(spark, emulator):
-    emulator.configure(faults=Faults(error_500_rate=0.2, error_503_rate=0.1, drop_rate=0.1, malformed_rate=0.1,
-                                     shuffle_embeddings=True, seed=9))
+    emulator.configure(
+        faults=Faults(
+            error_500_rate=0.2, error_503_rate=0.1, drop_rate=0.1, malformed_rate=0.1, shuffle_embeddings=True, seed=9
+        )
+    )
     df = spark.createDataFrame([(i, f"t {i}") for i in range(400)], "id int, text string").repartition(2)
     rows = embedding(emulator.endpoint, batchSize=50, maxAttempts=20).transform(df).collect()
     assert len(rows) == 400

@@ -18,8 +18,9 @@ CHAT = {"messages": [{"role": "user", "content": "Does Azure OpenAI support cust
 
 
 def post(url: str, body: object, **headers: str) -> requests.Response:
-    return requests.post(url, data=json.dumps(body), headers={"Content-Type": "application/json", **headers},
-                         timeout=10)
+    return requests.post(
+        url, data=json.dumps(body), headers={"Content-Type": "application/json", **headers}, timeout=10
+    )
 
 
 def chat_url(endpoint: str, deployment: str = "gpt-4o") -> str:
@@ -81,7 +82,11 @@ def test_embeddings_validate_and_decode(emulator, encoding):
 
 @pytest.mark.parametrize(
     ("deployment", "dimensions", "size"),
-    [("text-embedding-ada-002", None, 1536), ("text-embedding-3-large", None, 3072), ("text-embedding-3-large", 256, 256)],
+    [
+        ("text-embedding-ada-002", None, 1536),
+        ("text-embedding-3-large", None, 3072),
+        ("text-embedding-3-large", 256, 256),
+    ],
 )
 def test_embedding_sizes(emulator, deployment, dimensions, size):
     body = {"input": "hello", **({"dimensions": dimensions} if dimensions else {})}
@@ -138,8 +143,9 @@ def test_token_rate_limit_reports_remaining_tokens():
 
 
 def test_content_filter_and_context_length_errors(emulator):
-    emulator.configure(faults=Faults(content_filter_marker="<<bad>>", context_length_marker="<<long>>",
-                                     max_input_tokens=50))
+    emulator.configure(
+        faults=Faults(content_filter_marker="<<bad>>", context_length_marker="<<long>>", max_input_tokens=50)
+    )
     filtered = post(chat_url(emulator.endpoint), {"messages": [{"role": "user", "content": "x <<bad>> y"}]})
     assert filtered.status_code == 400
     validate(filtered.json(), component("errorResponse"))
@@ -184,13 +190,18 @@ def test_transport_faults(emulator):
 def test_structured_outputs(emulator):
     schema = {
         "type": "object",
-        "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
-                       "score": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "sentiment": {"type": "string", "enum": ["positive", "negative"]},
+            "score": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
         "required": ["sentiment", "score", "tags"],
         "additionalProperties": False,
     }
-    body = {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema,
-                                                                               "strict": True}}}
+    body = {
+        **CHAT,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema, "strict": True}},
+    }
     content = post(chat_url(emulator.endpoint), body).json()["choices"][0]["message"]["content"]
     import jsonschema
 
@@ -200,8 +211,7 @@ def test_structured_outputs(emulator):
 
 
 def test_openai_sdk_azure_client(emulator):
-    client = openai.AzureOpenAI(azure_endpoint=emulator.endpoint, api_key="k", api_version=API_VERSION,
-                                max_retries=0)
+    client = openai.AzureOpenAI(azure_endpoint=emulator.endpoint, api_key="k", api_version=API_VERSION, max_retries=0)
     completion = client.chat.completions.create(model="gpt-4o", messages=CHAT["messages"])
     assert completion.choices[0].message.content == chat_reply(CHAT["messages"])
     assert completion.usage is not None and completion.usage.total_tokens > 0

@@ -47,10 +47,19 @@ def test_fault_free_chat_sends_one_request_per_prompt_and_keeps_order(emulator):
 
 
 def test_chat_under_faults_loses_and_mixes_nothing(emulator):
-    emulator.configure(faults=Faults(error_500_rate=0.15, error_503_rate=0.1, drop_rate=0.05, malformed_rate=0.05,
-                                     latency_ms=5, jitter=0.9, seed=7))
+    emulator.configure(
+        faults=Faults(
+            error_500_rate=0.15,
+            error_503_rate=0.1,
+            drop_rate=0.05,
+            malformed_rate=0.05,
+            latency_ms=5,
+            jitter=0.9,
+            seed=7,
+        )
+    )
     prompts = [f"faulty {i}" for i in range(200)]
-    (results, _), = run_chat(emulator.endpoint, [prompts])
+    ((results, _),) = run_chat(emulator.endpoint, [prompts])
     assert results.errors == [None] * 200
     assert results.values == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
     answered = emulator.stats()["answered_inputs"]
@@ -58,7 +67,7 @@ def test_chat_under_faults_loses_and_mixes_nothing(emulator):
 
 
 def test_invalid_rows_fail_without_a_request(emulator):
-    (results, _), = run_chat(emulator.endpoint, [[None, "", "   ", 42, "ok", []]])
+    ((results, _),) = run_chat(emulator.endpoint, [[None, "", "   ", 42, "ok", []]])
     codes = [e["code"] if e else None for e in results.errors]
     assert codes == ["invalid_input"] * 4 + [None, "invalid_input"]
     assert emulator.stats()["requests"] == {"chat 200": 1}
@@ -66,7 +75,7 @@ def test_invalid_rows_fail_without_a_request(emulator):
 
 def test_retries_give_up_with_an_error_value(emulator):
     emulator.configure(faults=Faults(error_503_rate=1.0))
-    (results, _), = run_chat(emulator.endpoint, [["a", "b"]])
+    ((results, _),) = run_chat(emulator.endpoint, [["a", "b"]])
     for error in results.errors:
         assert error is not None
         assert (error["status"], error["code"], error["attempts"]) == (503, "ServiceUnavailable", 12)
@@ -75,7 +84,7 @@ def test_retries_give_up_with_an_error_value(emulator):
 
 def test_deadline_turns_slow_rows_into_timeouts(emulator):
     emulator.configure(faults=Faults(latency_ms=3000))
-    (results, _), = run_chat(emulator.endpoint, [["a", "b", "c"]], deadline_seconds=0.5)
+    ((results, _),) = run_chat(emulator.endpoint, [["a", "b", "c"]], deadline_seconds=0.5)
     assert [e["code"] for e in results.errors] == ["timeout"] * 3
 
 
@@ -97,7 +106,7 @@ def embed(endpoint: str, batches: list[list[object]], batch_size: int = 100, **l
 def test_embeddings_batch_dedup_and_place_by_index(emulator):
     emulator.configure(faults=Faults(shuffle_embeddings=True, seed=3))
     texts = [f"text number {i % 150}" for i in range(300)]
-    (results, _), = embed(emulator.endpoint, [texts], batch_size=64)
+    ((results, _),) = embed(emulator.endpoint, [texts], batch_size=64)
     for text, vector in zip(texts, results.values, strict=True):
         np.testing.assert_array_equal(vector, embed_text(text, 1536))
     stats = emulator.stats()
@@ -109,15 +118,16 @@ def test_one_bad_input_does_not_sink_its_batch(emulator):
     emulator.configure(faults=Faults(content_filter_marker="<<bad>>", max_input_tokens=500))
     texts = [f"fine {i}" for i in range(40)]
     texts[7], texts[30] = "this is <<bad>>", "long " * 1000
-    (results, _), = embed(emulator.endpoint, [texts])
+    ((results, _),) = embed(emulator.endpoint, [texts])
     codes = [e["code"] if e else None for e in results.errors]
     assert codes[7] == "content_filter" and codes[30] == "context_length_exceeded"
     assert all(codes[i] is None and results.values[i] is not None for i in range(40) if i not in (7, 30))
 
 
 def test_embeddings_under_faults(emulator):
-    emulator.configure(faults=Faults(error_500_rate=0.2, drop_rate=0.1, malformed_rate=0.1, shuffle_embeddings=True,
-                                     seed=11))
+    emulator.configure(
+        faults=Faults(error_500_rate=0.2, drop_rate=0.1, malformed_rate=0.1, shuffle_embeddings=True, seed=11)
+    )
     batches = [[f"doc {b} {i}" for i in range(250)] for b in range(2)]
     out = embed(emulator.endpoint, batches, batch_size=50)
     for (results, _), texts in zip(out, batches, strict=True):
