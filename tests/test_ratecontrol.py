@@ -27,7 +27,7 @@ def test_starts_with_the_full_window_and_blocks_beyond_it():
 
 def test_429_pauses_everyone_shrinks_the_window_and_starts_pacing():
     limiter = AdaptiveLimiter(max_concurrency=10)
-    for i in range(10):
+    for _ in range(10):
         limiter.start(0.0, 1)
     for i in range(8):
         ok(limiter, 0.5 + i * 0.1)
