@@ -12,14 +12,11 @@ AZURE_OPENAI_CHAT_DEPLOYMENT (default gpt-4.1) and AZURE_OPENAI_EMBEDDING_DEPLOY
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
-from pyspark.sql import SparkSession
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import azure_or_emulator, local_spark
 
 from spark_aoai import ChatCompletion, Embedding
 
@@ -28,20 +25,6 @@ EMBEDDING_DEPLOYMENT = os.environ.get("AZURE_OPENAI_EMBEDDING_DEPLOYMENT", "text
 SYSTEM_PROMPT = "You are an AI assistant that helps people find information."
 LINE = "=" * 90
 RULE = "-" * 90
-
-
-@contextlib.contextmanager
-def azure_or_emulator() -> Iterator[str | None]:
-    """Yield the endpoint to use: None means the environment's (Azure or Fabric), else the emulator's URL."""
-    if os.environ.get("AZURE_OPENAI_ENDPOINT"):
-        print(f"Using Azure OpenAI at {os.environ['AZURE_OPENAI_ENDPOINT']}")
-        yield None
-        return
-    from spark_aoai.emulator import Emulator
-
-    with Emulator() as emulator:
-        print(f"AZURE_OPENAI_ENDPOINT is not set: using the spark_aoai emulator at {emulator.endpoint}")
-        yield emulator.endpoint
 
 
 def print_chat_rows(rows: list) -> None:
@@ -76,14 +59,7 @@ def print_embedding_rows(rows: list) -> None:
 
 
 def main() -> int:
-    spark = (
-        SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[2]"))
-        .appName("spark_aoai quickstart")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = local_spark("spark_aoai quickstart")
     with azure_or_emulator() as endpoint:
         questions = spark.createDataFrame(
             [

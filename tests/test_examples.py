@@ -1,0 +1,45 @@
+"""The examples run as documented: the quickstart as a user runs it, the others on the shared session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+
+def test_quickstart_runs_against_the_emulator():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_OPENAI")}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "using the spark_aoai emulator" in out
+    assert "Q: Does Azure OpenAI support customer managed keys?" in out
+    assert "Emulated answer to: Does Azure OpenAI support customer managed keys?" in out
+    assert "(1536 dimensions)" in out
+    assert "invalid_input: the prompt is null" in out
+
+
+def test_chat_over_table(spark, emulator):
+    from chat_over_table import REVIEWS, classify_reviews
+
+    rows = classify_reviews(spark, emulator.endpoint).orderBy("review_id").collect()
+    assert len(rows) == len(REVIEWS)
+    assert all(r.label.sentiment in ("positive", "neutral", "negative") for r in rows[:-1])
+    assert rows[-1].error.code == "invalid_input"
+    assert all(json.loads(r.answer)["summary"] for r in rows[:-1])
+
+
+def test_similarity_search_and_clustering(spark, emulator):
+    from embeddings_similarity import DOCUMENTS, cluster, search
+
+    best = search(spark, emulator.endpoint, "I forgot my password").collect()
+    assert "password" in best[0].text.lower()
+    assert best[0].similarity >= best[1].similarity >= best[2].similarity
+    clusters = cluster(spark, emulator.endpoint).collect()
+    assert len(clusters) == len(DOCUMENTS) and {r.cluster for r in clusters} <= {0, 1}
