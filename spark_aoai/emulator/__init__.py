@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from spark_aoai.emulator._model import chat_reply, embed_text, embedding_dimensions, value_for_schema
+from spark_aoai.emulator._model import chat_reply, embed_text, embed_texts, embedding_dimensions, value_for_schema
 from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings, settings_to_dict
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "chat_reply",
     "embed_text",
+    "embed_texts",
     "embedding_dimensions",
     "value_for_schema",
 ]

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
 from spark_aoai.emulator._model import (
     chat_reply,
-    embed_text,
+    embed_texts,
     embedding_dimensions,
     message_text,
     structured_reply,
@@ -227,7 +227,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode("utf-8")
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self._send_bytes(status, payload, headers)
 
     def _send_bytes(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
@@ -450,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- answers --------------------------------------------------------------------------------------------
 
-    def _answer(self, route: str, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any]:
+    def _answer(self, route: str, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any] | bytes:
         if route == "embeddings":
             return self._embeddings(deployment, body, inputs)
         if route == "chat":
@@ -494,27 +494,28 @@ class Handler(BaseHTTPRequestHandler):
             },
         }
 
-    def _embeddings(self, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any]:
+    def _embeddings(self, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any] | bytes:
         model = str(body.get("model") or deployment)
         dimensions = embedding_dimensions(model, body.get("dimensions"))
-        as_base64 = body.get("encoding_format") == "base64"
-        data = []
-        for index, text in enumerate(inputs):
-            vector = embed_text(text, dimensions)
-            encoded: Any = (
-                base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii") if as_base64 else vector.tolist()
-            )
-            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        vectors = embed_texts(inputs, dimensions)
+        order = list(range(len(inputs)))
         if self.server.state.settings.faults.shuffle_embeddings:
             with self.server.state.lock:
-                self.server.state.random.shuffle(data)
+                self.server.state.random.shuffle(order)
         tokens = sum(estimate_tokens(text) for text in inputs)
-        return {
-            "object": "list",
-            "model": model,
-            "data": data,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if body.get("encoding_format") == "base64":
+            # Built as bytes: base64 needs no JSON escaping, and json.dumps of megabytes would dominate.
+            little_endian = vectors.astype("<f4", copy=False)
+            items = b",".join(
+                b'{"object":"embedding","index":%d,"embedding":"%s"}'
+                % (index, base64.b64encode(little_endian[index].tobytes()))
+                for index in order
+            )
+            head = json.dumps({"object": "list", "model": model, "usage": usage})[:-1].encode()
+            return head + b',"data":[' + items + b"]}"
+        data = [{"object": "embedding", "index": i, "embedding": vectors[i].tolist()} for i in order]
+        return {"object": "list", "model": model, "data": data, "usage": usage}
 
     def _responses(self, deployment: str, body: dict[str, Any]) -> dict[str, Any]:
         """Enough of the Responses API for clients that send text and read ``output_text``."""
