@@ -27,8 +27,9 @@ DEPLOYMENT = "text-embedding-3-small"
 
 def texts(n: int) -> list[tuple[int, str]]:
     words = ["data", "spark", "azure", "lakehouse", "review", "product", "vector", "search", "table", "quota"]
-    return [(i, f"document {i}: {words[i % 10]} {words[(i // 10) % 10]} {words[(i // 100) % 10]} notes") for i in
-            range(n)]
+    return [
+        (i, f"document {i}: {words[i % 10]} {words[(i // 10) % 10]} {words[(i // 100) % 10]} notes") for i in range(n)
+    ]
 
 
 def seed_udf(endpoint: str):  # type: ignore[no-untyped-def]
@@ -76,28 +77,48 @@ def main() -> None:
 
         results = []
         if "spark_aoai" not in args.skip:
-            stage = Embedding(deploymentName=DEPLOYMENT, inputCol="text", outputCol="embedding", endpoint=emu.endpoint,
-                              apiKey="bench")
-            results.append(measure("spark_aoai Embedding", args.rows,
-                                   lambda: run(stage.transform(df), "embedding")))
+            stage = Embedding(
+                deploymentName=DEPLOYMENT, inputCol="text", outputCol="embedding", endpoint=emu.endpoint, apiKey="bench"
+            )
+            results.append(measure("spark_aoai Embedding", args.rows, lambda: run(stage.transform(df), "embedding")))
         if "openaivec" not in args.skip:
             from openaivec.spark_ext import embeddings_udf
 
             udf = embeddings_udf(model_name=DEPLOYMENT)
-            results.append(measure("openaivec embeddings_udf", args.rows,
-                                   lambda: run(df.withColumn("embedding", udf("text")), "embedding")))
+            results.append(
+                measure(
+                    "openaivec embeddings_udf",
+                    args.rows,
+                    lambda: run(df.withColumn("embedding", udf("text")), "embedding"),
+                )
+            )
         if "seed" not in args.skip:
             udf = seed_udf(emu.endpoint)
-            results.append(measure("seed: requests.post per row", seed_rows,
-                                   lambda: run(seed_df.withColumn("embedding", udf("text")), "embedding")))
+            results.append(
+                measure(
+                    "seed: requests.post per row",
+                    seed_rows,
+                    lambda: run(seed_df.withColumn("embedding", udf("text")), "embedding"),
+                )
+            )
         spark.stop()
 
     print_table(
         f"Embeddings, {args.rows:,} texts x 1536 dims, {args.partitions} partitions, local[2], emulator latency 0",
         ["approach", "rows", "seconds", "rows/s", "client CPU s", "Spark JVM CPU s", "emulator CPU s", "requests"],
-        [[m.name, f"{m.rows:,}", f"{m.seconds:.1f}", f"{m.rows_per_second:,.0f}", f"{m.cpu_seconds:.1f}",
-          f"{m.extra['jvm_cpu']:.1f}", f"{m.extra['emulator_cpu']:.1f}", f"{m.extra.get('requests', 0):,}"]
-         for m in results],
+        [
+            [
+                m.name,
+                f"{m.rows:,}",
+                f"{m.seconds:.1f}",
+                f"{m.rows_per_second:,.0f}",
+                f"{m.cpu_seconds:.1f}",
+                f"{m.extra['jvm_cpu']:.1f}",
+                f"{m.extra['emulator_cpu']:.1f}",
+                f"{m.extra.get('requests', 0):,}",
+            ]
+            for m in results
+        ],
     )
 
 

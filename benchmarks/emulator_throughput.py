@@ -23,13 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spark_aoai.emulator import Emulator  # noqa: E402
+from spark_aoai.emulator import Emulator
 
 BODIES = {
-    "chat": ("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
-             json.dumps({"messages": [{"role": "user", "content": "hi"}]})),
-    "embeddings": ("/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
-                   json.dumps({"input": "hello world", "encoding_format": "base64"})),
+    "chat": (
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+        json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
+    ),
+    "embeddings": (
+        "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+        json.dumps({"input": "hello world", "encoding_format": "base64"}),
+    ),
 }
 
 
@@ -67,10 +71,14 @@ def measure_wrk(port: int, kind: str, seconds: float) -> float | None:
         return None
     path, body = BODIES[kind]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n')
-    done = subprocess.run(["wrk", "-t2", "-c8", f"-d{int(seconds)}s", "-s", script.name,
-                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+        script.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        )
+    done = subprocess.run(
+        ["wrk", "-t2", "-c8", f"-d{int(seconds)}s", "-s", script.name, f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+    )
     for line in done.stdout.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])
