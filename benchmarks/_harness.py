@@ -38,7 +38,7 @@ def spark_session(cores: int = 2, app: str = "spark_aoai benchmark", **conf: str
 
 
 class WorkerCpuSampler:
-    """CPU seconds of Spark's Python workers (processes running ``pyspark.daemon``/``pyspark.worker``).
+    """CPU seconds and peak RSS of Spark's Python workers (``pyspark.daemon``/``pyspark.worker`` processes).
 
     Forked workers are reaped without their times reaching the daemon, so a thread samples every worker's
     own CPU time every 50 ms and keeps the last reading of each; a worker's final <50 ms can be missed.
@@ -49,6 +49,7 @@ class WorkerCpuSampler:
 
         self.readings: dict[tuple[int, float], float] = {}
         self.kinds: dict[tuple[int, float], str] = {}
+        self.peak_rss: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -67,8 +68,10 @@ class WorkerCpuSampler:
                 continue
             try:
                 times = proc.cpu_times()
+                rss = proc.memory_info().rss
             except psutil.Error:
                 continue
+            self.peak_rss[kind] = max(self.peak_rss.get(kind, 0), rss)
             key = (proc.pid, proc.info["create_time"])
             self.readings[key] = times.user + times.system
             self.kinds[key] = kind
@@ -112,7 +115,13 @@ def measure(name: str, rows: int, action: Callable[[], dict[str, Any] | None]) -
         started = time.perf_counter()
         extra = action() or {}
         seconds = time.perf_counter() - started
-    extra = {**extra, "jvm_cpu": cpu.seconds("jvm"), "emulator_cpu": cpu.seconds("emulator")}
+    extra = {
+        **extra,
+        "jvm_cpu": cpu.seconds("jvm"),
+        "emulator_cpu": cpu.seconds("emulator"),
+        "worker_peak_rss": cpu.peak_rss.get("workers", 0),
+        "started": started,
+    }
     return Measurement(name, rows, seconds, cpu.seconds("workers"), extra)
 
 

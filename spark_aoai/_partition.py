@@ -137,6 +137,7 @@ class Sender:
         self.queue: queue.Queue[Unit | None] = queue.Queue()
         self.random = random.Random()
         self.threads: list[threading.Thread] = []
+        self.closing = threading.Event()
 
     def submit(self, unit: Unit) -> None:
         if len(self.threads) < self.config.limits.concurrency:
@@ -146,6 +147,13 @@ class Sender:
         self.queue.put(unit)
 
     def close(self) -> None:
+        """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
+        self.closing.set()
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
         for _ in self.threads:
             self.queue.put(None)
         for thread in self.threads:
@@ -179,7 +187,7 @@ class Sender:
 
     def _run(self, unit: Unit) -> None:
         policy, limits = self.config.retry, self.config.limits
-        while True:
+        while not self.closing.is_set():
             if not self.controller.acquire(unit.tokens, self.deadline):
                 self._fail(unit, self._deadline_error())
                 return

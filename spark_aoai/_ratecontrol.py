@@ -9,9 +9,10 @@ The policy:
   one per window of successes, and shrinks by 30% on a 429 (at most once per pause).
 - A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed, and switches on pacing at
   the rate the partition was actually getting through.
-- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` steer the rate every 100 ms: a bucket that is
-  more than half full speeds us up, a nearly empty one slows us down before the service says no. Pacing also
-  starts without a 429 when the remaining budget falls under 10%.
+- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` steer the rate every 100 ms (``next_pace``): a
+  budget mostly unused speeds us up fast, a partly used one additively (partitions sharing a deployment
+  converge to fair shares), a nearly empty one slows us down before the service says no. Pacing also starts
+  without a 429 when the remaining budget falls under 10%.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 MEASURE_SECONDS = 2.0
 ADJUST_SECONDS = 0.1
 MIN_PACE = 0.2
+ADDITIVE_STEP = 0.5
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
@@ -46,19 +48,24 @@ def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -
     return min(fractions) if fractions else None
 
 
-def pace_factor(fraction: float | None) -> float:
-    """How a paced rate changes per adjustment step, given the service's remaining budget fraction."""
+def next_pace(pace: float, fraction: float | None) -> float:
+    """One adjustment step of a paced rate (requests/s), given the service's remaining budget fraction.
+
+    Plenty left: grow fast (x1.25). Some left: grow additively, so that partitions sharing a deployment
+    converge to equal shares (the AIMD fairness argument). Little left: hold. Nearly none: shrink by 3-5%.
+    Without rate-limit headers, probe upwards slowly.
+    """
     if fraction is None:
-        return 1.01
-    if fraction > 0.5:
-        return 1.10
+        return pace * 1.01
+    if fraction > 0.75:
+        return pace * 1.25
     if fraction > 0.25:
-        return 1.02
+        return pace + ADDITIVE_STEP
     if fraction >= 0.1:
-        return 1.0
+        return pace
     if fraction > 0.0:
-        return 0.95
-    return 0.9
+        return pace * 0.97
+    return pace * 0.95
 
 
 @dataclass
@@ -155,8 +162,9 @@ class AdaptiveLimiter:
                 self.last_adjust = now
             return
         if now - self.last_adjust >= ADJUST_SECONDS:
-            steps = min(10, int((now - self.last_adjust) / ADJUST_SECONDS))
-            self.pace = max(MIN_PACE, self.pace * pace_factor(fraction) ** steps)
+            for _ in range(min(10, int((now - self.last_adjust) / ADJUST_SECONDS))):
+                self.pace = next_pace(self.pace, fraction)
+            self.pace = max(MIN_PACE, self.pace)
             self.last_adjust = now
 
     def _throttled(self, now: float, retry_after: float) -> None:
@@ -169,7 +177,7 @@ class AdaptiveLimiter:
         if self.pace is None:
             self.pace = max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window / 2)
         else:
-            self.pace = max(MIN_PACE, min(self.pace, max(measured, MIN_PACE)) * 0.85)
+            self.pace = max(MIN_PACE, min(self.pace, max(measured, MIN_PACE)) * 0.9)
         self.last_adjust = now
 
 

@@ -27,8 +27,13 @@ def main(master: str, endpoint: str, package_zip: str) -> None:
     from spark_aoai import ChatCompletion
 
     df = spark.createDataFrame([(i, f"cluster question {i}") for i in range(60)], "id int, prompt string")
-    stage = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=endpoint, apiKey="cluster-key",
-                           systemPrompt="Answer briefly.")
+    stage = ChatCompletion(
+        deploymentName="gpt-4o",
+        promptCol="prompt",
+        endpoint=endpoint,
+        apiKey="cluster-key",
+        systemPrompt="Answer briefly.",
+    )
     rows = stage.transform(df.repartition(3)).collect()
 
     def where_am_i(batches):
@@ -40,13 +45,24 @@ def main(master: str, endpoint: str, package_zip: str) -> None:
             yield pd.DataFrame({"pid": [os.getpid()], "module": [spark_aoai.__file__]})
 
     probes = df.repartition(2).mapInPandas(where_am_i, "pid long, module string").collect()
-    print(json.dumps({
-        "rows": [{"id": r.id, "prompt": r.prompt, "response": r.response,
-                  "error": r.error.asDict() if r.error else None} for r in rows],
-        "driver_pid": os.getpid(),
-        "executor_pids": sorted({p.pid for p in probes}),
-        "executor_modules": sorted({p.module for p in probes}),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": [
+                    {
+                        "id": r.id,
+                        "prompt": r.prompt,
+                        "response": r.response,
+                        "error": r.error.asDict() if r.error else None,
+                    }
+                    for r in rows
+                ],
+                "driver_pid": os.getpid(),
+                "executor_pids": sorted({p.pid for p in probes}),
+                "executor_modules": sorted({p.module for p in probes}),
+            }
+        )
+    )
     spark.stop()
 
 

@@ -51,27 +51,69 @@ def test_chat_on_a_standalone_cluster(tmp_path):
     spark_class = spark_home / "bin" / "spark-class"
     if not os.access(spark_class, os.X_OK):
         spark_class.chmod(0o755)
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable, "SPARK_LOG_DIR": str(tmp_path / "logs")}
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOG_DIR": str(tmp_path / "logs"),
+    }
     master_port, worker_work = free_port(), tmp_path / "work"
     worker_work.mkdir()
     logs = (tmp_path / "master.log").open("w"), (tmp_path / "worker.log").open("w")
     master = subprocess.Popen(
-        [str(spark_class), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
-         str(master_port), "--webui-port", str(free_port())], env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+        [
+            str(spark_class),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(master_port),
+            "--webui-port",
+            str(free_port()),
+        ],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
     worker = None
     try:
         wait_for_port(master_port)
         worker = subprocess.Popen(
-            [str(spark_class), "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{master_port}",
-             "--host", "127.0.0.1", "--work-dir", str(worker_work), "--cores", "2", "--memory", "1g",
-             "--webui-port", str(free_port())], env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+            [
+                str(spark_class),
+                "org.apache.spark.deploy.worker.Worker",
+                f"spark://127.0.0.1:{master_port}",
+                "--host",
+                "127.0.0.1",
+                "--work-dir",
+                str(worker_work),
+                "--cores",
+                "2",
+                "--memory",
+                "1g",
+                "--webui-port",
+                str(free_port()),
+            ],
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        )
         package = build_package_zip(tmp_path)
         with Emulator(api_key="cluster-key") as emu:
             job = subprocess.run(
-                [sys.executable, str(ROOT / "tests" / "cluster_job.py"), f"spark://127.0.0.1:{master_port}",
-                 emu.endpoint, str(package)],
-                env={**env, "PYTHONPATH": ""}, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "cluster_job.py"),
+                    f"spark://127.0.0.1:{master_port}",
+                    emu.endpoint,
+                    str(package),
+                ],
+                env={**env, "PYTHONPATH": ""},
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             assert job.returncode == 0, job.stderr[-3000:]
             result = json.loads(job.stdout.strip().splitlines()[-1])

@@ -14,8 +14,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 def test_quickstart_runs_against_the_emulator():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_OPENAI")}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "using the spark_aoai emulator" in out

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from spark_aoai._ratecontrol import AdaptiveLimiter, RateController, pace_factor, remaining_fraction
+from spark_aoai._ratecontrol import AdaptiveLimiter, RateController, next_pace, remaining_fraction
 
 
 def ok(limiter: AdaptiveLimiter, now: float, remaining: int | None = None) -> None:
@@ -51,12 +51,19 @@ def test_paced_requests_are_spaced():
 
 
 @pytest.mark.parametrize(
-    ("fraction", "direction"),
-    [(None, "up"), (0.9, "up"), (0.3, "up"), (0.15, "hold"), (0.05, "down"), (0.0, "down")],
+    ("fraction", "expected"),
+    [(None, 10.1), (0.9, 12.5), (0.5, 10.5), (0.3, 10.5), (0.15, 10.0), (0.05, 9.7), (0.0, 9.5)],
 )
-def test_remaining_budget_steers_the_pace(fraction, direction):
-    factor = pace_factor(fraction)
-    assert {"up": factor > 1.0, "hold": factor == 1.0, "down": factor < 1.0}[direction]
+def test_remaining_budget_steers_the_pace(fraction, expected):
+    assert next_pace(10.0, fraction) == pytest.approx(expected)
+
+
+def test_additive_increase_converges_shares():
+    fast, slow = 30.0, 5.0
+    for _ in range(200):  # both see the same remaining budget: add while there is some, cut when it runs out
+        fraction = 0.05 if fast + slow > 40 else 0.5
+        fast, slow = next_pace(fast, fraction), next_pace(slow, fraction)
+    assert abs(fast - slow) < 3.0
 
 
 def test_low_remaining_budget_switches_pacing_on_before_any_429():

@@ -116,7 +116,7 @@ def value_for_schema(schema: Any, seed_text: str, defs: dict[str, Any] | None = 
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
         props = schema.get("properties", {})
-        return {name: value_for_schema(sub, f"{seed_text}:{name}", defs) for name, sub in props.items()}
+        return {name: value_for_schema(sub, seed_text, defs) for name, sub in props.items()}
     if kind == "array":
         count = max(1, int(schema.get("minItems", 1)))
         return [value_for_schema(schema.get("items", {}), seed_text, defs) for _ in range(count)]
@@ -131,10 +131,58 @@ def value_for_schema(schema: Any, seed_text: str, defs: dict[str, Any] | None = 
     return seed_text
 
 
+def _id_list(value: Any) -> tuple[str, list[dict[str, Any]]] | None:
+    """The single list of ``{"id": ...}`` objects in a JSON object, with its key, if there is one."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    key, items = next(iter(value.items()))
+    if isinstance(items, list) and items and all(isinstance(i, dict) and "id" in i for i in items):
+        return key, items
+    return None
+
+
+def _batched_schema(schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """For a schema ``{key: [{id, ...}]}``: the key, the item schema and the definitions it may refer to."""
+    defs = {**schema.get("$defs", {}), **schema.get("definitions", {})}
+    props = schema.get("properties") or {}
+    if len(props) != 1:
+        return None
+    key, prop = next(iter(props.items()))
+    if "$ref" in prop:
+        prop = defs.get(str(prop["$ref"]).rsplit("/", 1)[-1], {})
+    items = prop.get("items") or {}
+    if "$ref" in items:
+        items = defs.get(str(items["$ref"]).rsplit("/", 1)[-1], {})
+    if prop.get("type") == "array" and "id" in (items.get("properties") or {}):
+        return key, items, defs
+    return None
+
+
 def structured_reply(messages: list[dict[str, Any]], response_format: dict[str, Any]) -> str:
-    """The JSON text answered for ``response_format`` ``json_object`` or ``json_schema``."""
+    """The JSON text answered for ``response_format`` ``json_object`` or ``json_schema``.
+
+    A request that packs several inputs, as a JSON object holding one list of ``{"id": ..., ...}`` items, under
+    a schema of the same shape, gets one item per input, with the same ids, each answered on its own.
+    """
     answer = chat_reply(messages)
-    if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema", {})
-        return json.dumps(value_for_schema(schema, answer))
-    return json.dumps({"answer": answer})
+    if response_format.get("type") != "json_schema":
+        return json.dumps({"answer": answer})
+    schema = (response_format.get("json_schema") or {}).get("schema", {})
+    batched = _batched_schema(schema) if isinstance(schema, dict) else None
+    try:
+        packed = _id_list(json.loads(last_user_text(messages)))
+    except ValueError:
+        packed = None
+    if batched and packed:
+        key, item_schema, defs = batched
+        _, inputs = packed
+        out = []
+        for item in inputs:
+            body = {k: v for k, v in item.items() if k != "id"}
+            text = next(iter(body.values())) if len(body) == 1 else json.dumps(body)
+            reply = chat_reply([{"role": "user", "content": str(text)}])
+            value = value_for_schema(item_schema, reply, defs)
+            value["id"] = item["id"]
+            out.append(value)
+        return json.dumps({key: out})
+    return json.dumps(value_for_schema(schema, answer))

@@ -124,6 +124,9 @@ class State:
         self.paths: Counter[str] = Counter()
         self.auth: Counter[str] = Counter()
         self.headers: Counter[str] = Counter()
+        self.admitted_tokens = 0
+        self.first_request_at: float | None = None
+        self.last_answer_at: float | None = None
 
     def configure(self, settings: Settings) -> None:
         with self.lock:
@@ -155,6 +158,7 @@ class State:
                 bucket.refill(now)
                 wait = max(wait, bucket.wait_for(cost))
             if wait == 0.0:
+                self.admitted_tokens += tokens
                 for bucket, cost, _ in charges:
                     bucket.level -= min(cost, bucket.capacity)
             for bucket, _, name in charges:
@@ -170,6 +174,8 @@ class State:
 
     def count_request(self, path: str, auth: str, header_names: list[str]) -> None:
         with self.lock:
+            if self.first_request_at is None:
+                self.first_request_at = time.time()
             self.paths[path] += 1
             self.auth[auth] += 1
             self.headers.update(header_names)
@@ -179,6 +185,7 @@ class State:
             self.requests[f"{route} {status}"] += 1
             self.inputs.update(inputs)
             self.input_counts.append(len(inputs))
+            self.last_answer_at = time.time()
             if answered:
                 self.answered_inputs.update(inputs)
 
@@ -188,6 +195,9 @@ class State:
                 "requests": dict(self.requests),
                 "inputs_per_request": list(self.input_counts) if with_inputs else [],
                 "paths": dict(self.paths),
+                "admitted_tokens": self.admitted_tokens,
+                "first_request_at": self.first_request_at,
+                "last_answer_at": self.last_answer_at,
                 "auth": dict(self.auth),
                 "headers": dict(self.headers),
             }

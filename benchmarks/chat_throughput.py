@@ -1,0 +1,224 @@
+"""Chat throughput against the emulator, spark_aoai side by side with the seed loop and openaivec.
+
+    .venv/bin/pip install -e ".[bench]"
+    .venv/bin/python benchmarks/chat_throughput.py [--scenario rate latency tokens]
+
+Scenarios (default settings for every library; Spark local[4] so that all partitions run at once):
+
+1. rate: the emulator allows 40 requests/s (a burst of one second), latency 250 ms +-50%; 1,200 rows in
+   4 partitions. Goal for spark_aoai: >= 0.95 of the limit, 0 error rows, <= 10% of requests answered 429.
+2. latency: 500 ms latency, no limit; 600 rows in 2 partitions. Goal: >= 10x the seed's rows/s and >= 0.9 of
+   partitions x concurrency / latency, measured at the service (first request to last answer).
+3. tokens: 600,000 tokens/min and 3,600 requests/min (Azure's 6 RPM per 1,000 TPM), ~1,000-character prompts,
+   so tokens bind first (about 37 requests/s); 1,200 rows in 4 partitions. Goals as in 1, on tokens.
+
+The seed is one requests.post per row in a pandas UDF (no retries: a 429 is a null row). openaivec packs many
+rows into one Responses API request, so compare rows/s as well as requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from _harness import measure, prepare_tiktoken_offline, print_table, spark_session
+
+from spark_aoai import ChatCompletion
+from spark_aoai.emulator import Emulator, Faults, RateLimit
+
+DEPLOYMENT = "gpt-4o"
+
+
+@dataclass
+class Scenario:
+    name: str
+    rows: int
+    partitions: int
+    rate_limit: RateLimit
+    faults: Faults
+    prompt_chars: int = 40
+
+    @property
+    def request_limit(self) -> float | None:
+        return self.rate_limit.requests_per_minute / 60 if self.rate_limit.requests_per_minute else None
+
+    @property
+    def token_limit(self) -> float | None:
+        return self.rate_limit.tokens_per_minute / 60 if self.rate_limit.tokens_per_minute else None
+
+
+SCENARIOS = {
+    "rate": Scenario(
+        "rate-limited: 40 req/s, 250 ms +-50%",
+        1200,
+        4,
+        RateLimit(2400, None, 1.0),
+        Faults(latency_ms=250, jitter=0.5, seed=1),
+    ),
+    "latency": Scenario("latency-bound: 500 ms, no limit", 600, 2, RateLimit(), Faults(latency_ms=500)),
+    "tokens": Scenario(
+        "token-limited: 600k TPM / 3,600 RPM, 250 ms +-50%",
+        1200,
+        4,
+        RateLimit(3600, 600_000, 1.0),
+        Faults(latency_ms=250, jitter=0.5, seed=1),
+        1000,
+    ),
+}
+
+
+def prompt(i: int, chars: int) -> str:
+    text = f"Question {i}: summarise the customer feedback about delivery times and product quality. "
+    return (text * (chars // len(text) + 1))[:chars]
+
+
+def seed_udf(endpoint: str):  # type: ignore[no-untyped-def]
+    from pyspark.sql.functions import pandas_udf
+
+    url = f"{endpoint}/openai/deployments/{DEPLOYMENT}/chat/completions?api-version=2025-04-01-preview"
+
+    @pandas_udf("string")
+    def ask(prompts: pd.Series) -> pd.Series:
+        import requests
+
+        out = []
+        for text in prompts:
+            payload = {
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": text},
+                ]
+            }
+            response = requests.post(url, headers={"api-key": "bench"}, json=payload)
+            out.append(response.json()["choices"][0]["message"]["content"] if response.status_code == 200 else None)
+        return pd.Series(out)
+
+    return ask
+
+
+def warm_up(spark: Any) -> None:
+    """One throw-away Arrow job, so that the first approach measured does not pay Spark's own warm-up."""
+    df = spark.range(8).repartition(4)
+    df.mapInArrow(lambda batches: batches, df.schema).count()
+
+
+def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str]) -> list[list[str]]:
+    emu.configure(rate_limit=scenario.rate_limit, faults=scenario.faults)
+    rows = [(i, prompt(i, scenario.prompt_chars)) for i in range(scenario.rows)]
+    df = spark.createDataFrame(rows, "id long, prompt string").repartition(scenario.partitions).cache()
+    df.count()
+    approaches: list[tuple[str, Any]] = []
+    if "spark_aoai" not in skip:
+        stage = ChatCompletion(
+            deploymentName=DEPLOYMENT,
+            promptCol="prompt",
+            endpoint=emu.endpoint,
+            apiKey="bench",
+            systemPrompt="You are a helpful assistant.",
+        )
+        approaches.append(("spark_aoai ChatCompletion", lambda: stage.transform(df)))
+    if "seed" not in skip:
+        ask = seed_udf(emu.endpoint)
+        approaches.append(("seed: requests.post per row", lambda: df.withColumn("response", ask("prompt"))))
+    if "openaivec" not in skip:
+        from openaivec.spark_ext import responses_udf
+
+        ask_vec = responses_udf(instructions="You are a helpful assistant.", model_name=DEPLOYMENT)
+        approaches.append(("openaivec responses_udf", lambda: df.withColumn("response", ask_vec("prompt"))))
+
+    table = []
+    for name, build in approaches:
+        emu.configure(rate_limit=scenario.rate_limit, faults=scenario.faults)  # fresh buckets
+        emu.reset_stats()
+        out = build()
+        holder: dict[str, Any] = {}
+
+        def action(out: Any = out, holder: dict[str, Any] = holder) -> None:
+            try:
+                holder["rows"] = out.select("id", "response").cache()
+                holder["rows"].count()
+            except Exception as exc:  # a peer that fails the whole job still gets a line
+                holder["failure"] = f"{type(exc).__name__}"
+
+        m = measure(name, scenario.rows, action)
+        stats = emu.stats(inputs=False)
+        requests_by_status: dict[str, int] = {}
+        for key, count in stats["requests"].items():
+            status = key.split()[-1]
+            requests_by_status[status] = requests_by_status.get(status, 0) + count
+        total = sum(requests_by_status.values())
+        ok = requests_by_status.get("200", 0)
+        throttled = requests_by_status.get("429", 0)
+        span = (stats["last_answer_at"] or 0) - (stats["first_request_at"] or 0)
+        if "failure" in holder:
+            error_rows = f"job failed ({holder['failure']})"
+        else:
+            error_rows = str(holder["rows"].where("response is null").count())
+            holder["rows"].unpersist()
+        service_rps = ok / span if span > 0 else 0.0
+        if scenario.token_limit:
+            fraction = f"{stats['admitted_tokens'] / span / scenario.token_limit:.2f} (tokens)" if span else "-"
+        elif scenario.request_limit:
+            fraction = f"{service_rps / scenario.request_limit:.2f}"
+        else:
+            fraction = "-"
+        startup = (stats["first_request_at"] or 0) - time.time() + time.perf_counter() - m.extra["started"]
+        table.append(
+            [
+                name,
+                f"{m.seconds:.1f}",
+                f"{startup:.1f}",
+                f"{scenario.rows / m.seconds:.1f}",
+                f"{ok / m.seconds:.1f}",
+                f"{service_rps:.1f}",
+                fraction,
+                error_rows,
+                f"{total}",
+                f"{100 * throttled / total:.1f}%" if total else "-",
+                f"{m.cpu_seconds:.1f}",
+            ]
+        )
+    df.unpersist()
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenario", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["spark_aoai", "seed", "openaivec"])
+    args = parser.parse_args()
+    with Emulator(process=True) as emu:
+        os.environ["AZURE_OPENAI_BASE_URL"] = f"{emu.endpoint}/openai/v1/"
+        os.environ["AZURE_OPENAI_API_KEY"] = "bench"
+        prepare_tiktoken_offline()
+        spark = spark_session(cores=4)
+        warm_up(spark)
+        for key in args.scenario:
+            scenario = SCENARIOS[key]
+            table = run_scenario(spark, emu, scenario, args.skip)
+            print_table(
+                f"\n{scenario.name}; {scenario.rows} rows in {scenario.partitions} partitions",
+                [
+                    "approach",
+                    "job s",
+                    "1st request at s",
+                    "rows/s",
+                    "ok req/s (job)",
+                    "ok req/s (service)",
+                    "of limit",
+                    "error rows",
+                    "requests",
+                    "429 share",
+                    "client CPU s",
+                ],
+                table,
+            )
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

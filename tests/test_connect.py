@@ -1,0 +1,84 @@
+"""ChatCompletion and Embedding through Spark Connect: a server started by the test, a remote client session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_aoai.emulator import Emulator, chat_reply
+from tests.test_cluster import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("grpc", reason="Spark Connect's client needs pyspark[connect] (in the dev extra)")
+
+
+@pytest.mark.cluster
+def test_transformers_run_on_spark_connect(tmp_path):
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_NO_DAEMONIZE": "1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOG_DIR": str(tmp_path),
+        "SPARK_PID_DIR": str(tmp_path),
+    }
+    for script in (spark_home / "bin").iterdir():
+        script.chmod(0o755)
+    for script in (spark_home / "sbin").iterdir():
+        script.chmod(0o755)
+    log = (tmp_path / "connect.log").open("w")
+    server = subprocess.Popen(
+        [
+            str(spark_home / "sbin" / "start-connect-server.sh"),
+            "--master",
+            "local[2]",
+            "--conf",
+            f"spark.connect.grpc.binding.port={port}",
+            "--conf",
+            "spark.connect.grpc.binding.address=127.0.0.1",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=120)
+        with Emulator(api_key="connect-key") as emu:
+            job = subprocess.run(
+                [sys.executable, str(ROOT / "tests" / "connect_job.py"), f"sc://127.0.0.1:{port}", emu.endpoint],
+                env={**env, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert job.returncode == 0, job.stderr[-3000:]
+            result = json.loads(job.stdout.strip().splitlines()[-1])
+            assert emu.stats()["requests"]["chat 200"] == 20
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+        log.close()
+    assert "connect" in result["session"]
+    assert sorted(r["id"] for r in result["rows"]) == list(range(20))
+    for r in result["rows"]:
+        assert r["error"] is None and r["response"] == chat_reply([{"role": "user", "content": r["prompt"]}])
+    assert result["vectors"] == [8] * 20
