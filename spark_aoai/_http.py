@@ -78,7 +78,12 @@ class Transport:
         headers = {**self.static_headers, **self.config.credential.headers()}
         timeout = (self.config.limits.connect_timeout, read_timeout)
         try:
-            response = self.session.post(url, data=json.dumps(payload), headers=headers, timeout=timeout)
+            # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
+            response = self.session.post(
+                url, data=json.dumps(payload), headers=headers, timeout=timeout, verify=self.config.verify
+            )
+        except requests.exceptions.SSLError as exc:
+            return Outcome(None, error=ErrorInfo(None, "tls_error", self._clean(f"TLS failed: {exc}")))
         except requests.Timeout as exc:
             return Outcome(None, error=ErrorInfo(None, "timeout", self._clean(f"request timed out: {exc}")))
         except requests.RequestException as exc:

@@ -28,6 +28,7 @@ from spark_aoai._retry import RetryPolicy, backoff_delay, parse_retry_after, ret
         (None, "connection_error", True),
         (200, "malformed_response", True),
         (None, "client_error", False),
+        (None, "tls_error", False),
     ],
 )
 def test_should_retry(status, code, expected):

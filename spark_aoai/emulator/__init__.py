@@ -54,6 +54,8 @@ class Emulator:
         Start-up settings; change them later with :meth:`configure`.
     process : bool
         Run the server in a child process, so that it does not share the caller's GIL (benchmarks).
+    tls : (certfile, keyfile), optional
+        Serve HTTPS with this PEM certificate and key .
     """
 
     def __init__(
@@ -64,8 +66,9 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         process: bool = False,
+        tls: tuple[str, str] | None = None,
     ) -> None:
-        self.host, self.port, self.process = host, port, process
+        self.host, self.port, self.process, self.tls = host, port, process, tls
         self.settings = Settings(api_key=api_key, rate_limit=rate_limit or RateLimit(), faults=faults or Faults())
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -75,13 +78,13 @@ class Emulator:
     @property
     def endpoint(self) -> str:
         """The base URL to use as ``endpoint`` (``http://127.0.0.1:PORT``)."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> Emulator:
         if self.process:
             self._start_process()
         else:
-            self._server = EmulatorServer((self.host, self.port), self.settings)
+            self._server = EmulatorServer((self.host, self.port), self.settings, self.tls)
             self.port = int(self._server.server_address[1])
             self._thread = threading.Thread(target=self._server.serve_forever, name="aoai-emulator", daemon=True)
             self._thread.start()
@@ -95,13 +98,23 @@ class Emulator:
             with socket.socket() as probe:
                 probe.bind((self.host, 0))
                 self.port = int(probe.getsockname()[1])
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "spark_aoai.emulator", "--host", self.host, "--port", str(self.port), "--quiet"]
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "spark_aoai.emulator",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--quiet",
+        ]
+        if self.tls:
+            command += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        self._child = subprocess.Popen(command)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if self._http.get(f"{self.endpoint}/_emulator/health", timeout=1).ok:
+                if self._control("get", "/_emulator/health").ok:
                     return
             except requests.ConnectionError:
                 time.sleep(0.05)
@@ -138,7 +151,7 @@ class Emulator:
         if faults is not None:
             self.settings.faults = faults
         body = json.dumps(settings_to_dict(self.settings))
-        self._http.post(f"{self.endpoint}/_emulator/config", data=body, timeout=10).raise_for_status()
+        self._control("post", "/_emulator/config", data=body).raise_for_status()
 
     def stats(self, inputs: bool = True) -> dict[str, Any]:
         """What the emulator received: ``requests`` by ``"route status"``, and per-input counts.
@@ -147,9 +160,14 @@ class Emulator:
         often it was received and answered with a 200; ``inputs_per_request`` lists each request's input count.
         A dropped connection counts as status 0, a malformed 200 as -200.
         """
-        response = self._http.get(f"{self.endpoint}/_emulator/stats", params={"inputs": int(inputs)}, timeout=30)
+        response = self._control("get", "/_emulator/stats", params={"inputs": int(inputs)})
         response.raise_for_status()
         return dict(response.json())
 
     def reset_stats(self) -> None:
-        self._http.post(f"{self.endpoint}/_emulator/reset", timeout=10).raise_for_status()
+        self._control("post", "/_emulator/reset").raise_for_status()
+
+    def _control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request to the emulator's own control paths (its certificate is trusted for these)."""
+        verify = self.tls[0] if self.tls else True
+        return self._http.request(method, f"{self.endpoint}{path}", timeout=30, verify=verify, **kwargs)

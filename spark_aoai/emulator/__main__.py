@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--context-length-marker")
     parser.add_argument("--max-input-tokens", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on start")
     return parser.parse_args(argv)
 
@@ -57,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         ),
     )
-    server = EmulatorServer((args.host, args.port), settings)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = EmulatorServer((args.host, args.port), settings, tls)
     if not args.quiet:
         host, port = str(server.server_address[0]), int(server.server_address[1])
-        print(f"Azure OpenAI emulator on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+        scheme = "https" if tls else "http"
+        print(f"Azure OpenAI emulator on {scheme}://{host}:{port} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

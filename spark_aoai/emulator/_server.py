@@ -576,9 +576,15 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], settings: Settings) -> None:
+    def __init__(self, address: tuple[str, int], settings: Settings, tls: tuple[str, str] | None = None) -> None:
         super().__init__(address, Handler)
         self.state = State(settings)
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self.socket = context.wrap_socket(self.socket, server_side=True)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that time out and hang up are part of the job; anything else is still printed."""
