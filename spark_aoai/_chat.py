@@ -8,7 +8,7 @@ from typing import Any
 
 from spark_aoai._http import ErrorInfo
 from spark_aoai._partition import MalformedResponseError, RowResults, Unit, error_value
-from spark_aoai._tokens import estimate_message_tokens
+from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
@@ -68,7 +68,9 @@ class ChatOperation:
 
     def plan(self, items: Sequence[Any], results: RowResults) -> list[Unit]:
         units = []
-        completion_budget = int(self.options.get("max_completion_tokens") or self.options.get("max_tokens") or 0)
+        completion_budget = int(
+            self.options.get("max_completion_tokens") or self.options.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
+        )
         for row, item in enumerate(items):
             try:
                 messages = to_messages(item, self.system_prompt)

@@ -6,8 +6,10 @@ Vectors are decoded with numpy from little-endian float32 bytes and placed by ea
 from __future__ import annotations
 
 import base64
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,36 @@ from spark_aoai._partition import MalformedResponseError, RowResults, Unit, erro
 from spark_aoai._tokens import estimate_tokens
 
 MAX_INPUTS_PER_REQUEST = 2048
+DEFAULT_CACHE_BYTES = 64 * 2**20
+
+
+class VectorCache:
+    """Recent vectors by text, bounded in bytes, so repeats across a partition's batches are not re-sent."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self.lock:
+            vector = self.items.get(text)
+            if vector is not None:
+                self.items.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        if vector.nbytes > self.max_bytes:
+            return
+        with self.lock:
+            if text in self.items:
+                return
+            self.items[text] = vector
+            self.size += vector.nbytes
+            while self.size > self.max_bytes:
+                _, evicted = self.items.popitem(last=False)
+                self.size -= evicted.nbytes
 
 
 def decode_embedding(encoded: Any, dimensions: int | None) -> np.ndarray:
@@ -57,17 +89,32 @@ def pack(texts: Sequence[str], tokens: Sequence[int], batch_size: int, max_batch
     return groups
 
 
-@dataclass(frozen=True)
+@dataclass
 class EmbeddingOperation:
-    """Embeddings: identical texts in a batch are sent once; each request carries up to ``batch_size``."""
+    """Embeddings: identical texts are sent once; each request carries up to ``batch_size`` texts.
+
+    Within a batch, duplicates share one input; across a partition's batches, a cache of recent vectors
+    (``cache_bytes``, per task, never pickled) answers repeats without a request.
+    """
 
     deployment: str
     model_in_body: bool
     dimensions: int | None = None
     batch_size: int = 1000
     max_batch_tokens: int = 200_000
+    cache_bytes: int = DEFAULT_CACHE_BYTES
     path: str = "embeddings"
     extra_fields: tuple[str, ...] = ()
+    _cache: VectorCache | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cache": None}
+
+    @property
+    def cache(self) -> VectorCache:
+        if self._cache is None:
+            self._cache = VectorCache(self.cache_bytes)
+        return self._cache
 
     def _unit(self, results: RowResults, texts: list[str], groups: list[list[int]], tokens: int) -> Unit:
         payload: dict[str, Any] = {"input": texts, "encoding_format": "base64"}
@@ -88,6 +135,10 @@ class EmbeddingOperation:
                 results.fail([row], error_value(None, "invalid_input", "the input text is empty"))
             else:
                 rows_of.setdefault(item, []).append(row)
+        for text in list(rows_of):
+            cached = self.cache.get(text)
+            if cached is not None:
+                results.succeed(rows_of.pop(text), cached)
         texts = list(rows_of)
         tokens = [estimate_tokens(text) for text in texts]
         batch_size = max(1, min(self.batch_size, MAX_INPUTS_PER_REQUEST))
@@ -114,7 +165,9 @@ class EmbeddingOperation:
             if not isinstance(index, int) or not 0 <= index < len(vectors) or vectors[index] is not None:
                 raise MalformedResponseError(f"an embedding has a missing, repeated or out-of-range index {index!r}")
             vectors[index] = decode_embedding(item.get("embedding"), self.dimensions)
-        for group, vector in zip(unit.groups, vectors, strict=True):
+        for text, group, vector in zip(unit.payload["input"], unit.groups, vectors, strict=True):
+            assert vector is not None  # every index 0..n-1 was seen exactly once above
+            self.cache.put(text, vector)
             unit.results.succeed(group, vector)
 
     def split(self, unit: Unit, error: ErrorInfo) -> list[Unit]:

@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _CHARS_PER_TOKEN = 4
+# What a chat request is charged for its answer when it sets no max_tokens, by our pacing and the emulator's
+# rate limiter alike (Azure's limiter also counts a request's max_tokens before it runs).
+DEFAULT_COMPLETION_TOKENS = 16
 
 
 def estimate_tokens(text: str) -> int:

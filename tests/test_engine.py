@@ -13,7 +13,7 @@ from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
 from spark_aoai._embeddings import EmbeddingOperation, pack
 from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
-from spark_aoai.emulator import Faults, chat_reply, embed_text
+from spark_aoai.emulator import Faults, RateLimit, chat_reply, embed_text
 from spark_aoai.exceptions import RequestFailedError
 
 FAST_RETRY = RetryPolicy(max_attempts=12, base_delay=0.01, max_delay=0.2)
@@ -147,3 +147,55 @@ def test_embeddings_under_faults(emulator):
 )
 def test_pack(tokens, batch_size, budget, expected):
     assert pack(["t"] * len(tokens), tokens, batch_size, budget) == expected
+
+
+def test_explicit_request_budget_keeps_under_the_service_limit(emulator):
+    emulator.configure(rate_limit=RateLimit(requests_per_minute=1200, window_seconds=1.0))
+    prompts = [f"budget {i}" for i in range(60)]
+    ((results, _),) = run_chat(emulator.endpoint, [prompts], concurrency=16)
+    assert results.errors == [None] * 60
+    assert emulator.stats()["requests"].get("chat 429", 0) > 0  # without a budget the burst is refused
+
+    emulator.configure(rate_limit=RateLimit(requests_per_minute=1200, window_seconds=1.0))
+    emulator.reset_stats()
+    ((results, _),) = run_chat(emulator.endpoint, [prompts], concurrency=16, max_requests_per_minute=1100)
+    assert results.errors == [None] * 60
+    assert emulator.stats()["requests"] == {"chat 200": 60}
+
+
+def test_explicit_token_budget_is_split_across_tasks(emulator):
+    emulator.configure(rate_limit=RateLimit(tokens_per_minute=60 * 400, window_seconds=1.0))
+    prompts = [f"token budget {i} " + "word " * 20 for i in range(30)]
+    ((results, _),) = run_chat(
+        emulator.endpoint, [prompts], concurrency=16, max_tokens_per_minute=2 * 60 * 350, concurrent_tasks=2
+    )
+    assert results.errors == [None] * 30
+    assert emulator.stats()["requests"] == {"chat 200": 30}
+
+
+def test_adaptive_control_absorbs_a_tight_limit(emulator):
+    emulator.configure(rate_limit=RateLimit(requests_per_minute=600, window_seconds=0.5), faults=Faults(latency_ms=20))
+    prompts = [f"tight {i}" for i in range(50)]
+    out = run_chat(emulator.endpoint, [prompts[:25], prompts[25:]], concurrency=32)
+    assert [results.errors for results, _ in out] == [[None] * 25, [None] * 25]
+    requests = emulator.stats()["requests"]
+    assert requests["chat 200"] == 50
+    assert requests.get("chat 429", 0) < 50  # paced after the first refusals, not hammering
+
+
+def test_repeats_across_a_partitions_batches_are_not_resent(emulator):
+    first = [f"repeat {i}" for i in range(30)]
+    other = [f"other {i}" for i in range(30)]
+    out = embed(emulator.endpoint, [first, other, first[:10] + other[:10] + ["new text"]])
+    assert all(results.errors == [None] * len(results.errors) for results, _ in out)
+    np.testing.assert_array_equal(out[2][0].values[0], embed_text("repeat 0", 1536))
+    assert set(emulator.stats()["inputs"].values()) == {1}
+
+
+def test_cache_is_bounded():
+    from spark_aoai._embeddings import VectorCache
+
+    cache = VectorCache(max_bytes=3 * 1536 * 4)
+    for i in range(5):
+        cache.put(f"t{i}", np.zeros(1536, dtype=np.float32))
+    assert list(cache.items) == ["t2", "t3", "t4"] and cache.get("t0") is None

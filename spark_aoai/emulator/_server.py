@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
+from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai.emulator._model import (
     chat_reply,
     embed_texts,
@@ -32,7 +32,6 @@ from spark_aoai.emulator._model import (
 )
 
 MAX_EMBEDDING_INPUTS = 2048
-DEFAULT_MAX_TOKENS_COST = 16
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
@@ -391,13 +390,13 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
                 raise _ApiError(400, "BadRequest", "'messages' must be a non-empty array of message objects.")
             prompt = estimate_message_tokens(messages)
-            completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS_COST
+            completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
             cost = prompt + int(completion)
             inputs_text = " ".join(message_text(m.get("content")) for m in messages)
             self._check_content(inputs_text, prompt, faults)
             return cost
         else:
-            cost = sum(estimate_tokens(text) for text in inputs) + DEFAULT_MAX_TOKENS_COST
+            cost = sum(estimate_tokens(text) for text in inputs) + DEFAULT_COMPLETION_TOKENS
         for text in inputs:
             self._check_content(text, estimate_tokens(text), faults)
         return cost
