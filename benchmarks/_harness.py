@@ -150,6 +150,13 @@ def prepare_tiktoken_offline() -> str:
     return cache
 
 
+def point_openaivec_at(endpoint: str) -> None:
+    """openaivec reads its endpoint and key from the environment (v1 path) and needs tiktoken's files offline."""
+    os.environ["AZURE_OPENAI_BASE_URL"] = f"{endpoint}/openai/v1/"
+    os.environ["AZURE_OPENAI_API_KEY"] = "bench"
+    prepare_tiktoken_offline()
+
+
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> str:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     lines = [

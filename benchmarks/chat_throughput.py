@@ -19,13 +19,12 @@ rows into one Responses API request, so compare rows/s as well as requests/s.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from _harness import measure, prepare_tiktoken_offline, print_table, spark_session
+from _harness import measure, point_openaivec_at, print_table, spark_session
 
 from spark_aoai import ChatCompletion
 from spark_aoai.emulator import Emulator, Faults, RateLimit
@@ -192,9 +191,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["spark_aoai", "seed", "openaivec"])
     args = parser.parse_args()
     with Emulator(process=True) as emu:
-        os.environ["AZURE_OPENAI_BASE_URL"] = f"{emu.endpoint}/openai/v1/"
-        os.environ["AZURE_OPENAI_API_KEY"] = "bench"
-        prepare_tiktoken_offline()
+        point_openaivec_at(emu.endpoint)
         spark = spark_session(cores=4)
         warm_up(spark)
         for key in args.scenario:

@@ -14,10 +14,9 @@ against one emulator process:
 from __future__ import annotations
 
 import argparse
-import os
 
 import pandas as pd
-from _harness import measure, prepare_tiktoken_offline, print_table, spark_session
+from _harness import measure, point_openaivec_at, print_table, spark_session
 
 from spark_aoai import Embedding
 from spark_aoai.emulator import Emulator
@@ -60,9 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with Emulator(process=True) as emu:
-        os.environ["AZURE_OPENAI_BASE_URL"] = f"{emu.endpoint}/openai/v1/"
-        os.environ["AZURE_OPENAI_API_KEY"] = "bench"
-        prepare_tiktoken_offline()
+        point_openaivec_at(emu.endpoint)
         spark = spark_session()
         df = spark.createDataFrame(texts(args.rows), "id long, text string").repartition(args.partitions).cache()
         df.count()

@@ -195,9 +195,10 @@ class Sender:
             read_timeout = limits.read_timeout
             if self.deadline is not None:
                 read_timeout = max(0.001, min(read_timeout, self.deadline - time.monotonic()))
+            sent = time.monotonic()
             outcome = self.transport.post(self.url, unit.payload, read_timeout)
             retry_after = parse_retry_after(outcome.headers, time.time())
-            self.controller.release(outcome.status, outcome.headers, retry_after)
+            self.controller.release(outcome.status, outcome.headers, retry_after, time.monotonic() - sent)
             error = outcome.error
             if error is None:
                 try:

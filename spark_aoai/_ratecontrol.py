@@ -6,7 +6,8 @@ Spark or HTTP. ``RateController`` wraps it with a lock and condition so sender t
 The policy:
 
 - A concurrency window starts at the configured maximum (a latency-bound job fills the pipe at once), grows by
-  one per window of successes, and shrinks by 30% on a 429 (at most once per pause).
+  one per window of successes, and shrinks by 30% on a 429 (at most once per pause), but never below what the
+  paced rate needs at the observed latency.
 - A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed, and switches on pacing at
   the rate the partition was actually getting through.
 - While paced, ``x-ratelimit-remaining-requests``/``-tokens`` steer the rate every 100 ms (``next_pace``): a
@@ -105,6 +106,7 @@ class AdaptiveLimiter:
         self.last_adjust = now
         self.capacity: dict[str, float] = {}
         self.successes: deque[float] = deque()
+        self.latency: float | None = None
         self.started = now
         self.budgets: list[tuple[str, _Budget]] = []
         if requests_per_second:
@@ -145,9 +147,18 @@ class AdaptiveLimiter:
         span = min(MEASURE_SECONDS, max(now - self.started, 0.25))
         return len(self.successes) / span
 
-    def finish(self, now: float, status: int | None, headers: Mapping[str, str], retry_after: float | None) -> None:
-        """Learn from a finished attempt: its status (None when no response came) and headers."""
+    def finish(
+        self,
+        now: float,
+        status: int | None,
+        headers: Mapping[str, str],
+        retry_after: float | None,
+        latency: float | None = None,
+    ) -> None:
+        """Learn from a finished attempt: its status (None when no response came), headers and latency."""
         self.in_flight = max(0, self.in_flight - 1)
+        if status == 200 and latency is not None:
+            self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
         fraction = remaining_fraction(headers, self.capacity)
         if status == 429:
             self._throttled(now, retry_after if retry_after is not None else 1.0)
@@ -172,13 +183,23 @@ class AdaptiveLimiter:
         if now - self.last_decrease < max(retry_after, ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
-        self.window = max(1.0, self.window * 0.7)
         measured = self.measured_rate(now)
         if self.pace is None:
-            self.pace = max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window / 2)
+            self.pace = max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window * 0.35)
         else:
             self.pace = max(MIN_PACE, min(self.pace, max(measured, MIN_PACE)) * 0.9)
+        self.window = max(self.window_floor(), self.window * 0.7)
         self.last_adjust = now
+
+    def window_floor(self) -> float:
+        """Enough requests in flight to keep the paced rate going at the observed latency (Little's law, x2).
+
+        Pacing, not the window, is what holds a rate-limited partition back; a window shrunk below this would
+        starve it and leave quota unused.
+        """
+        if self.pace is None or self.latency is None:
+            return 1.0
+        return min(float(self.max_concurrency), max(1.0, 2.0 * self.pace * self.latency))
 
 
 class RateController:
@@ -211,7 +232,9 @@ class RateController:
                     timeout = min(timeout, deadline - now)
                 self.condition.wait(timeout)
 
-    def release(self, status: int | None, headers: Mapping[str, str], retry_after: float | None) -> None:
+    def release(
+        self, status: int | None, headers: Mapping[str, str], retry_after: float | None, latency: float | None = None
+    ) -> None:
         with self.condition:
-            self.limiter.finish(self.clock(), status, headers, retry_after)
+            self.limiter.finish(self.clock(), status, headers, retry_after, latency)
             self.condition.notify_all()

@@ -127,3 +127,15 @@ def test_controller_wakes_waiters_on_release():
     controller.release(200, {}, None)
     waiter.join(5)
     assert got == [True]
+
+
+def test_a_429_never_shrinks_the_window_below_what_the_pace_needs():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    for i in range(20):
+        limiter.start(i * 0.05, 1)
+        limiter.finish(i * 0.05 + 0.5, 200, {}, None, latency=0.5)
+    for k in range(10):  # a long run of separate 429 bursts
+        limiter.finish(2.0 + k, 429, {}, 0.05)
+    assert limiter.pace is not None
+    assert limiter.window >= min(32.0, 2 * limiter.pace * 0.5) - 1e-9
+    assert limiter.window >= 1.0

@@ -124,6 +124,8 @@ class State:
         self.auth: Counter[str] = Counter()
         self.headers: Counter[str] = Counter()
         self.admitted_tokens = 0
+        self.answers_per_second: Counter[int] = Counter()
+        self.throttled_per_second: Counter[int] = Counter()
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
 
@@ -186,6 +188,9 @@ class State:
             self.input_counts.append(len(inputs))
             self.last_answer_at = time.time()
             if answered:
+                self.answers_per_second[int(self.last_answer_at)] += 1
+            elif status == 429:
+                self.throttled_per_second[int(self.last_answer_at)] += 1
                 self.answered_inputs.update(inputs)
 
     def snapshot(self, with_inputs: bool = True) -> dict[str, Any]:
@@ -197,6 +202,8 @@ class State:
                 "admitted_tokens": self.admitted_tokens,
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
+                "answers_per_second": {str(k): v for k, v in sorted(self.answers_per_second.items())},
+                "throttled_per_second": {str(k): v for k, v in sorted(self.throttled_per_second.items())},
                 "auth": dict(self.auth),
                 "headers": dict(self.headers),
             }
