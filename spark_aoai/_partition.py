@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from spark_aoai._config import ClientConfig
@@ -90,7 +90,6 @@ class Unit:
     tokens: int
     attempts: int = 0
     refreshed_credential: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[int]:

@@ -63,9 +63,10 @@ def _infer_concurrent_tasks(spark: SparkSession | None) -> int:
 
     master = conf("spark.master") or ""
     if master.startswith("local"):
-        inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
-        cores = inside.split(",")[0]
-        return os.cpu_count() or 1 if cores == "*" else max(1, int(cores)) if cores.isdigit() else 1
+        cores = master[master.find("[") + 1 : master.find("]")].split(",")[0] if "[" in master else "1"
+        if cores == "*":
+            return os.cpu_count() or 1
+        return max(1, int(cores)) if cores.isdigit() else 1
     task_cpus = int(conf("spark.task.cpus") or 1)
     instances, cores_per = conf("spark.executor.instances"), conf("spark.executor.cores")
     if instances and cores_per and instances.isdigit() and cores_per.isdigit():

@@ -245,6 +245,7 @@ def test_stats_count_requests_and_inputs(emulator):
     stats = emulator.stats()
     assert stats["requests"] == {"embeddings 200": 1, "chat 200": 1}
     assert stats["inputs"]["a"] == 2 and stats["inputs"]["b"] == 1
+    assert stats["answered_inputs"] == {"a": 2, "b": 1, CHAT["messages"][0]["content"]: 1}
     assert sorted(stats["inputs_per_request"]) == [1, 3]
     emulator.reset_stats()
     assert emulator.stats()["requests"] == {}

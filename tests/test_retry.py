@@ -64,3 +64,42 @@ def test_retry_delay_prefers_the_service_header():
     policy = RetryPolicy()
     assert retry_delay(5, {"retry-after-ms": "100"}, policy, random.Random(0)) == 0.1
     assert 0.25 <= retry_delay(1, {}, policy, random.Random(0)) <= 0.75
+
+
+class _Conf:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+
+class _Session:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.conf = _Conf(values)
+
+
+@pytest.mark.parametrize(
+    ("conf", "expected"),
+    [
+        ({"spark.master": "local[4]"}, 4),
+        ({"spark.master": "local[2,3]"}, 2),
+        ({"spark.master": "local"}, 1),
+        ({"spark.master": "spark://h:7077", "spark.executor.instances": "3", "spark.executor.cores": "4"}, 12),
+        (
+            {
+                "spark.master": "yarn",
+                "spark.executor.instances": "2",
+                "spark.executor.cores": "4",
+                "spark.task.cpus": "2",
+            },
+            4,
+        ),
+        ({"spark.master": "yarn", "spark.default.parallelism": "16"}, 16),
+        ({}, 1),
+    ],
+)
+def test_concurrent_tasks_from_the_spark_configuration(conf, expected):
+    from spark_aoai.transformers import _infer_concurrent_tasks
+
+    assert _infer_concurrent_tasks(_Session(conf)) == expected  # type: ignore[arg-type]

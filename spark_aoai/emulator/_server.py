@@ -189,9 +189,9 @@ class State:
             self.last_answer_at = time.time()
             if answered:
                 self.answers_per_second[int(self.last_answer_at)] += 1
+                self.answered_inputs.update(inputs)
             elif status == 429:
                 self.throttled_per_second[int(self.last_answer_at)] += 1
-                self.answered_inputs.update(inputs)
 
     def snapshot(self, with_inputs: bool = True) -> dict[str, Any]:
         with self.lock:
