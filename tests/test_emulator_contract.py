@@ -50,6 +50,7 @@ def test_chat_paths_validate_against_the_published_schema(emulator, path, body_e
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     assert body["choices"][0]["finish_reason"] == "stop"
     assert response.headers["apim-request-id"]
+    assert {"x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"} <= set(response.headers)
 
 
 def test_each_prompt_gets_its_own_answer(emulator):
@@ -113,6 +114,7 @@ def test_api_key_is_required_when_configured():
         for headers in ({}, {"api-key": "wrong"}, {"Authorization": "Bearer wrong"}):
             response = post(chat_url(emu.endpoint), CHAT, **headers)
             assert response.status_code == 401
+            assert "x-ratelimit-remaining-requests" in response.headers
             validate(response.json(), component("errorResponse"))
         assert post(chat_url(emu.endpoint), CHAT, **{"api-key": "right-key"}).status_code == 200
         assert post(chat_url(emu.endpoint), CHAT, Authorization="Bearer right-key").status_code == 200

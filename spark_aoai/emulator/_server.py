@@ -32,6 +32,8 @@ from spark_aoai.emulator._model import (
 )
 
 MAX_EMBEDDING_INPUTS = 2048
+# Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
+UNLIMITED_HEADERS = {"x-ratelimit-remaining-requests": "1000000", "x-ratelimit-remaining-tokens": "1000000000"}
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
@@ -141,8 +143,11 @@ class State:
         with self.lock:
             return self.random.random() < rate
 
-    def admit(self, deployment: str, tokens: int) -> tuple[float, dict[str, str]]:
-        """Charge one request and ``tokens``; return (seconds to wait, 0 if admitted) and rate headers."""
+    def admit(self, deployment: str, tokens: int, charge: bool = True) -> tuple[float, dict[str, str]]:
+        """Charge one request and ``tokens``; return (seconds to wait, 0 if admitted) and rate headers.
+
+        With ``charge=False`` only the headers are wanted (a request refused before it reached the limiter).
+        """
         limit = self.settings.rate_limit
         headers: dict[str, str] = {}
         now = time.monotonic()
@@ -158,14 +163,14 @@ class State:
             for bucket, cost, _ in charges:
                 bucket.refill(now)
                 wait = max(wait, bucket.wait_for(cost))
-            if wait == 0.0:
+            if wait == 0.0 and charge:
                 self.admitted_tokens += tokens
                 for bucket, cost, _ in charges:
                     bucket.level -= min(cost, bucket.capacity)
             for bucket, _, name in charges:
                 headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level)))
                 headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
-        return wait, headers
+        return wait, {**UNLIMITED_HEADERS, **headers}
 
     def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> _Bucket:
         key = (deployment, kind)
@@ -290,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve_api(self, path: str, query: dict[str, list[str]], raw: bytes) -> None:
         state = self.server.state
-        route, inputs = "unknown", []
+        route, inputs, deployment = "unknown", [], "unknown"
         rate_headers: dict[str, str] = {}
         state.count_request(path, self._auth_scheme(), [name.lower() for name in self.headers])
         try:
@@ -316,6 +321,8 @@ class Handler(BaseHTTPRequestHandler):
             answer = self._answer(route, deployment, body, inputs)
         except _ApiError as error:
             state.count(route, error.status, inputs, answered=False)
+            if not rate_headers:  # refused before the limiter: report the budgets as they stand
+                rate_headers = state.admit(deployment, 0, charge=False)[1]
             self._send_json(error.status, error.body(), rate_headers)
             return
         state.count(route, 200, inputs, answered=True)
