@@ -318,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
                 )
             if self._inject_transport_faults(route, inputs):
                 return
-            answer = self._answer(route, deployment, body, inputs)
+            answer = self._answer(route, deployment, body, inputs, tokens)
         except _ApiError as error:
             state.count(route, error.status, inputs, answered=False)
             if not rate_headers:  # refused before the limiter: report the budgets as they stand
@@ -398,7 +398,6 @@ class Handler(BaseHTTPRequestHandler):
                     "invalid_request_error",
                     f"Too many inputs. The max number of inputs is {MAX_EMBEDDING_INPUTS}.",
                 )
-            cost = sum(estimate_tokens(text) for text in inputs)
         elif route == "chat":
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
@@ -409,11 +408,10 @@ class Handler(BaseHTTPRequestHandler):
             inputs_text = " ".join(message_text(m.get("content")) for m in messages)
             self._check_content(inputs_text, prompt, faults)
             return cost
-        else:
-            cost = sum(estimate_tokens(text) for text in inputs) + DEFAULT_COMPLETION_TOKENS
-        for text in inputs:
-            self._check_content(text, estimate_tokens(text), faults)
-        return cost
+        counts = [estimate_tokens(text) for text in inputs]
+        for text, count in zip(inputs, counts, strict=True):
+            self._check_content(text, count, faults)
+        return sum(counts) + (0 if route == "embeddings" else DEFAULT_COMPLETION_TOKENS)
 
     @staticmethod
     def _check_content(text: str, tokens: int, faults: Faults) -> None:
@@ -473,9 +471,12 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- answers --------------------------------------------------------------------------------------------
 
-    def _answer(self, route: str, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any] | bytes:
+    def _answer(
+        self, route: str, deployment: str, body: dict[str, Any], inputs: list[str], tokens: int
+    ) -> dict[str, Any] | bytes:
+        """The 200 body; ``tokens`` is what ``_validate`` counted (an embeddings request's usage)."""
         if route == "embeddings":
-            return self._embeddings(deployment, body, inputs)
+            return self._embeddings(deployment, body, inputs, tokens)
         if route == "chat":
             return self._chat(deployment, body)
         return self._responses(deployment, body)
@@ -517,7 +518,9 @@ class Handler(BaseHTTPRequestHandler):
             },
         }
 
-    def _embeddings(self, deployment: str, body: dict[str, Any], inputs: list[str]) -> dict[str, Any] | bytes:
+    def _embeddings(
+        self, deployment: str, body: dict[str, Any], inputs: list[str], tokens: int
+    ) -> dict[str, Any] | bytes:
         model = str(body.get("model") or deployment)
         dimensions = embedding_dimensions(model, body.get("dimensions"))
         vectors = embed_texts(inputs, dimensions)
@@ -525,7 +528,6 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.state.settings.faults.shuffle_embeddings:
             with self.server.state.lock:
                 self.server.state.random.shuffle(order)
-        tokens = sum(estimate_tokens(text) for text in inputs)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         if body.get("encoding_format") == "base64":
             # Built as bytes: base64 needs no JSON escaping, and json.dumps of megabytes would dominate.
