@@ -8,12 +8,17 @@ The policy:
 - A concurrency window starts at the configured maximum (a latency-bound job fills the pipe at once), grows by
   one per window of successes, and shrinks by 30% on a 429 (at most once per pause), but never below what the
   paced rate needs at the observed latency.
-- A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed, and switches on pacing at
-  the rate the partition was actually getting through.
-- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` steer the rate every 100 ms (``next_pace``): a
-  budget mostly unused speeds us up fast, a partly used one additively (partitions sharing a deployment
-  converge to fair shares), a nearly empty one slows us down before the service says no. Pacing also starts
-  without a 429 when the remaining budget falls under 10%.
+- A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed. The first one switches on
+  pacing at the rate the partition was getting through; later ones cut the pace by 15%.
+- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent) steer
+  the pace every 100 ms. Each sample is timed when its request reached the service; a line through the last
+  second's samples gives the budget's level and trend, and the level expected a second ahead drives
+  ``next_pace``: much left, grow fast; above a 40% target, grow by a fixed step; below it, shrink in proportion.
+  Every partition on a deployment sees the same budget, so all add the same step and shrink by the same
+  proportion, and their shares converge (AIMD), which matters because a partition left slow at the end of a
+  job wastes the quota the others freed. Extrapolating along the trend slows everyone down before the budget
+  runs out, so after the first second there are few 429s. Pacing also starts without a 429 when the remaining
+  budget falls under 10%.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
@@ -23,50 +28,87 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 MEASURE_SECONDS = 2.0
 ADJUST_SECONDS = 0.1
 MIN_PACE = 0.2
-ADDITIVE_STEP = 0.5
+TARGET = 0.4  # the share of the service's budget that partitions steer to leave unused at any moment
+PLENTY = 0.75  # above this, the budget is going to waste: grow fast
+STEP_SHARE = 0.02  # additive step per adjustment, as a share of the pace the partition started pacing at
+TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
+HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
+THROTTLE_CUT = 0.85
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
-    """The smaller of remaining/capacity for requests and tokens; updates ``capacity`` with what it sees."""
+    """The smaller of remaining/limit for requests and tokens; learns each budget's size in ``capacity``.
+
+    The size is ``x-ratelimit-limit-*`` when the service sends it, else the largest remaining figure seen.
+    Negative or unparsable figures (some APIs send -1 for "not reported") are ignored.
+    """
     fractions = []
     for kind in ("requests", "tokens"):
-        raw = headers.get(f"x-ratelimit-remaining-{kind}")
-        if raw is None:
+        remaining = _header_number(headers, f"x-ratelimit-remaining-{kind}")
+        if remaining is None:
             continue
-        try:
-            remaining = float(raw)
-        except ValueError:
-            continue
-        capacity[kind] = max(capacity.get(kind, 0.0), remaining + 1.0)
+        limit = _header_number(headers, f"x-ratelimit-limit-{kind}")
+        if limit is not None and limit > 0:
+            capacity[kind] = max(limit, remaining)
+        else:
+            capacity[kind] = max(capacity.get(kind, 0.0), remaining + 1.0)
         if capacity[kind] >= 4:
-            fractions.append(remaining / capacity[kind])
+            fractions.append(min(1.0, remaining / capacity[kind]))
     return min(fractions) if fractions else None
 
 
-def next_pace(pace: float, fraction: float | None) -> float:
-    """One adjustment step of a paced rate (requests/s), given the service's remaining budget fraction.
+def _header_number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
-    Plenty left: grow fast (x1.25). Some left: grow additively, so that partitions sharing a deployment
-    converge to equal shares (the AIMD fairness argument). Little left: hold. Nearly none: shrink by 3-5%.
+
+def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares line through (time, remaining fraction) samples: (level at the newest time, slope per s).
+
+    The samples are timed when the request reached the service (response time minus latency), so the trend is
+    the budget's own: how fast every client of the deployment together is draining (<0) or leaving (>0) it.
+    """
+    if not samples:
+        return None
+    if len(samples) < 4 or samples[-1][0] - samples[0][0] < 0.2:
+        return sum(f for _, f in samples) / len(samples), 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_f = sum(f for _, f in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    slope = sum((t - mean_t) * (f - mean_f) for t, f in samples) / var if var > 0 else 0.0
+    newest = max(t for t, _ in samples)
+    return mean_f + slope * (newest - mean_t), slope
+
+
+def next_pace(pace: float, fraction: float | None, step: float) -> float:
+    """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
+
+    Much left: grow fast (x1.25: quota is going to waste, e.g. a partition sharing the deployment finished).
+    Above the target: grow by ``step`` (additive). Below it: shrink in proportion to the shortfall (at most 5%).
+    Every partition on a deployment sees the same budget, so they all grow by the same amount and shrink by the
+    same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
     Without rate-limit headers, probe upwards slowly.
     """
     if fraction is None:
         return pace * 1.01
-    if fraction > 0.75:
-        return pace * 1.25
-    if fraction > 0.25:
-        return pace + ADDITIVE_STEP
-    if fraction >= 0.1:
-        return pace
-    if fraction > 0.0:
-        return pace * 0.97
-    return pace * 0.95
+    if fraction > PLENTY:
+        return pace * (1.0 + 0.5 * (fraction - PLENTY))
+    if fraction >= TARGET:
+        return pace + step
+    return pace * (1.0 - 0.05 * min(1.0, (TARGET - fraction) / TARGET))
 
 
 @dataclass
@@ -105,6 +147,8 @@ class AdaptiveLimiter:
         self.last_decrease = float("-inf")
         self.last_adjust = now
         self.capacity: dict[str, float] = {}
+        self.samples: deque[tuple[float, float]] = deque()
+        self.step = 0.0
         self.successes: deque[float] = deque()
         self.latency: float | None = None
         self.started = now
@@ -160,6 +204,8 @@ class AdaptiveLimiter:
         if status == 200 and latency is not None:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
         fraction = remaining_fraction(headers, self.capacity)
+        if fraction is not None:
+            self._sample(now - (latency or 0.0), fraction)
         if status == 429:
             self._throttled(now, retry_after if retry_after is not None else 1.0)
             return
@@ -168,26 +214,48 @@ class AdaptiveLimiter:
         self.successes.append(now)
         self.window = min(float(self.max_concurrency), self.window + 1.0 / self.window)
         if self.pace is None:
-            if fraction is not None and fraction < 0.1:
-                self.pace = max(MIN_PACE, self.measured_rate(now))
-                self.last_adjust = now
+            if fraction is not None and fraction < TARGET / 4:
+                self._start_pacing(now, max(MIN_PACE, self.measured_rate(now)))
             return
         if now - self.last_adjust >= ADJUST_SECONDS:
+            expected = self.expected_fraction(now)
             for _ in range(min(10, int((now - self.last_adjust) / ADJUST_SECONDS))):
-                self.pace = next_pace(self.pace, fraction)
+                self.pace = next_pace(self.pace, expected, self.step)
             self.pace = max(MIN_PACE, self.pace)
             self.last_adjust = now
+
+    def expected_fraction(self, now: float) -> float | None:
+        """The remaining budget fraction expected ``HORIZON`` seconds ahead, from the recent samples' trend."""
+        while self.samples and self.samples[0][0] < now - TREND_SECONDS:
+            self.samples.popleft()
+        fit = level_and_trend(self.samples)
+        if fit is None:
+            return None
+        level, slope = fit
+        return level + slope * HORIZON
+
+    def _sample(self, at: float, fraction: float) -> None:
+        if self.samples and at < self.samples[-1][0]:
+            at = self.samples[-1][0]  # responses overtake each other; keep the series ordered
+        self.samples.append((at, fraction))
+
+    def _start_pacing(self, now: float, pace: float) -> None:
+        self.pace = pace
+        self.step = max(STEP_SHARE * pace, MIN_PACE * STEP_SHARE)
+        self.last_adjust = now
 
     def _throttled(self, now: float, retry_after: float) -> None:
         self.paused_until = max(self.paused_until, now + retry_after)
         if now - self.last_decrease < max(retry_after, ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
-        measured = self.measured_rate(now)
         if self.pace is None:
-            self.pace = max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window * 0.35)
+            measured = self.measured_rate(now)
+            self._start_pacing(
+                now, max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window * 0.35)
+            )
         else:
-            self.pace = max(MIN_PACE, min(self.pace, max(measured, MIN_PACE)) * 0.9)
+            self.pace = max(MIN_PACE, self.pace * THROTTLE_CUT)
         self.window = max(self.window_floor(), self.window * 0.7)
         self.last_adjust = now
 

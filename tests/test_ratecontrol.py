@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from spark_aoai._ratecontrol import AdaptiveLimiter, RateController, next_pace, remaining_fraction
+from spark_aoai._ratecontrol import (
+    AdaptiveLimiter,
+    RateController,
+    level_and_trend,
+    next_pace,
+    remaining_fraction,
+)
 
 
 def ok(limiter: AdaptiveLimiter, now: float, remaining: int | None = None) -> None:
@@ -52,18 +58,30 @@ def test_paced_requests_are_spaced():
 
 @pytest.mark.parametrize(
     ("fraction", "expected"),
-    [(None, 10.1), (0.9, 12.5), (0.5, 10.5), (0.3, 10.5), (0.15, 10.0), (0.05, 9.7), (0.0, 9.5)],
+    [
+        (None, 10.1),  # no rate-limit headers: probe upwards slowly
+        (1.0, 11.25),  # the budget is going to waste: grow by a share of the pace
+        (0.9, 10.75),
+        (0.75, 10.5),  # above the target: grow by the additive step
+        (0.4, 10.5),
+        (0.2, 9.75),  # below the target: shrink in proportion to the shortfall
+        (0.0, 9.5),
+        (-0.5, 9.5),  # an extrapolated level below zero shrinks no faster than an empty budget
+    ],
 )
 def test_remaining_budget_steers_the_pace(fraction, expected):
-    assert next_pace(10.0, fraction) == pytest.approx(expected)
+    assert next_pace(10.0, fraction, step=0.5) == pytest.approx(expected)
 
 
-def test_additive_increase_converges_shares():
-    fast, slow = 30.0, 5.0
-    for _ in range(200):  # both see the same remaining budget: add while there is some, cut when it runs out
-        fraction = 0.05 if fast + slow > 40 else 0.5
-        fast, slow = next_pace(fast, fraction), next_pace(slow, fraction)
-    assert abs(fast - slow) < 3.0
+@pytest.mark.parametrize(("fast", "slow"), [(30.0, 5.0), (20.0, 0.2), (12.0, 11.0)])
+def test_partitions_seeing_the_same_budget_converge_to_equal_shares(fast, slow):
+    capacity, level = 40.0, 40.0  # one service bucket refilled at 40/s, shared by two paced partitions
+    for _ in range(600):  # 60 s in 100 ms steps
+        level = min(capacity, max(0.0, level + (40.0 - fast - slow) * 0.1))
+        fraction = level / capacity
+        fast, slow = next_pace(fast, fraction, step=0.2), next_pace(slow, fraction, step=0.2)
+    assert abs(fast - slow) < 0.1 * (fast + slow)
+    assert 36.0 < fast + slow < 46.0
 
 
 def test_low_remaining_budget_switches_pacing_on_before_any_429():
@@ -84,6 +102,64 @@ def test_remaining_fraction_learns_capacity():
     both = {"x-ratelimit-remaining-requests": "39", "x-ratelimit-remaining-tokens": "0"}
     assert remaining_fraction(both, capacity) == 0.0
     assert remaining_fraction({}, capacity) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-ratelimit-remaining-tokens": "2500", "x-ratelimit-limit-tokens": "10000"}, 0.25),
+        # the limit header wins over what has been seen, so one outlier cannot skew the budget's size for good
+        ({"x-ratelimit-remaining-tokens": "2500", "x-ratelimit-limit-tokens": "5000"}, 0.5),
+        ({"x-ratelimit-remaining-tokens": "-1", "x-ratelimit-limit-tokens": "-1"}, None),  # "not reported"
+        ({"x-ratelimit-remaining-tokens": "abc"}, None),
+        ({"x-ratelimit-remaining-tokens": "2500", "x-ratelimit-limit-tokens": "0"}, 2500 / 20001),
+        ({"x-ratelimit-remaining-requests": "2"}, None),  # a budget of under 4 says too little to steer by
+    ],
+)
+def test_remaining_fraction_reads_limit_headers_and_ignores_placeholders(headers, expected):
+    capacity = {"tokens": 20001.0}
+    result = remaining_fraction(headers, capacity)
+    assert result == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(
+    ("samples", "level", "slope"),
+    [
+        ([], None, None),
+        ([(0.0, 0.5)], 0.5, 0.0),
+        ([(0.0, 0.8), (0.1, 0.7), (0.2, 0.6), (0.3, 0.5)], 0.5, -1.0),  # draining one capacity per second
+        ([(0.0, 0.2), (0.25, 0.3), (0.5, 0.4), (0.75, 0.5), (1.0, 0.6)], 0.6, 0.4),
+        ([(0.0, 0.5), (0.05, 0.1), (0.1, 0.9), (0.15, 0.5)], 0.5, 0.0),  # too short a span for a trend: the mean
+    ],
+)
+def test_level_and_trend_of_the_remaining_budget(samples, level, slope):
+    fit = level_and_trend(samples)
+    if level is None:
+        assert fit is None
+    else:
+        assert fit == (pytest.approx(level), pytest.approx(slope))
+
+
+def test_a_draining_budget_slows_down_before_it_runs_out():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step = 20.0, 0.4
+    limiter.last_adjust = 0.0
+    for i in range(10):  # the budget is at 60% but falling fast: expected to be empty within the horizon
+        limiter.finish(
+            0.1 * (i + 1),
+            200,
+            {"x-ratelimit-remaining-requests": str(80 - 5 * i), "x-ratelimit-limit-requests": "100"},
+            None,
+            latency=0.05,
+        )
+    assert limiter.pace < 20.0
+
+
+def test_a_throttled_partition_cuts_its_own_pace_not_its_measured_rate():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step = 10.0, 0.2
+    limiter.finish(5.0, 429, {}, 0.1)  # no successes measured lately: the cut is still 15% of the pace
+    assert limiter.pace == pytest.approx(8.5)
 
 
 def test_explicit_budget_spaces_requests():
