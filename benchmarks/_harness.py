@@ -18,8 +18,9 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
-def spark_session(cores: int = 2, app: str = "spark_aoai benchmark", **conf: str) -> Any:
-    """``local[cores]``; Python workers not reused, which openaivec needs (its event loop closes per task)."""
+def spark_session(cores: int = 2, app: str = "spark_aoai benchmark", reuse_workers: bool = False, **conf: str) -> Any:
+    """``local[cores]``, UI off. Python workers are not reused unless asked: openaivec needs that (its event loop
+    closes at the end of a task, and its next task in the same worker fails); Spark's default is to reuse them."""
     from pyspark.sql import SparkSession
 
     builder = (
@@ -28,7 +29,7 @@ def spark_session(cores: int = 2, app: str = "spark_aoai benchmark", **conf: str
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "4g")
-        .config("spark.python.worker.reuse", "false")
+        .config("spark.python.worker.reuse", "true" if reuse_workers else "false")
     )
     for key, value in conf.items():
         builder = builder.config(key, value)
