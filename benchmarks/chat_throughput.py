@@ -181,6 +181,8 @@ def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str])
         else:  # partitions x concurrency / latency, spark_aoai's default concurrency of 32
             ideal = scenario.partitions * 32 / (scenario.faults.latency_ms / 1000)
             fraction, job_fraction = f"{service_rps / ideal:.2f}", f"{ok / m.seconds / ideal:.2f}"
+        if "failure" in holder:
+            fraction = job_fraction = "-"  # a failed job's partial run says nothing about its use of the limit
         startup = (stats["first_request_at"] or 0) - time.time() + time.perf_counter() - m.extra["started"]
         table.append(
             [

@@ -40,6 +40,7 @@ STEP_SHARE = 0.02  # additive step per adjustment, as a share of the pace the pa
 TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
 HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
 THROTTLE_CUT = 0.85
+DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
@@ -219,6 +220,8 @@ class AdaptiveLimiter:
             return
         if now - self.last_adjust >= ADJUST_SECONDS:
             expected = self.expected_fraction(now)
+            if expected is not None and now - self.last_decrease < DISTRUST_SECONDS:
+                expected = min(expected, PLENTY)  # just refused: "plenty left" is some other budget's story
             for _ in range(min(10, int((now - self.last_adjust) / ADJUST_SECONDS))):
                 self.pace = next_pace(self.pace, expected, self.step)
             self.pace = max(MIN_PACE, self.pace)

@@ -155,6 +155,17 @@ def test_a_draining_budget_slows_down_before_it_runs_out():
     assert limiter.pace < 20.0
 
 
+def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step = 10.0, 0.2
+    limiter.finish(1.0, 429, {}, 0.05)  # refused although, say, another budget than the one reported ran out
+    plenty = {"x-ratelimit-remaining-requests": "95", "x-ratelimit-limit-requests": "100"}
+    limiter.finish(1.15, 200, plenty, None)
+    assert limiter.pace == pytest.approx(8.5 + 0.2)
+    limiter.finish(4.0, 200, plenty, None)  # long after the 429: the headers are believed again
+    assert limiter.pace > 8.7 * 1.05
+
+
 def test_a_throttled_partition_cuts_its_own_pace_not_its_measured_rate():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
