@@ -97,7 +97,8 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
 def next_pace(pace: float, fraction: float | None, step: float) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
-    Much left: grow fast (x1.25: quota is going to waste, e.g. a partition sharing the deployment finished).
+    Much left: grow by a share of the pace (up to x1.125 per step: quota is going to waste, e.g. a partition
+    sharing the deployment finished).
     Above the target: grow by ``step`` (additive). Below it: shrink in proportion to the shortfall (at most 5%).
     Every partition on a deployment sees the same budget, so they all grow by the same amount and shrink by the
     same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
@@ -241,6 +242,8 @@ class AdaptiveLimiter:
         if self.samples and at < self.samples[-1][0]:
             at = self.samples[-1][0]  # responses overtake each other; keep the series ordered
         self.samples.append((at, fraction))
+        while self.samples[0][0] < at - TREND_SECONDS:  # bounded, also while unpaced
+            self.samples.popleft()
 
     def _start_pacing(self, now: float, pace: float) -> None:
         self.pace = pace

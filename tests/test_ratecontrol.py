@@ -166,6 +166,16 @@ def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
     assert limiter.pace > 8.7 * 1.05
 
 
+def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    headers = {"x-ratelimit-remaining-requests": "900", "x-ratelimit-limit-requests": "1000"}
+    for i in range(10_000):  # 100 s of responses at 100/s with plenty of budget left: never paced
+        limiter.start(i * 0.01, 1)
+        limiter.finish(i * 0.01 + 0.2, 200, headers, None, latency=0.2)
+    assert limiter.pace is None
+    assert len(limiter.samples) <= 101
+
+
 def test_a_throttled_partition_cuts_its_own_pace_not_its_measured_rate():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
