@@ -140,19 +140,16 @@ def test_level_and_trend_of_the_remaining_budget(samples, level, slope):
         assert fit == (pytest.approx(level), pytest.approx(slope))
 
 
-def test_a_draining_budget_slows_down_before_it_runs_out():
+@pytest.mark.parametrize(("drain_per_response", "slows_down"), [(3, True), (0, False)])
+def test_a_draining_budget_slows_down_before_it_runs_out(drain_per_response, slows_down):
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 20.0, 0.4
     limiter.last_adjust = 0.0
-    for i in range(10):  # the budget is at 60% but falling fast: expected to be empty within the horizon
-        limiter.finish(
-            0.1 * (i + 1),
-            200,
-            {"x-ratelimit-remaining-requests": str(80 - 5 * i), "x-ratelimit-limit-requests": "100"},
-            None,
-            latency=0.05,
-        )
-    assert limiter.pace < 20.0
+    for i in range(10):  # the budget stays between the 40% target and 75% throughout; only its trend differs
+        remaining = 45 + drain_per_response * (9 - i)  # ends at 45%: from 72% falling fast, or flat
+        headers = {"x-ratelimit-remaining-requests": str(remaining), "x-ratelimit-limit-requests": "100"}
+        limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.05)
+    assert (limiter.pace < 20.0) is slows_down
 
 
 def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
