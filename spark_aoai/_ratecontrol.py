@@ -76,7 +76,7 @@ def _header_number(headers: Mapping[str, str], name: str) -> float | None:
 
 
 def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares line through (time, remaining fraction) samples: (level at the newest time, slope per s).
+    """Least-squares line through time-ordered (time, remaining fraction) samples: (level at the newest, slope/s).
 
     The samples are timed when the request reached the service (response time minus latency), so the trend is
     the budget's own: how fast every client of the deployment together is draining (<0) or leaving (>0) it.
@@ -90,8 +90,7 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
     mean_f = sum(f for _, f in samples) / n
     var = sum((t - mean_t) ** 2 for t, _ in samples)
     slope = sum((t - mean_t) * (f - mean_f) for t, f in samples) / var if var > 0 else 0.0
-    newest = max(t for t, _ in samples)
-    return mean_f + slope * (newest - mean_t), slope
+    return mean_f + slope * (samples[-1][0] - mean_t), slope
 
 
 def next_pace(pace: float, fraction: float | None, step: float) -> float:
