@@ -178,8 +178,9 @@ def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str])
         elif scenario.request_limit:
             fraction = f"{service_rps / scenario.request_limit:.2f}"
             job_fraction = f"{ok / m.seconds / scenario.request_limit:.2f}"
-        else:  # partitions x concurrency / latency, spark_aoai's default concurrency of 32
-            ideal = scenario.partitions * 32 / (scenario.faults.latency_ms / 1000)
+        else:  # partitions x concurrency / latency, at spark_aoai's default concurrency
+            concurrency = ChatCompletion().getOrDefault("concurrency")
+            ideal = scenario.partitions * concurrency / (scenario.faults.latency_ms / 1000)
             fraction, job_fraction = f"{service_rps / ideal:.2f}", f"{ok / m.seconds / ideal:.2f}"
         if "failure" in holder:
             fraction = job_fraction = "-"  # a failed job's partial run says nothing about its use of the limit
