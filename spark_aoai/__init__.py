@@ -3,13 +3,30 @@
 >>> from spark_aoai import ChatCompletion, Embedding
 >>> chat = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt")  # doctest: +SKIP
 >>> chat.transform(df)  # adds "response" and "error"  # doctest: +SKIP
+
+The Spark-facing names (stages, UDFs, ``ai``) are imported lazily, on first use: the engine, the settings and
+the emulator (``spark_aoai.emulator``) work where pyspark is not installed.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from spark_aoai.exceptions import ConfigurationError, RequestFailedError, SparkAOAIError
-from spark_aoai.functions import chat_udf, embedding_udf
-from spark_aoai.transformers import ChatCompletion, Embedding
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it; each needs pyspark.
+_SPARK_NAMES = {
+    "ChatCompletion": "spark_aoai.transformers",
+    "Embedding": "spark_aoai.transformers",
+    "chat_udf": "spark_aoai.functions",
+    "embedding_udf": "spark_aoai.functions",
+}
+
+if TYPE_CHECKING:
+    from spark_aoai.functions import chat_udf, embedding_udf
+    from spark_aoai.transformers import ChatCompletion, Embedding
 
 __all__ = [
     "ChatCompletion",
@@ -21,3 +38,21 @@ __all__ = [
     "chat_udf",
     "embedding_udf",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _SPARK_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'spark_aoai' has no attribute {name!r}")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"spark_aoai.{name} needs pyspark: install spark_aoai[spark] (pip install 'spark_aoai[spark]'), "
+            "or use a Spark runtime (Fabric, Databricks, Synapse) that ships it"
+        ) from exc
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
