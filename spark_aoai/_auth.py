@@ -219,9 +219,27 @@ class FabricToken(_RefreshingToken):
         return "FabricToken(token=Secret('********'))"
 
 
+MIN_SECRET_CHARS = 8  # shorter values are masked nowhere: "wrong" must not garble "wrong API endpoint"
+
+
+def _forms(secret: str) -> set[str]:
+    """A secret as it may appear in a message: itself, escaped (repr, unicode_escape) or URL-quoted."""
+    from urllib.parse import quote
+
+    forms = {secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode("ascii"), quote(secret, safe="")}
+    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
+
+
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every occurrence of each secret (longer than 3 characters) in ``text`` with ``********``."""
-    for secret in secrets:
-        if secret and len(secret) > 3:
-            text = text.replace(secret, "********")
-    return text
+    """Mask whole occurrences of each secret (and its escaped forms) in ``text`` with ``********``.
+
+    Only secrets of at least ``MIN_SECRET_CHARS`` characters are masked, and only where they are not part of a
+    longer word, so a short or common value does not garble the message around it.
+    """
+    import re
+
+    forms = sorted({form for secret in secrets if secret for form in _forms(secret)}, key=len, reverse=True)
+    if not forms:
+        return text
+    pattern = re.compile(r"(?<![A-Za-z0-9_\-])(?:" + "|".join(map(re.escape, forms)) + r")(?![A-Za-z0-9_\-])")
+    return pattern.sub("********", text)

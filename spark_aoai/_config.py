@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from spark_aoai import _constants as C
 from spark_aoai._auth import (
     ApiKey,
     Credential,
@@ -16,13 +17,10 @@ from spark_aoai._auth import (
     StaticToken,
     TokenProvider,
 )
+from spark_aoai._constants import DEFAULT_API_VERSION, ENV_API_KEY, ENV_API_VERSION, ENV_ENDPOINT
+from spark_aoai._contract import Route
 from spark_aoai._retry import RetryPolicy
 from spark_aoai.exceptions import ConfigurationError
-
-DEFAULT_API_VERSION = "2025-04-01-preview"
-ENV_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
-ENV_API_KEY = "AZURE_OPENAI_API_KEY"
-ENV_API_VERSION = "OPENAI_API_VERSION"
 
 ApiStyle = Literal["azure", "azure_v1", "openai"]
 API_STYLES = ("auto", "azure", "azure_v1", "openai")
@@ -32,32 +30,38 @@ API_STYLES = ("auto", "azure", "azure_v1", "openai")
 class Endpoint:
     """Where requests go: a normalised base URL and the API's path style.
 
-    - ``azure``: ``{base}/openai/deployments/{deployment}/{operation}?api-version=...``
-    - ``azure_v1``: ``{base}/{operation}`` with ``base`` ending in ``/openai/v1``, deployment in ``model``
-    - ``openai``: ``{base}/{operation}`` for OpenAI-compatible servers, model in ``model``
+    - ``azure``: ``{base}/openai/deployments/{deployment}/{path}?api-version=...`` for deployment-scoped
+      routes, ``{base}/openai/{path}?api-version=...`` for the others (files, batches)
+    - ``azure_v1``: ``{base}/{path}`` with ``base`` ending in ``/openai/v1``, deployment in ``model``
+    - ``openai``: ``{base}/{path}`` for OpenAI-compatible servers, model in ``model``
     """
 
     base_url: str
     style: ApiStyle
     api_version: str | None = None
 
-    def url(self, deployment: str, operation: str) -> str:
-        if self.style == "azure":
-            return (
-                f"{self.base_url}/openai/deployments/{quote(deployment, safe='')}/{operation}"
-                f"?api-version={quote(self.api_version or DEFAULT_API_VERSION, safe='')}"
-            )
-        return f"{self.base_url}/{operation}"
+    def url(self, route: Route, deployment: str) -> str:
+        """The URL of ``route``: base URL + route path (+ deployment segment and api-version on Azure)."""
+        if self.style != "azure":
+            return f"{self.base_url}/{route.path}"
+        version = f"?api-version={quote(self.api_version or DEFAULT_API_VERSION, safe='')}"
+        if route.deployment_scoped:
+            return f"{self.base_url}/openai/deployments/{quote(deployment, safe='')}/{route.path}{version}"
+        return f"{self.base_url}/openai/{route.path}{version}"
+
+    def model_for(self, route: Route, deployment: str) -> str | None:
+        """What goes into the body's ``model``: the deployment, unless the URL already names it."""
+        return None if self.style == "azure" and route.deployment_scoped else deployment
 
     @property
-    def model_in_body(self) -> bool:
-        return self.style != "azure"
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
 
 
 def resolve_endpoint(endpoint: str, api_style: str = "auto", api_version: str | None = None) -> Endpoint:
     """Validate and normalise an endpoint URL; the style ``auto`` is read from the URL's path.
 
-    >>> resolve_endpoint("https://res.openai.azure.com/").url("gpt-4o", "chat/completions")
+    >>> resolve_endpoint("https://res.openai.azure.com/").url(Route("chat/completions"), "gpt-4o")
     'https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2025-04-01-preview'
     >>> resolve_endpoint("https://res.openai.azure.com/openai/v1/").style
     'azure_v1'
@@ -66,10 +70,21 @@ def resolve_endpoint(endpoint: str, api_style: str = "auto", api_version: str | 
         raise ConfigurationError(f"apiStyle must be one of {', '.join(API_STYLES)}, got {api_style!r}")
     text = (endpoint or "").strip()
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"  # never echo a query or userinfo
+    if parts.query or parts.fragment:
         raise ConfigurationError(
-            f"endpoint must be an http(s) URL without query or fragment, such as "
-            f"https://<resource>.openai.azure.com, got {text!r}"
+            f"endpoint must not have a query or fragment (got {shown} with one, not shown: it may hold a key); "
+            "give the key as apiKey=... and the api-version as apiVersion=..."
+        )
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        raise ConfigurationError(
+            f"endpoint must be an http(s) URL without credentials, such as https://<resource>.openai.azure.com, "
+            f"got {shown!r}"
+        )
+    if "/openai/deployments/" in f"{parts.path}/":
+        raise ConfigurationError(
+            f"endpoint {shown!r} already names a deployment: give the resource URL "
+            f"({parts.scheme}://{parts.netloc}) and the deployment as deploymentName"
         )
     base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
     path = parts.path.rstrip("/")
@@ -92,13 +107,13 @@ def resolve_endpoint(endpoint: str, api_style: str = "auto", api_version: str | 
 class Limits:
     """Concurrency, rate budgets and time limits for one partition's sender."""
 
-    concurrency: int = 32
+    concurrency: int = C.CHAT_CONCURRENCY
     max_requests_per_minute: float | None = None
     max_tokens_per_minute: float | None = None
     concurrent_tasks: int = 1
     deadline_seconds: float | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 300.0
+    connect_timeout: float = C.CONNECT_TIMEOUT_SECONDS
+    read_timeout: float = C.REQUEST_TIMEOUT_SECONDS  # wall-clock limit of one attempt
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,11 @@ class ClientConfig:
     limits: Limits = field(default_factory=Limits)
     verify: bool | str = True
     fail_on_error: bool = False
+    fail_on_systemic: bool = True
+
+    def describe(self) -> str:
+        """Where requests go, for error messages: host and deployment, never a credential or query."""
+        return f"endpoint host {self.endpoint.host}, deployment {self.deployment!r}"
 
     def secrets(self) -> list[str]:
         return self.credential.secrets() + [value.reveal() for _, value in self.headers]
@@ -146,6 +166,42 @@ def detect_fabric() -> FabricEnvironment | None:
     return FabricEnvironment(endpoint, FabricToken(workspace_id, artifact_id, Secret(str(token))))
 
 
+def clean_secret(name: str, value: str) -> str:
+    """A key or token without the whitespace a file or a copy adds; refused (not quoted) if it holds more."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got a {type(value).__name__}")
+    cleaned = value.strip()
+    if not cleaned:
+        raise ConfigurationError(f"{name} is empty")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
+        raise ConfigurationError(f"{name} contains whitespace or control characters inside it (value not shown)")
+    return cleaned
+
+
+def check_limits(limits: Limits, retry: RetryPolicy) -> None:
+    """Refuse numbers out of range, naming the Param that set each."""
+    positive: dict[str, float] = {
+        "concurrency": limits.concurrency,
+        "maxAttempts": retry.max_attempts,
+        "connectTimeout": limits.connect_timeout,
+        "requestTimeout": limits.read_timeout,
+        "maxRetryAfterSeconds": retry.max_retry_after,
+    }
+    for name, number in positive.items():
+        if not number > 0:
+            raise ConfigurationError(f"{name} must be greater than 0, got {number!r}")
+    optional: dict[str, float | None] = {
+        "deadlineSeconds": limits.deadline_seconds,
+        "maxRequestsPerMinute": limits.max_requests_per_minute,
+        "maxTokensPerMinute": limits.max_tokens_per_minute,
+    }
+    for name, value in optional.items():
+        if value is not None and not value > 0:
+            raise ConfigurationError(f"{name} must be greater than 0 (or unset/0 for none), got {value!r}")
+    if limits.concurrent_tasks < 1:
+        raise ConfigurationError(f"concurrentTasks must be at least 1, got {limits.concurrent_tasks}")
+
+
 def build_credential(
     api_key: str | None,
     aad_token: str | None,
@@ -166,10 +222,11 @@ def build_credential(
             raise ConfigurationError("tokenProvider must be a callable returning a bearer token")
         return TokenProvider(token_provider)
     if aad_token is not None:
-        return StaticToken(Secret(aad_token))
+        return StaticToken(Secret(clean_secret("aadToken", aad_token)))
     key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
-    if key:
-        return ApiKey(Secret(key), as_bearer=style == "openai")
+    if key and key.strip():
+        source = "apiKey" if api_key is not None else ENV_API_KEY
+        return ApiKey(Secret(clean_secret(source, key)), as_bearer=style == "openai")
     if fabric is not None:
         return fabric.credential
     return NoCredential()
@@ -189,10 +246,12 @@ def resolve_client_config(
     limits: Limits,
     verify: bool | str,
     fail_on_error: bool,
+    fail_on_systemic: bool = True,
 ) -> ClientConfig:
     """Build the executor's config on the driver: arguments, then environment variables, then Fabric."""
     if not deployment:
         raise ConfigurationError("deploymentName is not set: name the Azure OpenAI deployment (or model) to call")
+    check_limits(limits, retry)
     fabric = None
     url = endpoint or os.environ.get(ENV_ENDPOINT)
     if not url:
@@ -205,7 +264,9 @@ def resolve_client_config(
         url = fabric.endpoint
     resolved = resolve_endpoint(url, api_style, api_version or os.environ.get(ENV_API_VERSION))
     credential = build_credential(api_key, aad_token, token_provider, resolved.style, fabric)
-    extra = tuple((str(name), Secret(str(value))) for name, value in (headers or {}).items())
+    extra = tuple(
+        (str(name), Secret(clean_secret(f"headers[{name!r}]", str(value)))) for name, value in (headers or {}).items()
+    )
     if isinstance(verify, str) and not os.path.exists(verify):
         raise ConfigurationError(f"caBundle {verify!r} does not exist")
     return ClientConfig(
@@ -217,4 +278,5 @@ def resolve_client_config(
         limits=limits,
         verify=verify,
         fail_on_error=fail_on_error,
+        fail_on_systemic=fail_on_systemic,
     )

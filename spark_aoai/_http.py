@@ -1,32 +1,28 @@
-"""The one place that sends a request: a pooled session, timeouts, and HTTP status -> error value.
+"""The one place that sends a request: a pooled session, a wall-clock limit per attempt, status -> error value.
 
-``Transport.post`` makes exactly one attempt and never raises for what the service or the network does:
-it returns an ``Outcome`` whose ``error`` is None on a parsed 200. Retrying is the caller's job.
+``Transport.post`` makes exactly one attempt and never raises for what the service, the network or the
+credential does: it returns an ``Outcome`` whose ``error`` is None on a parsed 200. Retrying is the caller's job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from spark_aoai._auth import redact
 from spark_aoai._config import ClientConfig
+from spark_aoai._constants import MAX_MESSAGE_CHARS
+from spark_aoai._contract import ErrorCode, RowError
 
-MAX_MESSAGE_CHARS = 2000
-
-
-@dataclass
-class ErrorInfo:
-    """Why an attempt failed: the HTTP status (None when no response came), a code and a message."""
-
-    status: int | None
-    code: str
-    message: str
+_READ_CHUNK = 1 << 16
 
 
 @dataclass
@@ -36,13 +32,14 @@ class Outcome:
     status: int | None
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    error: ErrorInfo | None = None
+    error: RowError | None = None
     request_id: str | None = None
+    connect_failed: bool = False  # no connection could be opened (refused, DNS, connect timeout)
 
 
-def error_from_response(status: int, text: str) -> ErrorInfo:
+def error_from_response(status: int, text: str) -> RowError:
     """Map an HTTP error status and Azure's error body (``{"error": {"code", "message"}}``) to an error."""
-    code, message = f"http_{status}", text.strip()[:MAX_MESSAGE_CHARS] or f"HTTP {status}"
+    code, message = ErrorCode.HTTP_ERROR.value, text.strip()[:MAX_MESSAGE_CHARS] or f"HTTP {status}"
     try:
         body = json.loads(text)
     except ValueError:
@@ -52,13 +49,57 @@ def error_from_response(status: int, text: str) -> ErrorInfo:
         code = str(error.get("code") or error.get("type") or code)
         message = str(error.get("message") or message)[:MAX_MESSAGE_CHARS]
         inner = error.get("innererror") or error.get("inner_error")
-        if isinstance(inner, dict) and inner.get("content_filter_result"):
+        if isinstance(inner, dict) and isinstance(inner.get("content_filter_result"), dict):
             filtered = [
                 k for k, v in inner["content_filter_result"].items() if isinstance(v, dict) and v.get("filtered")
             ]
             if filtered:
                 message = f"{message} (filtered: {', '.join(filtered)})"
-    return ErrorInfo(status, code, message)
+    return RowError(status, code, message)
+
+
+class _AttemptTimeoutError(Exception):
+    """The attempt's wall-clock limit passed while the body was still arriving."""
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Shorten the socket's per-read timeout to what is left of the attempt (best effort, urllib3 2)."""
+    with contextlib.suppress(AttributeError):
+        response.raw._fp.fp.raw._sock.settimeout(max(0.001, seconds))  # type: ignore[union-attr]
+
+
+def _read_body(response: requests.Response, until: float) -> bytes:
+    """The whole body, or ``_AttemptTimeoutError`` once ``until`` passes: a body trickling in byte by byte cannot
+    outlast the attempt (the HTTP library's own timeout is per socket read)."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2: no partial reads; the per-read timeout is all there is
+        return response.content
+    chunks: list[bytes] = []
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise _AttemptTimeoutError
+        _set_read_timeout(response, left)
+        chunk = raw.read1(_READ_CHUNK, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether a connection error happened before any connection existed (refused, unknown host)."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, urllib3.exceptions.NewConnectionError):
+            return True
+        linked = [getattr(current, "reason", None), current.__cause__, current.__context__, *current.args[:1]]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return False
 
 
 class Transport:
@@ -74,33 +115,53 @@ class Transport:
         self.static_headers = {"Content-Type": "application/json", "User-Agent": "spark-aoai"}
         self.static_headers.update({name: value.reveal() for name, value in config.headers})
 
-    def post(self, url: str, payload: dict[str, Any], read_timeout: float) -> Outcome:
-        headers = {**self.static_headers, **self.config.credential.headers()}
-        timeout = (self.config.limits.connect_timeout, read_timeout)
+    def post(self, url: str, payload: dict[str, Any], limit_seconds: float) -> Outcome:
+        """One attempt, ended after ``limit_seconds`` of wall-clock time whatever the server does."""
+        until = time.monotonic() + limit_seconds
+        try:
+            headers = {**self.static_headers, **self.config.credential.headers()}
+        except Exception as exc:  # the token provider failed: retried, like any transient failure
+            message = self._clean(f"the credential could not produce a token: {type(exc).__name__}: {exc}")
+            return Outcome(None, error=RowError(None, ErrorCode.CREDENTIAL_ERROR, message))
+        timeout = (min(self.config.limits.connect_timeout, limit_seconds), limit_seconds)
+        response = None
         try:
             # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
             response = self.session.post(
-                url, data=json.dumps(payload), headers=headers, timeout=timeout, verify=self.config.verify
+                url, data=json.dumps(payload), headers=headers, timeout=timeout, verify=self.config.verify, stream=True
             )
+            content = _read_body(response, until)
         except requests.exceptions.SSLError as exc:
-            return Outcome(None, error=ErrorInfo(None, "tls_error", self._clean(f"TLS failed: {exc}")))
-        except requests.Timeout as exc:
-            return Outcome(None, error=ErrorInfo(None, "timeout", self._clean(f"request timed out: {exc}")))
-        except requests.RequestException as exc:
-            return Outcome(None, error=ErrorInfo(None, "connection_error", self._clean(f"{type(exc).__name__}: {exc}")))
-        except Exception as exc:  # a credential provider failed, or similar: still an error value, not a crash
-            return Outcome(None, error=ErrorInfo(None, "client_error", self._clean(f"{type(exc).__name__}: {exc}")))
+            return self._failed(ErrorCode.TLS_ERROR, f"TLS failed: {exc}")
+        except (requests.ReadTimeout, _AttemptTimeoutError, TimeoutError) as exc:
+            return self._failed(ErrorCode.TIMEOUT, f"no complete answer within {limit_seconds:.1f} s ({exc!r})")
+        except requests.ConnectTimeout as exc:
+            outcome = self._failed(ErrorCode.TIMEOUT, f"could not connect within the connect timeout ({exc})")
+            outcome.connect_failed = True
+            return outcome
+        except (requests.RequestException, OSError) as exc:
+            outcome = self._failed(ErrorCode.CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+            outcome.connect_failed = _never_connected(exc)
+            return outcome
+        except Exception as exc:  # anything else the stack raises is still an error value, never a crash
+            return self._failed(ErrorCode.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            if response is not None:
+                response.close()
         request_id = response.headers.get("apim-request-id") or response.headers.get("x-request-id")
         if response.status_code != 200:
-            error = error_from_response(response.status_code, response.text)
-            error.message = self._clean(error.message)
+            error = error_from_response(response.status_code, content.decode("utf-8", "replace"))
+            error = RowError(error.status, error.code, self._clean(error.message))
             return Outcome(response.status_code, headers=response.headers, error=error, request_id=request_id)
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
-            error = ErrorInfo(200, "malformed_response", "the service answered 200 with a body that is not JSON")
+            error = RowError(200, ErrorCode.MALFORMED_RESPONSE, "the service answered 200 with a body that is not JSON")
             return Outcome(200, headers=response.headers, error=error, request_id=request_id)
         return Outcome(200, body=body, headers=response.headers, request_id=request_id)
+
+    def _failed(self, code: ErrorCode, message: str) -> Outcome:
+        return Outcome(None, error=RowError(None, code, self._clean(message)))
 
     def _clean(self, message: str) -> str:
         return redact(message, self.config.secrets())[:MAX_MESSAGE_CHARS]

@@ -1,12 +1,15 @@
-"""Pandas-UDF flavour of the transformers, for column expressions.
+"""Pandas-UDF flavour of the stages, for column expressions.
 
 ``chat_udf(...)`` and ``embedding_udf(...)`` take the same keyword arguments as ``ChatCompletion`` and
-``Embedding`` (minus the column names) and return a UDF whose result is a struct of the answer and the error:
+``Embedding`` (minus the input column) and return a UDF whose result is a struct with one field per output
+column the stage would add, under the same names (``response``, ``error``, and ``usage`` / ``finish_reason``
+when ``usageCol`` / ``finishReasonCol`` name them):
 
->>> ask = chat_udf(deploymentName="gpt-4o", endpoint="http://127.0.0.1:8765")
->>> df.select("id", ask("prompt").alias("out")).select("id", "out.response", "out.error")  # doctest: +SKIP
+>>> ask = chat_udf(deploymentName="gpt-4o", endpoint="http://127.0.0.1:8765", usageCol="usage")
+>>> df.select("id", ask("prompt").alias("out")).select("id", "out.response", "out.usage")  # doctest: +SKIP
 
 They run the same partition engine: an iterator UDF keeps one pooled session and rate controller per task.
+The UDFs are non-deterministic for Spark, so a filter on their result never calls the service twice per row.
 """
 
 from __future__ import annotations
@@ -15,39 +18,51 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._partition import run_partition
-from spark_aoai._schema import EMBEDDING_TYPE, ERROR_TYPE
-from spark_aoai.transformers import ChatCompletion, Embedding, _AzureOpenAITransformer
+from spark_aoai._spark_types import spark_type
+from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai.transformers import ChatCompletion, Embedding
 
 
-def _make_udf(stage: _AzureOpenAITransformer, value_field: str, value_type: Any) -> Any:
-    config = stage._client_config(SparkSession.getActiveSession())
-    operation = stage._operation(config)
-    return_type = StructType([StructField(value_field, value_type), StructField("error", ERROR_TYPE)])
+def stage_udf(stage: AzureOpenAIStage) -> Any:
+    """The pandas UDF that runs ``stage`` over one column and returns its output columns as one struct."""
+    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    vector = stage._vector_output()
+    fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
+    if vector:
+        from pyspark.ml.linalg import VectorUDT
 
-    @pandas_udf(return_type)  # type: ignore[call-overload]
+        fields[0] = StructField(fields[0].name, VectorUDT())
+    names = plan.names
+
+    @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         work = ((s.tolist(), None) for s in series)
-        for results, _ in run_partition(work, operation, config):
-            yield pd.DataFrame({value_field: results.values, "error": results.errors})
+        for results, _ in run_partition(work, plan.operation, plan.config):
+            frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
+            if vector:
+                from pyspark.ml.linalg import DenseVector
 
-    return call
+                frame[names[0]] = [None if v is None else DenseVector(v) for v in frame[names[0]]]
+            yield frame
+
+    return call.asNondeterministic()
 
 
 def chat_udf(**kwargs: Any) -> Any:
     """A UDF over a prompt (string) or messages (array of role/content structs) column.
 
-    Returns ``struct<response: string, error: struct<status, code, message, attempts, request_id>>``.
+    Returns ``struct<response: string, error: struct<status, code, message, attempts, request_id>>`` plus the
+    optional ``usage`` and ``finish_reason`` fields when ``usageCol`` / ``finishReasonCol`` are named.
     """
-    stage = ChatCompletion(**kwargs)
-    return _make_udf(stage, "response", StringType())
+    return stage_udf(ChatCompletion(**kwargs))
 
 
 def embedding_udf(**kwargs: Any) -> Any:
-    """A UDF over a text column returning ``struct<embedding: array<float>, error: struct<...>>``."""
-    stage = Embedding(**kwargs)
-    return _make_udf(stage, "embedding", EMBEDDING_TYPE)
+    """A UDF over a text column returning ``struct<embedding: array<float> (or a Vector), error: struct<...>>``."""
+    return stage_udf(Embedding(**kwargs))

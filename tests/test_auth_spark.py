@@ -15,6 +15,8 @@ from pyspark.ml import Pipeline, PipelineModel
 from spark_aoai import ChatCompletion, ConfigurationError, Embedding
 from spark_aoai._auth import ApiKey, Secret, StaticToken, TokenProvider, token_expiry
 from spark_aoai._config import resolve_endpoint
+from spark_aoai.exceptions import failure_of
+from spark_aoai._contract import Route
 from spark_aoai.emulator import Emulator, chat_reply
 
 KEY = "azure-key-0123456789abcdef"
@@ -122,7 +124,7 @@ def test_endpoint_forms(spark, suffix, style, expected_path):
 
 def test_api_version_is_sent(spark):
     with Emulator() as emu:
-        url = resolve_endpoint(emu.endpoint, "auto", "2024-10-21").url("gpt-4o", "chat/completions")
+        url = resolve_endpoint(emu.endpoint, "auto", "2024-10-21").url(Route("chat/completions"), "gpt-4o")
         assert url.endswith("?api-version=2024-10-21")
         assert all_ok(chat(emu.endpoint, apiVersion="2024-10-21").transform(prompts(spark, 1)))
 
@@ -196,8 +198,9 @@ def test_save_and_load_never_write_secrets(spark, tmp_path, monkeypatch):
         loaded = ChatCompletion.load(str(tmp_path / "chat"))
         assert loaded.getOrDefault(loaded.temperature) == 0.3
         assert loaded.getOrDefault(loaded.endpoint) == emu.endpoint
-        rows = loaded.transform(prompts(spark, 2)).collect()
-        assert all(r.error.status == 401 for r in rows)  # no key came back from disk
+        with pytest.raises(Exception) as raised:  # no key came back from disk: a 401 for every row fails the job
+            loaded.transform(prompts(spark, 2)).collect()
+        assert failure_of(raised.value)["status"] == 401
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
         assert all(r.error is None for r in loaded.transform(prompts(spark, 2)).collect())
         out = PipelineModel.load(str(tmp_path / "pipeline")).transform(prompts(spark, 2)).collect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from chispa import assert_df_equality
@@ -140,9 +141,8 @@ def test_request_options_become_body_fields():
         promptCol="p",
         temperature=0.2,
         topP=0.9,
-        maxTokens=50,
         seed=1,
-        stop=["\n"],
+        stop="\n",
         presencePenalty=0.1,
         frequencyPenalty=0.2,
         user="u1",
@@ -152,7 +152,6 @@ def test_request_options_become_body_fields():
     assert stage._request_options() == {
         "temperature": 0.2,
         "top_p": 0.9,
-        "max_tokens": 50,
         "max_completion_tokens": 60,
         "seed": 1,
         "stop": ["\n"],
@@ -175,13 +174,46 @@ def test_request_options_become_body_fields():
         ({"endpoint": "not a url"}, "endpoint must be an http(s) URL"),
         ({"outputCol": "id"}, "already exists"),
         ({"aadToken": "t"}, "exactly one credential"),
+        ({"responseFormat": "json"}, "responseFormat: "),
+        ({"responseFormat": {"type": "xml"}}, "responseFormat must be a dict with type one of"),
+        ({"responseFormat": {"type": "json_schema", "json_schema": {"schema": {}}}}, "json_schema needs"),
+        ({"temperature": 9}, "temperature must be between 0 and 2"),
+        ({"topP": 1.5}, "topP must be between 0 and 1"),
+        ({"maxTokens": 5, "maxCompletionTokens": 5}, "maxTokens or maxCompletionTokens, not both"),
+        ({"promptColumn": "prompt"}, "unknown Param 'promptColumn' for ChatCompletion; did you mean 'promptCol'?"),
+        ({"requestTimeout": 0}, "requestTimeout must be greater than 0"),
+        ({"connectTimeout": -1}, "connectTimeout must be greater than 0"),
+        ({"deadlineSeconds": -1}, "deadlineSeconds must be greater than 0"),
+        ({"maxRequestsPerMinute": -5}, "maxRequestsPerMinute must be greater than 0"),
+        ({"maxTokensPerMinute": -1}, "maxTokensPerMinute must be greater than 0"),
+        ({"concurrency": 0}, "concurrency must be greater than 0"),
+        ({"concurrentTasks": -2}, "concurrentTasks must be 0"),
+        ({"maxRetryAfterSeconds": 0}, "maxRetryAfterSeconds must be greater than 0"),
+        ({"onSystemicError": "ignore"}, "onSystemicError must be 'fail' or 'mark'"),
+        ({"apiKey": "abc def-secret-key"}, "apiKey contains whitespace"),
+        ({"endpoint": "http://127.0.0.1:1/openai/deployments/gpt-4o"}, "already names a deployment"),
     ],
 )
 def test_bad_configuration_raises_on_the_driver(spark, emulator, kwargs, message):
     df = prompts_df(spark, 2)
-    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         chat(emulator.endpoint, **kwargs).transform(df)
     assert emulator.stats()["requests"] == {}
+
+
+def test_an_endpoint_with_a_key_in_its_query_is_refused_without_quoting_it(spark, emulator):
+    secret = "query-secret-key-123456"
+    with pytest.raises(ConfigurationError) as raised:
+        chat(f"{emulator.endpoint}/?api-key={secret}").transform(prompts_df(spark, 1))
+    assert "must not have a query" in str(raised.value) and secret not in str(raised.value)
+
+
+def test_a_key_read_from_a_file_with_its_newline_works(spark, emulator):
+    from spark_aoai.emulator import Emulator
+
+    with Emulator(api_key=KEY) as emu:
+        rows = chat(emu.endpoint, apiKey=KEY + "\n").transform(prompts_df(spark, 3)).collect()
+    assert all(r.error is None for r in rows)
 
 
 def test_fail_on_error_fails_the_task(spark, emulator):
@@ -202,19 +234,23 @@ def test_the_key_appears_nowhere(spark, capsys):
     from spark_aoai.emulator import Emulator
 
     with Emulator(api_key="the-right-key") as emu:
-        stage = chat(emu.endpoint)
+        stage = chat(emu.endpoint, onSystemicError="mark")
         df = prompts_df(spark, 3)
         out = stage.transform(df)
         rows = out.collect()
         assert all(r.error.status == 401 and r.error.code == "401" for r in rows)
         out.explain(extended=True)
+        with pytest.raises(Exception) as raised:  # the default: a wrong key fails the job, naming the 401
+            chat(emu.endpoint).transform(df).collect()
         texts = [
             repr(stage),
             str(stage),
             stage.explainParams(),
             capsys.readouterr().out,
             json.dumps([r.error.asDict() for r in rows]),
+            str(raised.value),
         ]
+        assert "401" in str(raised.value)
         assert all(KEY not in text for text in texts)
         good = chat(emu.endpoint, apiKey="the-right-key").transform(df)
         assert good.where("error is null").count() == 3

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from spark_aoai._auth import ApiKey, Secret
-from spark_aoai._chat import ChatOperation
 from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._embeddings import EmbeddingOperation, pack
+from spark_aoai._operations import ChatOperation, EmbeddingOperation, VectorCache, pack
 from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
 from spark_aoai.emulator import Faults, RateLimit, chat_reply, embed_text
@@ -31,7 +30,7 @@ def config(endpoint: str, deployment: str = "gpt-4o", **limits: object) -> Clien
 
 
 def run_chat(endpoint: str, batches: list[list[object]], **limits: object):
-    operation = ChatOperation(deployment="gpt-4o", model_in_body=False)
+    operation = ChatOperation(model=None)
     return list(run_partition(((b, i) for i, b in enumerate(batches)), operation, config(endpoint, **limits)))
 
 
@@ -69,7 +68,7 @@ def test_chat_under_faults_loses_and_mixes_nothing(emulator):
 
 def test_invalid_rows_fail_without_a_request(emulator):
     ((results, _),) = run_chat(emulator.endpoint, [[None, "", "   ", 42, "ok", []]])
-    codes = [e["code"] if e else None for e in results.errors]
+    codes = [e.code if e else None for e in results.errors]
     assert codes == ["invalid_input"] * 4 + [None, "invalid_input"]
     assert emulator.stats()["requests"] == {"chat 200": 1}
 
@@ -79,19 +78,19 @@ def test_retries_give_up_with_an_error_value(emulator):
     ((results, _),) = run_chat(emulator.endpoint, [["a", "b"]])
     for error in results.errors:
         assert error is not None
-        assert (error["status"], error["code"], error["attempts"]) == (503, "ServiceUnavailable", 12)
-        assert error["request_id"]
+        assert (error.status, error.code, error.attempts) == (503, "ServiceUnavailable", 12)
+        assert error.request_id
 
 
 def test_deadline_turns_slow_rows_into_timeouts(emulator):
     emulator.configure(faults=Faults(latency_ms=3000))
     ((results, _),) = run_chat(emulator.endpoint, [["a", "b", "c"]], deadline_seconds=0.5)
-    assert [e["code"] for e in results.errors] == ["timeout"] * 3
+    assert [e.code for e in results.errors] == ["timeout"] * 3
 
 
 def test_fail_fast_raises(emulator):
     emulator.configure(faults=Faults(content_filter_marker="BAD"))
-    operation = ChatOperation(deployment="gpt-4o", model_in_body=False)
+    operation = ChatOperation(model=None)
     cfg = config(emulator.endpoint)
     cfg = ClientConfig(**{**cfg.__dict__, "fail_on_error": True})
     with pytest.raises(RequestFailedError, match="content_filter"):
@@ -99,7 +98,7 @@ def test_fail_fast_raises(emulator):
 
 
 def embed(endpoint: str, batches: list[list[object]], batch_size: int = 100, **limits: object):
-    operation = EmbeddingOperation(deployment="text-embedding-3-small", model_in_body=False, batch_size=batch_size)
+    operation = EmbeddingOperation(model=None, batch_size=batch_size)
     cfg = config(endpoint, "text-embedding-3-small", **limits)
     return list(run_partition(((b, None) for b in batches), operation, cfg))
 
@@ -120,7 +119,7 @@ def test_one_bad_input_does_not_sink_its_batch(emulator):
     texts = [f"fine {i}" for i in range(40)]
     texts[7], texts[30] = "this is <<bad>>", "long " * 1000
     ((results, _),) = embed(emulator.endpoint, [texts])
-    codes = [e["code"] if e else None for e in results.errors]
+    codes = [e.code if e else None for e in results.errors]
     assert codes[7] == "content_filter" and codes[30] == "context_length_exceeded"
     assert all(codes[i] is None and results.values[i] is not None for i in range(40) if i not in (7, 30))
 
@@ -147,7 +146,7 @@ def test_embeddings_under_faults(emulator):
     ],
 )
 def test_pack(tokens, batch_size, budget, expected):
-    assert pack(["t"] * len(tokens), tokens, batch_size, budget) == expected
+    assert pack(tokens, batch_size, budget) == expected
 
 
 def test_explicit_request_budget_keeps_under_the_service_limit(emulator):
@@ -224,8 +223,6 @@ def test_repeats_across_a_partitions_batches_are_not_resent(emulator):
 
 
 def test_cache_is_bounded():
-    from spark_aoai._embeddings import VectorCache
-
     cache = VectorCache(max_bytes=3 * 1536 * 4)
     for i in range(5):
         cache.put(f"t{i}", np.zeros(1536, dtype=np.float32))

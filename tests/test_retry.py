@@ -62,8 +62,9 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap(attempt, low, high):
 
 def test_retry_delay_prefers_the_service_header():
     policy = RetryPolicy()
-    assert retry_delay(5, {"retry-after-ms": "100"}, policy, random.Random(0)) == 0.1
-    assert 0.25 <= retry_delay(1, {}, policy, random.Random(0)) <= 0.75
+    assert retry_delay(5, 0.1, policy, random.Random(0)) == 0.1
+    assert retry_delay(5, 86400.0, policy, random.Random(0)) == policy.max_retry_after  # never beyond the cap
+    assert 0.25 <= retry_delay(1, None, policy, random.Random(0)) <= 0.75
 
 
 class _Conf:
@@ -100,6 +101,6 @@ class _Session:
     ],
 )
 def test_concurrent_tasks_from_the_spark_configuration(conf, expected):
-    from spark_aoai.transformers import _infer_concurrent_tasks
+    from spark_aoai._stage import infer_concurrent_tasks
 
-    assert _infer_concurrent_tasks(_Session(conf)) == expected  # type: ignore[arg-type]
+    assert infer_concurrent_tasks(_Session(conf)) == expected  # type: ignore[arg-type]

@@ -44,10 +44,16 @@ def test_untrusted_certificate_is_an_error_and_ca_bundle_trusts_it(spark, certif
     df = spark.createDataFrame([(1, "secure?")], "id int, prompt string")
     with Emulator(tls=certificate) as emu:
         assert emu.endpoint.startswith("https://")
-        stage = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=emu.endpoint, apiKey="k")
+        stage = ChatCompletion(
+            deploymentName="gpt-4o", promptCol="prompt", endpoint=emu.endpoint, apiKey="k", onSystemicError="mark"
+        )
         row = stage.transform(df).first()
         assert (row.error.code, row.error.attempts) == ("tls_error", 1)  # not retried: it will not heal
         assert "CERTIFICATE_VERIFY_FAILED" in row.error.message
+        with pytest.raises(Exception, match="tls_error"):  # by default an untrusted endpoint fails the job
+            ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=emu.endpoint, apiKey="k").transform(
+                df
+            ).collect()
         trusted = ChatCompletion(
             deploymentName="gpt-4o", promptCol="prompt", endpoint=emu.endpoint, apiKey="k", caBundle=certificate[0]
         )

@@ -1,0 +1,32 @@
+"""Every default and fixed number of the library, in one place (Params, settings and policies read these)."""
+
+from __future__ import annotations
+
+DEFAULT_API_VERSION = "2025-04-01-preview"
+ENV_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
+ENV_API_KEY = "AZURE_OPENAI_API_KEY"
+ENV_API_VERSION = "OPENAI_API_VERSION"
+
+# Retries (RetryPolicy)
+MAX_ATTEMPTS = 10
+BASE_DELAY_SECONDS = 0.5
+MAX_DELAY_SECONDS = 30.0
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+# Time limits (Limits)
+CONNECT_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 300.0
+
+# Concurrency per partition, by API
+CHAT_CONCURRENCY = 32
+EMBEDDING_CONCURRENCY = 8
+
+# Embeddings
+EMBEDDING_BATCH_SIZE = 1000
+EMBEDDING_MAX_BATCH_TOKENS = 200_000
+MAX_EMBEDDING_INPUTS = 2048  # Azure's limit per request
+VECTOR_CACHE_BYTES = 64 * 2**20
+
+# The partition engine
+MAX_PENDING_BATCHES = 2
+MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value

@@ -1,0 +1,245 @@
+"""The contract between the engine, the wire formats and the adapters.
+
+- ``ErrorCode``: every error code the library itself produces (service errors keep Azure's ``error.code``).
+- ``RowError``: the one error value a row can carry; the Spark and Arrow error types are derived from it.
+- ``Usage``: token counts of one row.
+- ``RowResults``: one batch's outcome; each row is resolved exactly once, with a value or an error.
+- ``Unit``: one request over a set of rows; ``Operation``: what an API defines so the engine can send it.
+- ``OutputField``: one output column an operation can produce, with its Arrow type and encoder; Transformers
+  and UDFs are both built from these declarations.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+
+class ErrorCode(str, enum.Enum):
+    """The codes the library produces in ``error.code``. A service error keeps Azure's own code instead."""
+
+    INVALID_INPUT = "invalid_input"
+    HTTP_ERROR = "http_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    MALFORMED_RESPONSE = "malformed_response"
+    REFUSAL = "refusal"
+    TOOL_CALL = "tool_call"
+    INCOMPLETE = "incomplete"
+    CREDENTIAL_ERROR = "credential_error"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    CLIENT_ERROR = "client_error"
+    INTERNAL_ERROR = "internal_error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why a row has no answer: HTTP status (None when no response came), code, message, attempts, request id."""
+
+    status: int | None
+    code: str
+    message: str
+    attempts: int = 0
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.code, ErrorCode):
+            object.__setattr__(self, "code", self.code.value)
+
+    def with_attempts(self, attempts: int, request_id: str | None = None) -> RowError:
+        return RowError(self.status, self.code, self.message, attempts, request_id or self.request_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ROW_ERROR_ARROW_TYPE = pa.struct(
+    [("status", pa.int32()), ("code", pa.string()), ("message", pa.string()), ("attempts", pa.int32()),
+     ("request_id", pa.string())]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts the service billed for a row; None where the API does not report a figure."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+USAGE_ARROW_TYPE = pa.struct([(f.name, pa.int64()) for f in fields(Usage)])
+
+
+class MalformedResponseError(Exception):
+    """A 200 whose body does not have the shape the operation needs; retried like a transport failure."""
+
+
+class InvalidInputError(ValueError):
+    """A row's input cannot be sent; the message goes into the row's ``invalid_input`` error."""
+
+
+class RowResults:
+    """The outcome of one batch's rows; each row is resolved exactly once, with a value or an error."""
+
+    def __init__(self, size: int) -> None:
+        self.values: list[Any] = [None] * size
+        self.errors: list[RowError | None] = [None] * size
+        self.usage: list[Usage | None] = [None] * size
+        self.finish_reasons: list[str | None] = [None] * size
+        self._resolved = [False] * size
+        self._pending = size
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+        if size == 0:
+            self.done.set()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def _resolve(self, rows: Sequence[int]) -> None:
+        for row in rows:
+            if self._resolved[row]:
+                raise AssertionError(f"row {row} resolved twice")
+            self._resolved[row] = True
+        self._pending -= len(rows)
+        if self._pending == 0:
+            self.done.set()
+
+    def succeed(
+        self, rows: Sequence[int], value: Any, usage: Usage | None = None, finish_reason: str | None = None
+    ) -> None:
+        with self._lock:
+            self._resolve(rows)
+            for row in rows:
+                self.values[row] = value
+                self.usage[row] = usage
+                self.finish_reasons[row] = finish_reason
+
+    def fail(self, rows: Sequence[int], error: RowError) -> None:
+        with self._lock:
+            self._resolve(rows)
+            for row in rows:
+                self.errors[row] = error
+
+    def unresolved(self, rows: Sequence[int] | None = None) -> list[int]:
+        """The rows (of ``rows``, else of the batch) still without a value or an error."""
+        with self._lock:
+            candidates = range(len(self._resolved)) if rows is None else rows
+            return [row for row in candidates if not self._resolved[row]]
+
+    def first_error(self) -> RowError | None:
+        return next((error for error in self.errors if error is not None), None)
+
+
+@dataclass
+class Unit:
+    """One request: a payload over ``groups`` of rows (the rows of each input item, in payload order)."""
+
+    results: RowResults
+    groups: list[list[int]]
+    payload: dict[str, Any]
+    tokens: int
+    attempts: int = 0
+    refreshed_credential: bool = False
+
+    @property
+    def rows(self) -> list[int]:
+        return [row for group in self.groups for row in group]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an API lives: its path, and whether it sits under a deployment (``/openai/deployments/{name}/``)."""
+
+    path: str
+    deployment_scoped: bool = True
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """An output column: the Param naming it, its default name, its Arrow type and how results fill it."""
+
+    param: str
+    default_name: str | None
+    arrow_type: pa.DataType
+    encode: Callable[[RowResults], pa.Array] = field(compare=False)
+
+
+class Operation(Protocol):
+    """What an API defines (chat, embeddings); the engine does the rest.
+
+    The operation built on the driver is a plain, picklable spec; ``for_task`` makes the object a task uses,
+    with whatever per-task state it needs (the embeddings vector cache), on the executor.
+    """
+
+    @property
+    def route(self) -> Route: ...
+
+    def for_task(self) -> TaskOperation: ...
+
+
+class TaskOperation(Protocol):
+    def plan(self, items: Sequence[Any], results: RowResults) -> list[Unit]:
+        """Make the batch's units; rows with invalid input are failed here and sent nowhere."""
+
+    def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
+        """Place a 200's results on the unit's rows, or raise ``MalformedResponseError``."""
+
+    def split(self, unit: Unit, error: RowError) -> list[Unit]:
+        """Smaller units to isolate a non-retryable failure, or [] to fail the whole unit."""
+
+
+def invalid_input(message: str) -> RowError:
+    return RowError(None, ErrorCode.INVALID_INPUT, message)
+
+
+# -- encoders shared by the output declarations ----------------------------------------------------------
+
+
+def encode_errors(results: RowResults) -> pa.Array:
+    return pa.array([None if e is None else e.as_dict() for e in results.errors], type=ROW_ERROR_ARROW_TYPE)
+
+
+def encode_usage(results: RowResults) -> pa.Array:
+    return pa.array([None if u is None else u.as_dict() for u in results.usage], type=USAGE_ARROW_TYPE)
+
+
+def encode_finish_reasons(results: RowResults) -> pa.Array:
+    return pa.array(results.finish_reasons, type=pa.string())
+
+
+def encode_strings(results: RowResults) -> pa.Array:
+    return pa.array(results.values, type=pa.string())
+
+
+def encode_vectors(results: RowResults) -> pa.Array:
+    """``list<float>`` from float32 vectors (None for null), built from one contiguous buffer."""
+    vectors: Sequence[np.ndarray | None] = results.values
+    lengths = np.fromiter((0 if v is None else v.shape[0] for v in vectors), dtype=np.int64, count=len(vectors))
+    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [v for v in vectors if v is not None]
+    flat = np.concatenate(present).astype(np.float32, copy=False) if present else np.zeros(0, dtype=np.float32)
+    mask = pa.array(np.fromiter((v is None for v in vectors), dtype=bool, count=len(vectors)))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), mask=mask)
+
+
+ERROR_FIELD = OutputField("errorCol", "error", ROW_ERROR_ARROW_TYPE, encode_errors)
+USAGE_FIELD = OutputField("usageCol", None, USAGE_ARROW_TYPE, encode_usage)
+FINISH_REASON_FIELD = OutputField("finishReasonCol", None, pa.string(), encode_finish_reasons)

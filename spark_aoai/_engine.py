@@ -1,0 +1,219 @@
+"""The sender: threads over one pooled session, gated by the partition's ``RateController``; the one retry loop.
+
+Each unit is sent, retried and resolved here. Whatever happens, every row of every unit ends with a value or an
+error: a unit is never dropped, a wait never exceeds its bound (``maxRetryAfterSeconds``, the per-attempt
+``requestTimeout``, ``deadlineSeconds``), and a partition whose requests all keep failing stops sending
+(``CircuitBreaker``); a systemic failure (bad key, unknown deployment, nothing listening) aborts the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from typing import Any, Protocol
+
+from spark_aoai._config import ClientConfig
+from spark_aoai._contract import ErrorCode, MalformedResponseError, RowError, TaskOperation, Unit
+from spark_aoai._http import Outcome, Transport
+from spark_aoai._ratecontrol import RateController
+from spark_aoai._retry import (
+    CircuitBreaker,
+    is_systemic,
+    parse_retry_after,
+    quota_error,
+    quota_exhausted,
+    retry_delay,
+    should_retry,
+)
+
+logger = logging.getLogger("spark_aoai")
+
+
+class Hooks(Protocol):
+    """The engine's seams: a response cache (between planning and sending) and an observer of attempts."""
+
+    def lookup(self, unit: Unit) -> Any | None:
+        """A stored 200 body for this unit's request, or None to send it."""
+
+    def store(self, unit: Unit, body: Any) -> None:
+        """Keep a 200 body that was accepted for this unit."""
+
+    def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
+        """Called after every attempt, whatever its outcome."""
+
+
+class NoHooks:
+    def lookup(self, unit: Unit) -> Any | None:
+        return None
+
+    def store(self, unit: Unit, body: Any) -> None:
+        pass
+
+    def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
+        pass
+
+
+class Sender:
+    """Sender threads over one pooled session: the one retry loop of the library."""
+
+    def __init__(
+        self, config: ClientConfig, operation: TaskOperation, url: str, deadline: float | None, hooks: Hooks
+    ) -> None:
+        limits = config.limits
+        self.config, self.operation, self.url, self.deadline, self.hooks = config, operation, url, deadline, hooks
+        shares = max(1, limits.concurrent_tasks)
+        rps = limits.max_requests_per_minute / 60.0 / shares if limits.max_requests_per_minute else None
+        tps = limits.max_tokens_per_minute / 60.0 / shares if limits.max_tokens_per_minute else None
+        self.controller = RateController(limits.concurrency, rps, tps)
+        self.transport = Transport(config, limits.concurrency)
+        self.queue: queue.Queue[Unit | None] = queue.Queue()
+        self.random = random.Random()
+        self.threads: list[threading.Thread] = []
+        self.closing = threading.Event()
+        self.lock = threading.Lock()
+        self.breaker = CircuitBreaker(config.retry, time.monotonic())
+        self.any_response = False
+        self.stopped: RowError | None = None  # set once: every unit still to run gets this error
+        self.systemic: RowError | None = None  # set with ``stopped`` when the task must fail
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def submit(self, unit: Unit) -> None:
+        if len(self.threads) < self.config.limits.concurrency:
+            thread = threading.Thread(target=self._work, name=f"aoai-sender-{len(self.threads)}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        self.queue.put(unit)
+
+    def close(self) -> None:
+        """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
+        self.closing.set()
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.transport.close()
+
+    def stop(self, error: RowError, systemic: bool = False) -> None:
+        """From now on, every unit that has not got its answer ends with ``error`` instead of being sent."""
+        with self.lock:
+            if self.stopped is None:
+                self.stopped = error
+                if systemic:
+                    self.systemic = error
+                logger.warning("spark_aoai: this task stopped sending: %s %s", error.code, error.message)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            unit = self.queue.get()
+            if unit is None:
+                return
+            try:
+                self._run(unit)
+            except Exception as exc:  # a bug must cost rows an error value, never a hung or lost partition
+                logger.exception("spark_aoai: unexpected error while sending a request")
+                message = f"internal error: {type(exc).__name__}: {exc}"
+                self._fail(unit, RowError(None, ErrorCode.INTERNAL_ERROR, message[:500]))
+
+    def _fail(self, unit: Unit, error: RowError, request_id: str | None = None) -> None:
+        rows = unit.results.unresolved(unit.rows)
+        if rows:
+            unit.results.fail(rows, error.with_attempts(unit.attempts, request_id))
+
+    def _deadline_error(self) -> RowError:
+        return RowError(None, ErrorCode.TIMEOUT, "the deadline (deadlineSeconds) passed before this row got an answer")
+
+    def _attempt_limit(self) -> float | None:
+        limit = self.config.limits.read_timeout
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return None
+            limit = min(limit, left)
+        return limit
+
+    def _run(self, unit: Unit) -> None:
+        policy = self.config.retry
+        while True:
+            if self.stopped is not None or self.closing.is_set():
+                self._fail(unit, self.stopped or self._deadline_error())
+                return
+            if not self.controller.acquire(unit.tokens, self.deadline):
+                self._fail(unit, self._deadline_error())
+                return
+            limit = self._attempt_limit()
+            if limit is None:
+                self.controller.release(None, {}, None)
+                self._fail(unit, self._deadline_error())
+                return
+            unit.attempts += 1
+            sent = time.monotonic()
+            outcome = self.transport.post(self.url, unit.payload, limit)
+            elapsed = time.monotonic() - sent
+            retry_after = parse_retry_after(outcome.headers, time.time())
+            paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
+            self.controller.release(outcome.status, outcome.headers, paused, elapsed)
+            self.hooks.attempt(unit, outcome, elapsed)
+            if outcome.status is not None:
+                self.any_response = True
+            error = outcome.error
+            if error is None:
+                try:
+                    self.operation.accept(unit, outcome.body, outcome.request_id)
+                    self.breaker.success()
+                    self.hooks.store(unit, outcome.body)
+                    return
+                except MalformedResponseError as exc:
+                    error = RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)[:500])
+            if self._settled(unit, outcome, error, retry_after):
+                return
+            delay = retry_delay(unit.attempts, retry_after, policy, self.random)
+            if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+                self._fail(unit, self._deadline_error(), outcome.request_id)
+                return
+            if outcome.status != 429:  # a 429 already paused every sender through the controller
+                self.closing.wait(delay)
+
+    def _settled(self, unit: Unit, outcome: Outcome, error: RowError, retry_after: float | None) -> bool:
+        """Decide after a failed attempt: True when the unit is resolved (or handed on), False to retry it."""
+        policy = self.config.retry
+        if error.status == 401 and not unit.refreshed_credential:
+            unit.refreshed_credential = True
+            if self.config.credential.refresh_after_unauthorized():
+                return False
+        if is_systemic(error, outcome.connect_failed, self.any_response):
+            self.stop(error.with_attempts(unit.attempts, outcome.request_id), systemic=self.config.fail_on_systemic)
+            self._fail(unit, error, outcome.request_id)
+            return True
+        if quota_exhausted(error, retry_after, policy):
+            stop_error = quota_error(error, retry_after, policy)
+            self.stop(stop_error)
+            self._fail(unit, stop_error, outcome.request_id)
+            return True
+        if not should_retry(error.status, error.code):
+            smaller = self.operation.split(unit, error)
+            if smaller:
+                for part in smaller:
+                    self.queue.put(part)
+                return True
+            self._fail(unit, error, outcome.request_id)
+            return True
+        opened = self.breaker.failure(error, time.monotonic())
+        if opened is not None:
+            self.stop(opened)
+            self._fail(unit, opened, outcome.request_id)
+            return True
+        if unit.attempts >= policy.max_attempts:
+            self._fail(unit, error, outcome.request_id)
+            return True
+        return False

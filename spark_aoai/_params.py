@@ -1,0 +1,208 @@
+"""Params shared by the stages, as mixins in the style of ``pyspark.ml.param.shared``, with every default read
+from ``_constants``. ``with_getters`` adds the ``getX()`` accessor of each Param, as pyspark's generated code has.
+
+A secret is never a Param: Params are saved as JSON with the stage and shown by ``explainParams()``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from pyspark.ml.param import Param, Params, TypeConverters
+
+from spark_aoai import _constants as C
+from spark_aoai.exceptions import ConfigurationError
+
+P = TypeVar("P", bound=type)
+
+
+def _param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
+    return Param(Params._dummy(), name, doc, converter)
+
+
+def json_text(value: Any) -> str:
+    """Params holding JSON (responseFormat, extraBody) accept a dict or JSON text; stored as JSON text."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            raise TypeError(f"expected a dict or JSON text, got {value!r}") from exc
+        return value
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a dict or JSON text, got a {type(value).__name__}")
+    return json.dumps(value)
+
+
+def string_list(value: Any) -> list[str]:
+    """A string or a list of strings (``stop="\\n"`` is accepted, as the API accepts it)."""
+    if isinstance(value, str):
+        return [value]
+    return list(TypeConverters.toListString(value))
+
+
+def with_getters(cls: P) -> P:
+    """Add ``getX()`` for each Param ``x`` declared on ``cls``."""
+    for name, value in list(vars(cls).items()):
+        if isinstance(value, Param):
+            getter = "get" + name[0].upper() + name[1:]
+
+            def get(self: Params, _name: str = name) -> Any:
+                return self.getOrDefault(getattr(self, _name))
+
+            get.__doc__ = f"The value of {name} (or its default)."
+            setattr(cls, getter, get)
+    return cls
+
+
+@with_getters
+class HasConnection(Params):
+    """Where requests go."""
+
+    deploymentName = _param("deploymentName", "Azure OpenAI deployment (or model) name", TypeConverters.toString)
+    endpoint = _param(
+        "endpoint",
+        "endpoint URL; default: AZURE_OPENAI_ENDPOINT, then Fabric's built-in endpoint",
+        TypeConverters.toString,
+    )
+    apiVersion = _param(
+        "apiVersion", f"api-version; default: OPENAI_API_VERSION or {C.DEFAULT_API_VERSION}", TypeConverters.toString
+    )
+    apiStyle = _param(
+        "apiStyle",
+        "auto | azure (deployments path) | azure_v1 (/openai/v1) | openai (OpenAI-compatible base URL)",
+        TypeConverters.toString,
+    )
+    caBundle = _param(
+        "caBundle", "path of a CA bundle for TLS verification (empty: system default)", TypeConverters.toString
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto", "caBundle": ""}
+
+
+@with_getters
+class HasThroughput(Params):
+    """How hard, how long, and how patient."""
+
+    concurrency = _param("concurrency", "maximum requests in flight per partition", TypeConverters.toInt)
+    maxAttempts = _param("maxAttempts", "attempts per request, retries included", TypeConverters.toInt)
+    connectTimeout = _param("connectTimeout", "connect timeout in seconds", TypeConverters.toFloat)
+    requestTimeout = _param(
+        "requestTimeout", "wall-clock limit of one attempt in seconds (the whole answer)", TypeConverters.toFloat
+    )
+    deadlineSeconds = _param(
+        "deadlineSeconds",
+        "time budget per partition; rows unanswered by then get a timeout error (0: none)",
+        TypeConverters.toFloat,
+    )
+    maxRetryAfterSeconds = _param(
+        "maxRetryAfterSeconds",
+        "longest retry-after waited for; a longer one (an exhausted quota) stops the task with quota_exceeded",
+        TypeConverters.toFloat,
+    )
+    maxRequestsPerMinute = _param(
+        "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (0: none)",
+        TypeConverters.toFloat,
+    )  # fmt: skip
+    maxTokensPerMinute = _param(
+        "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (0: none)",
+        TypeConverters.toFloat,
+    )  # fmt: skip
+    concurrentTasks = _param(
+        "concurrentTasks", "tasks running at once, to split budgets (0: from the Spark configuration)",
+        TypeConverters.toInt,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {
+        "maxAttempts": C.MAX_ATTEMPTS,
+        "connectTimeout": C.CONNECT_TIMEOUT_SECONDS,
+        "requestTimeout": C.REQUEST_TIMEOUT_SECONDS,
+        "deadlineSeconds": 0.0,
+        "maxRetryAfterSeconds": C.MAX_RETRY_AFTER_SECONDS,
+        "maxRequestsPerMinute": 0.0,
+        "maxTokensPerMinute": 0.0,
+        "concurrentTasks": 0,
+    }
+
+
+@with_getters
+class HasOutputs(Params):
+    """Where results go, and what a failure does."""
+
+    outputCol = _param("outputCol", "output column", TypeConverters.toString)
+    errorCol = _param("errorCol", "error column: null on success, else a struct", TypeConverters.toString)
+    usageCol = _param("usageCol", "optional column for token usage (off unless named)", TypeConverters.toString)
+    failOnError = _param(
+        "failOnError", "fail the task on the first error row instead of recording it", TypeConverters.toBoolean
+    )
+    onSystemicError = _param(
+        "onSystemicError",
+        "fail (default): a bad key, unknown deployment or dead endpoint fails the job at once; mark: mark the rows",
+        TypeConverters.toString,
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"errorCol": "error", "failOnError": False, "onSystemicError": "fail"}
+
+
+@with_getters
+class HasChatRequest(Params):
+    """What a chat request asks for: prompts, instructions and the request fields of the same meaning."""
+
+    promptCol = _param("promptCol", "string column of user prompts", TypeConverters.toString)
+    messagesCol = _param(
+        "messagesCol", "array<struct<role:string,content:string>> column of conversations", TypeConverters.toString
+    )
+    systemPrompt = _param("systemPrompt", "system message put before each prompt", TypeConverters.toString)
+    finishReasonCol = _param("finishReasonCol", "optional column for finish_reason", TypeConverters.toString)
+    temperature = _param("temperature", "sampling temperature (0 to 2)", TypeConverters.toFloat)
+    topP = _param("topP", "nucleus sampling probability mass (0 to 1)", TypeConverters.toFloat)
+    maxTokens = _param("maxTokens", "max_tokens of the answer", TypeConverters.toInt)
+    maxCompletionTokens = _param(
+        "maxCompletionTokens", "max_completion_tokens (reasoning models)", TypeConverters.toInt
+    )
+    seed = _param("seed", "sampling seed", TypeConverters.toInt)
+    stop = _param("stop", "stop sequence(s): a string or a list", string_list)
+    presencePenalty = _param("presencePenalty", "presence penalty", TypeConverters.toFloat)
+    frequencyPenalty = _param("frequencyPenalty", "frequency penalty", TypeConverters.toFloat)
+    responseFormat = _param(
+        "responseFormat", "response_format as a dict or JSON text, e.g. {'type': 'json_object'}", json_text
+    )
+    user = _param("user", "end-user id sent as 'user'", TypeConverters.toString)
+    extraBody = _param("extraBody", "dict (or JSON text) merged into every request body", json_text)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasEmbeddingRequest(Params):
+    """What an embeddings request asks for, and how rows are batched into requests."""
+
+    inputCol = _param("inputCol", "string column of texts to embed", TypeConverters.toString)
+    dimensions = _param("dimensions", "vector size for text-embedding-3 models (0: the model's)", TypeConverters.toInt)
+    batchSize = _param("batchSize", f"inputs per request (at most {C.MAX_EMBEDDING_INPUTS})", TypeConverters.toInt)
+    maxBatchTokens = _param("maxBatchTokens", "estimated tokens per request", TypeConverters.toInt)
+    outputType = _param("outputType", "array (array<float>) or vector (pyspark.ml.linalg)", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {
+        "dimensions": 0,
+        "batchSize": C.EMBEDDING_BATCH_SIZE,
+        "maxBatchTokens": C.EMBEDDING_MAX_BATCH_TOKENS,
+        "outputType": "array",
+    }
+
+
+def collect_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of every mixin of ``cls``, the stage's own ``_stage_defaults`` last."""
+    merged: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        merged.update(vars(base).get("_param_defaults", {}))
+    merged.update(getattr(cls, "_stage_defaults", {}))
+    return merged
+
+
+def check_param_names(stage: Params, names: list[str]) -> None:
+    """Refuse an unknown keyword with the nearest Param's name: ``promptColumn`` -> ``promptCol``."""
+    import difflib
+
+    known = [p.name for p in stage.params]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the Params are {sorted(known)}"
+            raise ConfigurationError(f"unknown Param {name!r} for {type(stage).__name__}{hint}")

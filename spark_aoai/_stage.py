@@ -1,0 +1,239 @@
+"""The base of every stage: Params -> executor settings (in one function), output columns from the
+operation's declarations, and ``mapInArrow`` (DataFrame API only, so Spark Connect works).
+
+Credentials are constructor arguments kept in ``_secrets``, never Params: not saved, not shown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pyspark.ml import Transformer
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
+
+from spark_aoai._config import ClientConfig, Limits, resolve_client_config
+from spark_aoai._contract import Operation, OutputField, RowResults
+from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
+from spark_aoai._partition import run_partition
+from spark_aoai._retry import RetryPolicy
+from spark_aoai._spark_types import require_new_column, spark_type
+from spark_aoai.exceptions import ConfigurationError
+
+SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")
+
+
+def infer_concurrent_tasks(spark: SparkSession | None) -> int:
+    """How many tasks run at once, from the session's configuration (used to split explicit budgets)."""
+    if spark is None:
+        return 1
+
+    def conf(key: str) -> str | None:
+        try:
+            return spark.conf.get(key, None)
+        except Exception:  # Spark Connect may refuse some keys
+            return None
+
+    master = conf("spark.master") or ""
+    if master.startswith("local"):
+        cores = master[master.find("[") + 1 : master.find("]")].split(",")[0] if "[" in master else "1"
+        if cores == "*":
+            return os.cpu_count() or 1
+        return max(1, int(cores)) if cores.isdigit() else 1
+    task_cpus = int(conf("spark.task.cpus") or 1)
+    instances, cores_per = conf("spark.executor.instances"), conf("spark.executor.cores")
+    if instances and cores_per and instances.isdigit() and cores_per.isdigit():
+        return max(1, int(instances) * int(cores_per) // task_cpus)
+    parallelism = conf("spark.default.parallelism")
+    return max(1, int(parallelism)) if parallelism and parallelism.isdigit() else 1
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """A declared output field under the column name the stage's Params give it."""
+
+    field: OutputField
+    name: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one transform (or UDF) runs: settings, the operation and its output columns; picklable."""
+
+    config: ClientConfig
+    operation: Operation
+    outputs: tuple[OutputColumn, ...]
+
+    def encode(self, results: RowResults) -> list[pa.Array]:
+        return [column.field.encode(results) for column in self.outputs]
+
+    @property
+    def names(self) -> list[str]:
+        return [column.name for column in self.outputs]
+
+
+class AzureOpenAIStage(
+    Transformer, HasConnection, HasThroughput, HasOutputs, DefaultParamsReadable, DefaultParamsWritable
+):
+    """What every stage shares: Params, credentials, validation on the driver, then ``mapInArrow``."""
+
+    _stage_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self._setDefault(**collect_defaults(type(self)))
+        self._secrets: dict[str, Any] = {}
+        self.setParams(**kwargs)
+
+    def setParams(self, **kwargs: Any) -> Any:
+        """Set Params by name (credentials are kept aside); an unknown name is refused with the nearest one."""
+        params = self._take_secrets(dict(kwargs))
+        check_param_names(self, list(params))
+        for name, value in params.items():
+            try:
+                self._set(**{name: value})
+            except TypeError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from None
+        return self
+
+    def _take_secrets(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Move credentials out of the arguments into a private, unpersisted attribute."""
+        for name in SECRET_ARGUMENTS:
+            if name in kwargs:
+                value = kwargs.pop(name)
+                if value is not None:
+                    self._secrets[name] = value
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def setCredentials(
+        self,
+        apiKey: str | None = None,
+        aadToken: str | None = None,
+        tokenProvider: Callable[[], Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Set credentials (e.g. after ``load``); they are never saved with the stage."""
+        self._take_secrets({"apiKey": apiKey, "aadToken": aadToken, "tokenProvider": tokenProvider, "headers": headers})
+        return self
+
+    def _get(self, param: Any) -> Any:
+        return self.getOrDefault(param) if self.isDefined(param) else None
+
+    # -- what each stage defines ----------------------------------------------------------------------------
+
+    def _input_column(self, schema: StructType) -> str:
+        """Check the input column(s) against the schema; the name of the column the items come from."""
+        raise NotImplementedError
+
+    def _operation(self, config: ClientConfig) -> Operation:
+        raise NotImplementedError
+
+    def _vector_output(self) -> bool:
+        return False
+
+    # -- Params -> settings, in one place ------------------------------------------------------------------
+
+    def _client_config(self, spark: SparkSession | None) -> ClientConfig:
+        on_systemic = self.getOrDefault(self.onSystemicError)
+        if on_systemic not in ("fail", "mark"):
+            raise ConfigurationError(f"onSystemicError must be 'fail' or 'mark', got {on_systemic!r}")
+        concurrent = self.getOrDefault(self.concurrentTasks)
+        if concurrent < 0:
+            raise ConfigurationError(f"concurrentTasks must be 0 (from Spark) or more, got {concurrent}")
+        limits = Limits(
+            concurrency=self.getOrDefault(self.concurrency),
+            max_requests_per_minute=self.getOrDefault(self.maxRequestsPerMinute) or None,
+            max_tokens_per_minute=self.getOrDefault(self.maxTokensPerMinute) or None,
+            concurrent_tasks=concurrent or infer_concurrent_tasks(spark),
+            deadline_seconds=self.getOrDefault(self.deadlineSeconds) or None,
+            connect_timeout=self.getOrDefault(self.connectTimeout),
+            read_timeout=self.getOrDefault(self.requestTimeout),
+        )
+        retry = RetryPolicy(
+            max_attempts=self.getOrDefault(self.maxAttempts),
+            max_retry_after=self.getOrDefault(self.maxRetryAfterSeconds),
+        )
+        return resolve_client_config(
+            deployment=self._get(self.deploymentName),
+            endpoint=self._get(self.endpoint),
+            api_version=self._get(self.apiVersion),
+            api_style=self.getOrDefault(self.apiStyle),
+            api_key=self._secrets.get("apiKey"),
+            aad_token=self._secrets.get("aadToken"),
+            token_provider=self._secrets.get("tokenProvider"),
+            headers=self._secrets.get("headers"),
+            retry=retry,
+            limits=limits,
+            verify=self.getOrDefault(self.caBundle) or True,
+            fail_on_error=self.getOrDefault(self.failOnError),
+            fail_on_systemic=on_systemic == "fail",
+        )
+
+    def _output_columns(self, operation: Operation) -> tuple[OutputColumn, ...]:
+        columns = []
+        for field in operation.outputs:  # type: ignore[attr-defined]
+            param = self.getParam(field.param) if self.hasParam(field.param) else None
+            name = self._get(param) if param is not None else None
+            name = name or field.default_name
+            if name:
+                columns.append(OutputColumn(field, str(name)))
+        names = [c.name for c in columns]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigurationError(f"output columns must have distinct names, {duplicated} is used twice")
+        return tuple(columns)
+
+    def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, str | None]:
+        """Validate on the driver and build what the executors run; the input column when a schema is given."""
+        input_col = self._input_column(schema) if schema is not None else None
+        config = self._client_config(spark)
+        operation = self._operation(config)
+        return Plan(config, operation, self._output_columns(operation)), input_col
+
+    # -- the Transformer ------------------------------------------------------------------------------------
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        schema = dataset.schema
+        plan, input_col = self._plan(schema, dataset.sparkSession)
+        assert input_col is not None
+        for column in plan.outputs:
+            require_new_column(schema, column.name, column.field.param)
+        original = schema.fieldNames()
+        safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]  # mapInArrow cannot take dotted names
+        renamed = dataset.toDF(*safe)
+        fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
+        out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
+        out_schema = StructType(fields + out_fields)
+        function = _arrow_partition(plan, safe[original.index(input_col)])
+        out = renamed.mapInArrow(function, out_schema).toDF(*original, *plan.names)
+        if self._vector_output():
+            out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(uid={self.uid!r}, deploymentName={self._get(self.deploymentName)!r})"
+
+
+def _to_vector(column: Column) -> Column:
+    """``array<float>`` to a pyspark.ml Vector, null staying null (array_to_vector fails on null)."""
+    from pyspark.ml.functions import array_to_vector
+
+    return F.when(column.isNull(), F.lit(None)).otherwise(array_to_vector(column))
+
+
+def _arrow_partition(plan: Plan, input_col: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function ``mapInArrow`` runs on each partition: input batches in, same rows plus results out."""
+
+    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        work = ((batch.column(input_col).to_pylist(), batch) for batch in batches)
+        for results, batch in run_partition(work, plan.operation, plan.config):
+            columns = list(batch.columns) + plan.encode(results)
+            yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
+
+    return partition
