@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spark_aoai.exceptions import ConfigurationError, RequestFailedError, SparkAOAIError
+from spark_aoai.exceptions import ConfigurationError, RequestFailedError, SparkAOAIError, SystemicError, failure_of
 
 __version__ = "0.1.0"
 
@@ -34,9 +34,11 @@ __all__ = [
     "Embedding",
     "RequestFailedError",
     "SparkAOAIError",
+    "SystemicError",
     "__version__",
     "chat_udf",
     "embedding_udf",
+    "failure_of",
 ]
 
 

@@ -82,6 +82,33 @@ class Usage:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def nothing(self) -> Usage:
+        """Zero of each figure this usage reports: what a row answered by a duplicate or a cache carries."""
+        return Usage(**{name: None if value is None else 0 for name, value in asdict(self).items()})
+
+    def split(self, weights: Sequence[int]) -> list[Usage]:
+        """This usage over rows in proportion to ``weights``, in whole tokens that add up to each figure."""
+        shares: list[dict[str, int | None]] = [{} for _ in weights]
+        for name, value in asdict(self).items():
+            for share, part in zip(shares, _whole_parts(value, weights), strict=True):
+                share[name] = part
+        return [Usage(**share) for share in shares]
+
+
+def _whole_parts(total: int | None, weights: Sequence[int]) -> list[int | None]:
+    """``total`` in whole parts proportional to ``weights`` (largest remainder), summing exactly to ``total``."""
+    if total is None:
+        return [None] * len(weights)
+    weight_sum = sum(max(0, w) for w in weights)
+    if weight_sum == 0:
+        weights, weight_sum = [1] * len(weights), len(weights)
+    exact = [total * max(0, w) / weight_sum for w in weights]
+    parts = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return list(parts)
+
 
 USAGE_ARROW_TYPE = pa.struct([(f.name, pa.int64()) for f in fields(Usage)])
 

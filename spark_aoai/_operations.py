@@ -26,6 +26,7 @@ from spark_aoai._contract import (
     RowError,
     RowResults,
     Unit,
+    Usage,
     encode_strings,
     encode_vectors,
     invalid_input,
@@ -77,6 +78,9 @@ class ChatOperation:
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         return []
+
+
+NO_EMBEDDING_USAGE = Usage(prompt_tokens=0, total_tokens=0)
 
 
 class VectorCache:
@@ -184,7 +188,7 @@ class EmbeddingTask:
         for text in list(rows_of):
             cached = self.cache.get(text)
             if cached is not None:
-                results.succeed(rows_of.pop(text), cached)
+                results.succeed(rows_of.pop(text), cached, NO_EMBEDDING_USAGE)
         texts = list(rows_of)
         tokens = [estimate_tokens(text) for text in texts]
         batch_size = max(1, min(self.spec.batch_size, C.MAX_EMBEDDING_INPUTS))
@@ -197,7 +201,7 @@ class EmbeddingTask:
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
-        vectors, _usage = embeddings_wire.parse_vectors(body, len(unit.groups), self.dimensions)
+        vectors, usage = embeddings_wire.parse_vectors(body, len(unit.groups), self.dimensions)
         with self.lock:  # the first answer fixes the task's vector length
             if self.dimensions is None:
                 self.dimensions = vectors[0].shape[0]
@@ -205,9 +209,13 @@ class EmbeddingTask:
                 raise embeddings_wire.MalformedResponseError(
                     f"an embedding has {vectors[0].shape[0]} dimensions; this task's earlier ones had {self.dimensions}"
                 )
-        for text, group, vector in zip(unit.payload["input"], unit.groups, vectors, strict=True):
+        texts = unit.payload["input"]
+        shares = usage.split([estimate_tokens(t) for t in texts]) if usage is not None else [None] * len(texts)
+        for text, group, vector, share in zip(texts, unit.groups, vectors, shares, strict=True):
             self.cache.put(text, vector)
-            unit.results.succeed(group, vector)
+            unit.results.succeed(group[:1], vector, share)  # the first row of a text carries what it cost
+            if len(group) > 1:
+                unit.results.succeed(group[1:], vector, share.nothing() if share is not None else None)
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         if error.status != 400 or len(unit.groups) < 2:
