@@ -1,0 +1,123 @@
+"""Hostile answers and job-wide faults: every job ends within its bounds, no row is lost, nothing leaks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from spark_aoai import ChatCompletion, Embedding, failure_of
+from spark_aoai._auth import TokenProvider
+from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._operations import ChatOperation
+from spark_aoai._partition import run_partition
+from spark_aoai._retry import RetryPolicy
+from spark_aoai.emulator import Emulator, chat_reply
+
+FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.1)
+
+
+def engine_run(endpoint: str, prompts: list[str], credential, **limits):
+    cfg = ClientConfig(
+        endpoint=resolve_endpoint(endpoint),
+        deployment="gpt-4o",
+        credential=credential,
+        retry=FAST,
+        limits=Limits(**{"concurrency": 4, **limits}),
+    )
+    ((results, _),) = list(run_partition(iter([(prompts, None)]), ChatOperation(model=None), cfg))
+    return results
+
+
+class FlakyProvider:
+    """A token provider that raises for its first ``failures`` calls (a transient identity outage)."""
+
+    def __init__(self, failures: int, secret: str = "provider-secret-token-value") -> None:
+        self.failures, self.calls, self.secret, self.lock = failures, 0, secret, threading.Lock()
+
+    def __call__(self) -> str:
+        with self.lock:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("identity endpoint unavailable")
+        return self.secret
+
+
+def test_a_provider_that_always_raises_ends_every_row_with_credential_error(emulator):
+    provider = FlakyProvider(failures=10**6)
+    started = time.monotonic()
+    results = engine_run(emulator.endpoint, [f"p{i}" for i in range(30)], TokenProvider(provider))
+    assert time.monotonic() - started < 20  # never hangs on leaked in-flight slots
+    assert {e.code for e in results.errors} == {"credential_error"}
+    assert all("identity endpoint unavailable" in e.message for e in results.errors)
+    assert emulator.stats()["requests"] == {}
+
+
+def test_a_provider_that_fails_for_a_while_is_retried(emulator):
+    provider = FlakyProvider(failures=3)
+    prompts = [f"p{i}" for i in range(12)]
+    results = engine_run(emulator.endpoint, prompts, TokenProvider(provider))
+    assert results.errors == [None] * 12
+    assert results.values == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def prompts(spark, n: int = 200):
+    return spark.createDataFrame([(i, f"row {i}") for i in range(n)], "id int, prompt string").repartition(2)
+
+
+def test_nothing_listening_fails_the_job_within_seconds(spark):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    stage = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=endpoint, apiKey="k" * 20)
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        stage.transform(prompts(spark)).collect()
+    assert time.monotonic() - started < 30
+    error = failure_of(raised.value)
+    assert error is not None and error["code"] == "connection_error"
+    assert "endpoint host 127.0.0.1" in str(raised.value) and "'gpt-4o'" in str(raised.value)
+    marked = stage.copy({stage.onSystemicError: "mark"}).transform(prompts(spark)).collect()
+    assert len(marked) == 200 and {r.error.code for r in marked} == {"connection_error"}
+
+
+def test_a_wrong_key_fails_the_job_within_seconds_and_never_shows_the_key(spark):
+    wrong = "wrong-key-0123456789abcdef"
+    with Emulator(api_key="the-right-key-0123456789") as emu:
+        stage = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=emu.endpoint, apiKey=wrong)
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            stage.transform(prompts(spark)).collect()
+        assert time.monotonic() - started < 30
+        assert failure_of(raised.value)["status"] == 401
+        assert wrong not in str(raised.value)
+        # each task stops at its first 401: at most the requests already in flight (2 tasks x concurrency 32)
+        assert emu.stats()["requests"].get("chat 401", 0) <= 2 * 32
+        marked = stage.copy({stage.onSystemicError: "mark"}).transform(prompts(spark)).collect()
+        assert len(marked) == 200 and all(r.error.status == 401 and r.response is None for r in marked)
+
+
+def test_vector_output_survives_failed_rows(spark, emulator):
+    df = spark.createDataFrame([(1, "fine"), (2, None), (3, ""), (4, "also fine")], "id int, text string")
+    stage = Embedding(
+        deploymentName="text-embedding-3-small", inputCol="text", endpoint=emulator.endpoint, outputType="vector"
+    )
+    rows = {r.id: r for r in stage.transform(df).collect()}
+    assert rows[1].embedding is not None and len(rows[1].embedding) == 1536
+    assert rows[2].embedding is None and rows[3].embedding is None
+    assert rows[2].error.code == rows[3].error.code == "invalid_input"
+
+
+def test_columns_with_dots_in_their_names_are_kept(spark, emulator):
+    df = spark.createDataFrame([(1, "dotted?", 2.5)], "id int, prompt string, `price.eur` double")
+    df = df.withColumnRenamed("prompt", "the.prompt")
+    out = ChatCompletion(deploymentName="gpt-4o", promptCol="the.prompt", endpoint=emulator.endpoint).transform(df)
+    assert out.columns == ["id", "the.prompt", "price.eur", "response", "error"]
+    row = out.first()
+    assert row["response"] == chat_reply([{"role": "user", "content": "dotted?"}]) and row["price.eur"] == 2.5
