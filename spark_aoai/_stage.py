@@ -7,11 +7,9 @@ Credentials are constructor arguments kept in ``_secrets``, never Params: not sa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-import pyarrow as pa
 from pyspark.ml import Transformer
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -19,9 +17,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
-from spark_aoai._contract import Operation, OutputField, RowResults
+from spark_aoai._contract import Operation
+from spark_aoai._executor import OutputColumn, Plan, arrow_partition
 from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
-from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
@@ -52,30 +50,6 @@ def infer_concurrent_tasks(spark: SparkSession | None) -> int:
         return max(1, int(instances) * int(cores_per) // task_cpus)
     parallelism = conf("spark.default.parallelism")
     return max(1, int(parallelism)) if parallelism and parallelism.isdigit() else 1
-
-
-@dataclass(frozen=True)
-class OutputColumn:
-    """A declared output field under the column name the stage's Params give it."""
-
-    field: OutputField
-    name: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one transform (or UDF) runs: settings, the operation and its output columns; picklable."""
-
-    config: ClientConfig
-    operation: Operation
-    outputs: tuple[OutputColumn, ...]
-
-    def encode(self, results: RowResults) -> list[pa.Array]:
-        return [column.field.encode(results) for column in self.outputs]
-
-    @property
-    def names(self) -> list[str]:
-        return [column.name for column in self.outputs]
 
 
 class AzureOpenAIStage(
@@ -210,7 +184,7 @@ class AzureOpenAIStage(
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
         out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
         out_schema = StructType(fields + out_fields)
-        function = _arrow_partition(plan, safe[original.index(input_col)])
+        function = arrow_partition(plan, safe[original.index(input_col)])
         out = renamed.mapInArrow(function, out_schema).toDF(*original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
@@ -225,15 +199,3 @@ def _to_vector(column: Column) -> Column:
     from pyspark.ml.functions import array_to_vector
 
     return F.when(column.isNull(), F.lit(None)).otherwise(array_to_vector(column))
-
-
-def _arrow_partition(plan: Plan, input_col: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The function ``mapInArrow`` runs on each partition: input batches in, same rows plus results out."""
-
-    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        work = ((batch.column(input_col).to_pylist(), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config):
-            columns = list(batch.columns) + plan.encode(results)
-            yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
-
-    return partition
