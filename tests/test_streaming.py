@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from pyspark.sql import functions as F
 
-from spark_aoai import ChatCompletion, Embedding
+from spark_aoai import ChatCompletion, Embedding, chat_udf
 from spark_aoai.emulator import chat_reply, embed_text
 
 SCHEMA = "file int, id int, prompt string"
@@ -122,3 +122,17 @@ def test_foreach_batch_runs_the_stage_on_each_micro_batch(spark, emulator, tmp_p
     assert sorted(files_by_batch.values(), key=min) == [{0}, {1}]  # one whole file per micro-batch
     assert all(r.chat_error is None and r.response == answer(r.prompt) for r in rows)
     assert emulator.stats()["inputs"] == {prompt_for(f, i): 1 for f in range(2) for i in range(ROWS_PER_FILE)}
+
+
+def test_chat_udf_in_a_streaming_select(spark, emulator, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    add_file(source, 0)
+    ask = chat_udf(deploymentName="gpt-4o", endpoint=emulator.endpoint)
+    answers = stream_of(spark, source).select("file", "id", "prompt", ask(F.col("prompt")).alias("out"))
+    writer = answers.writeStream.format("memory").queryName("streamed_udf_answers")
+    run_until_caught_up(writer.option("checkpointLocation", str(tmp_path / "checkpoint")))
+
+    rows = spark.table("streamed_udf_answers").collect()
+    assert sorted(r.id for r in rows) == list(range(ROWS_PER_FILE))
+    assert all(r.out.error is None and r.out.response == answer(r.prompt) for r in rows)
