@@ -44,3 +44,18 @@ def test_similarity_search_and_clustering(spark, emulator):
     assert best[0].similarity >= best[1].similarity >= best[2].similarity
     clusters = cluster(spark, emulator.endpoint).collect()
     assert len(clusters) == len(DOCUMENTS) and {r.cluster for r in clusters} <= {0, 1}
+
+
+def test_streaming_restarts_from_its_checkpoint(spark, emulator, tmp_path):
+    from streaming import TICKET_FILES, answer_tickets
+
+    result = answer_tickets(spark, emulator.endpoint, tmp_path)
+    sizes = [len(tickets) for tickets in TICKET_FILES]
+    first_run, second_run = result["runs"]
+    # files written within the same millisecond may be taken in either order: compare the sorted sizes
+    assert [b for b, _ in first_run] == [0, 1] and sorted(n for _, n in first_run) == sorted(sizes[:2])
+    assert second_run == [(2, sizes[2])]
+    assert result["rows"] == result["tickets"] == sum(sizes) and result["errors"] == 0
+    first = result["sample"][0]
+    assert first.answer == "Emulated answer to: How do I reset my password?" and first.dims == 1536
+    assert emulator.stats()["inputs"]["How do I reset my password?"] == 1
