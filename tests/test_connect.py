@@ -69,7 +69,7 @@ def test_transformers_run_on_spark_connect(tmp_path):
             )
             assert job.returncode == 0, job.stderr[-3000:]
             result = json.loads(job.stdout.strip().splitlines()[-1])
-            assert emu.stats()["requests"]["chat 200"] == 20
+            assert emu.stats()["requests"]["chat 200"] == 20 + 3 + 4 + 2
     finally:
         os.killpg(server.pid, 15)
         try:
@@ -82,3 +82,8 @@ def test_transformers_run_on_spark_connect(tmp_path):
     for r in result["rows"]:
         assert r["error"] is None and r["response"] == chat_reply([{"role": "user", "content": r["prompt"]}])
     assert result["vectors"] == [8] * 20
+    assert result["as_vector"] == [8, None] and result["as_vector_errors"] == [None, "invalid_input"]
+    assert result["reloaded_errors"] == [None] * 3  # save/load through the DataFrame API
+    assert result["piped"] == [[True, True, 8]] * 4
+    assert [ok for ok, _ in result["udf"]] == [True, True] and all(tokens > 0 for _, tokens in result["udf"])
+    assert result["systemic"]["status"] == 401  # failure_of reads the row error through Connect's exception
