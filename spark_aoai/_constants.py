@@ -27,6 +27,10 @@ EMBEDDING_MAX_BATCH_TOKENS = 200_000
 MAX_EMBEDDING_INPUTS = 2048  # Azure's limit per request
 VECTOR_CACHE_BYTES = 64 * 2**20
 
+# Structured output
+OUTPUT_RETRIES = 1  # re-asks after an answer that does not fit the output schema
+RAW_ANSWER_CHARS = 500  # of a misfit answer, kept in its invalid_output message
+
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value

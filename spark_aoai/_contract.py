@@ -37,6 +37,7 @@ class ErrorCode(str, enum.Enum):
     QUOTA_EXCEEDED = "quota_exceeded"
     CLIENT_ERROR = "client_error"
     INTERNAL_ERROR = "internal_error"
+    INVALID_OUTPUT = "invalid_output"
 
     def __str__(self) -> str:
         return self.value
@@ -184,6 +185,7 @@ class Unit:
     tokens: int
     attempts: int = 0
     refreshed_credential: bool = False
+    context: Any = None  # what the operation carries from an answer to its follow-up unit (a re-ask)
 
     @property
     def rows(self) -> list[int]:
@@ -225,8 +227,12 @@ class TaskOperation(Protocol):
     def plan(self, items: Sequence[Any], results: RowResults) -> list[Unit]:
         """Make the batch's units; rows with invalid input are failed here and sent nowhere."""
 
-    def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
-        """Place a 200's results on the unit's rows, or raise ``MalformedResponseError``."""
+    def accept(self, unit: Unit, body: Any, request_id: str | None) -> list[Unit] | None:
+        """Place a 200's results on the unit's rows, or raise ``MalformedResponseError``.
+
+        May instead return follow-up units for rows it leaves unresolved (a re-ask after an answer that does not
+        fit the output schema); the engine sends them like any other unit.
+        """
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         """Smaller units to isolate a non-retryable failure, or [] to fail the whole unit."""
@@ -253,6 +259,16 @@ def encode_finish_reasons(results: RowResults) -> pa.Array:
 
 def encode_strings(results: RowResults) -> pa.Array:
     return pa.array(results.values, type=pa.string())
+
+
+@dataclass(frozen=True)
+class encode_typed:  # noqa: N801 - used as an encoder function, like the others
+    """The encoder of a typed (structured) output column: values already converted to ``arrow_type``."""
+
+    arrow_type: pa.DataType
+
+    def __call__(self, results: RowResults) -> pa.Array:
+        return pa.array(results.values, type=self.arrow_type)
 
 
 def encode_vectors(results: RowResults) -> pa.Array:

@@ -169,9 +169,12 @@ class Sender:
             error = outcome.error
             if error is None:
                 try:
-                    self.operation.accept(unit, outcome.body, outcome.request_id)
+                    follow_ups = self.operation.accept(unit, outcome.body, outcome.request_id)
                     self.breaker.success()
-                    self.hooks.store(unit, outcome.body)
+                    if not follow_ups:
+                        self.hooks.store(unit, outcome.body)
+                    for part in follow_ups or ():
+                        self.queue.put(part)
                     return
                 except MalformedResponseError as exc:
                     error = RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)[:500])

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pyarrow as pa
 
@@ -38,11 +39,31 @@ class Plan:
         return [column.name for column in self.outputs]
 
 
-def arrow_partition(plan: Plan, input_col: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+@dataclass(frozen=True)
+class Inputs:
+    """The columns a stage reads: the items are one column's values, or with ``as_rows`` dicts of the columns
+    (keyed by ``keys``, the user's names, while ``columns`` may be the renamed ones ``mapInArrow`` sees)."""
+
+    columns: tuple[str, ...]
+    as_rows: bool = False
+    keys: tuple[str, ...] = ()
+
+    def renamed(self, names: Mapping[str, str]) -> Inputs:
+        return replace(self, columns=tuple(names[c] for c in self.columns), keys=self.keys or self.columns)
+
+    def items(self, batch: pa.RecordBatch) -> list[Any]:
+        if not self.as_rows:
+            return list(batch.column(self.columns[0]).to_pylist())
+        values = [batch.column(c).to_pylist() for c in self.columns]
+        keys = self.keys or self.columns
+        return [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)] if values else []
+
+
+def arrow_partition(plan: Plan, inputs: Inputs) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function ``mapInArrow`` runs on each partition: input batches in, same rows plus results out."""
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        work = ((batch.column(input_col).to_pylist(), batch) for batch in batches)
+        work = ((inputs.items(batch), batch) for batch in batches)
         for results, batch in run_partition(work, plan.operation, plan.config):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)

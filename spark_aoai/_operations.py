@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from spark_aoai._contract import (
     ERROR_FIELD,
     FINISH_REASON_FIELD,
     USAGE_FIELD,
+    ErrorCode,
     InvalidInputError,
     OutputField,
     Route,
@@ -28,56 +29,148 @@ from spark_aoai._contract import (
     Unit,
     Usage,
     encode_strings,
+    encode_typed,
     encode_vectors,
     invalid_input,
 )
+from spark_aoai._structured import MisfitError, StructuredOutput
+from spark_aoai._template import Template
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
 
 
 @dataclass(frozen=True)
+class Asked:
+    """What a chat unit carries into its re-ask: the output it must fit, and what earlier asks cost."""
+
+    structured: StructuredOutput
+    reasks: int = 0
+    attempts: int = 0
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
 class ChatOperation:
-    """Chat completions: one unit per row; ``options`` is merged into every request body."""
+    """Chat completions: one unit per row; ``options`` is merged into every request body.
+
+    An item is a prompt string or a list of messages, or with ``template`` a dict of the row's referenced
+    columns, rendered here on the executor. With ``structured`` the answer is parsed and converted into the
+    output column's type; one that does not fit is re-asked up to ``output_retries`` times with the problem
+    fed back, then the row gets ``invalid_output``. ``output_for`` (picklable) gives each row its own
+    structured output from its dict (the SQL ``ai_classify(text, labels)``).
+    """
 
     model: str | None
     system_prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     route: Route = chat_wire.ROUTE
-    outputs: tuple[OutputField, ...] = (
-        OutputField("outputCol", "response", pa.string(), encode_strings),
-        ERROR_FIELD,
-        USAGE_FIELD,
-        FINISH_REASON_FIELD,
-    )
+    template: Template | None = None
+    system_template: Template | None = None
+    null_placeholder: str | None = None
+    structured: StructuredOutput | None = None
+    output_retries: int = C.OUTPUT_RETRIES
+    output_for: Callable[[Mapping[str, Any]], StructuredOutput] | None = None
+
+    @property
+    def outputs(self) -> tuple[OutputField, ...]:
+        answer = OutputField("outputCol", "response", pa.string(), encode_strings)
+        if self.structured is not None:
+            arrow_type = self.structured.arrow_type()
+            answer = OutputField("outputCol", "response", arrow_type, encode_typed(arrow_type))
+        return (answer, ERROR_FIELD, USAGE_FIELD, FINISH_REASON_FIELD)
 
     def for_task(self) -> ChatOperation:
         return self
 
+    def _completion_budget(self) -> int:
+        options = self.options
+        return int(options.get("max_completion_tokens") or options.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
+
+    def _request(self, item: Any) -> tuple[list[dict[str, Any]], StructuredOutput | None]:
+        if self.template is None:
+            return chat_wire.to_messages(item, self.system_prompt), self.structured
+        if not isinstance(item, Mapping):
+            raise InvalidInputError(f"a template needs the row's fields, got a {type(item).__name__}")
+        system = self.system_prompt
+        if self.system_template is not None:
+            system = self.system_template.render(item, self.null_placeholder)
+        prompt = self.template.render(item, self.null_placeholder)
+        structured = self.output_for(item) if self.output_for is not None else self.structured
+        return chat_wire.to_messages(prompt, system), structured
+
     def plan(self, items: Sequence[Any], results: RowResults) -> list[Unit]:
         units = []
-        completion_budget = int(
-            self.options.get("max_completion_tokens") or self.options.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
-        )
+        budget = self._completion_budget()
         for row, item in enumerate(items):
             try:
-                messages = chat_wire.to_messages(item, self.system_prompt)
+                messages, structured = self._request(item)
             except InvalidInputError as exc:
                 results.fail([row], invalid_input(str(exc)))
                 continue
-            body = chat_wire.build_body(messages, self.options, self.model)
-            units.append(Unit(results, [[row]], body, estimate_message_tokens(messages) + completion_budget))
+            options = self.options
+            if structured is not None:
+                options = {**options, "response_format": structured.response_format()}
+            body = chat_wire.build_body(messages, options, self.model)
+            context = Asked(structured) if structured is not None else None
+            units.append(Unit(results, [[row]], body, estimate_message_tokens(messages) + budget, context=context))
         return units
 
-    def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
+    def accept(self, unit: Unit, body: Any, request_id: str | None) -> list[Unit] | None:
         answer = chat_wire.parse_answer(body)
+        asked: Asked | None = unit.context
+        attempts = unit.attempts + (asked.attempts if asked else 0)
         if answer.error is not None:
-            unit.results.fail(unit.rows, answer.error.with_attempts(unit.attempts, request_id))
-        else:
+            unit.results.fail(unit.rows, answer.error.with_attempts(attempts, request_id))
+            return None
+        if asked is None:
             unit.results.succeed(unit.rows, answer.text, answer.usage, answer.finish_reason)
+            return None
+        usage = add_usage(asked.usage, answer.usage)
+        try:
+            value = asked.structured.parse(answer.text)
+        except MisfitError as misfit:
+            if asked.reasks < self.output_retries:
+                return [
+                    self._reask(
+                        unit, answer.text or "", str(misfit), Asked(asked.structured, asked.reasks + 1, attempts, usage)
+                    )
+                ]
+            raw = (answer.text or "")[: C.RAW_ANSWER_CHARS]
+            message = f"the answer does not fit the output schema ({misfit}) after {asked.reasks} re-ask(s): {raw}"
+            error = RowError(200, ErrorCode.INVALID_OUTPUT, message[: C.MAX_MESSAGE_CHARS], attempts, request_id)
+            unit.results.fail(unit.rows, error)
+            return None
+        unit.results.succeed(unit.rows, value, usage, answer.finish_reason)
+        return None
+
+    def _reask(self, unit: Unit, raw: str, problem: str, asked: Asked) -> Unit:
+        """The same request with the misfit answer and what is wrong with it, as a system message, appended."""
+        feedback = (
+            f"Your previous answer does not fit the required JSON schema: {problem}. "
+            "Answer again with only a JSON value that fits the schema."
+        )
+        messages = [
+            *unit.payload["messages"],
+            {"role": "assistant", "content": raw},
+            {"role": "system", "content": feedback},
+        ]
+        payload = {**unit.payload, "messages": messages}
+        tokens = estimate_message_tokens(messages) + self._completion_budget()
+        return Unit(
+            unit.results, unit.groups, payload, tokens, refreshed_credential=unit.refreshed_credential, context=asked
+        )
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         return []
+
+
+def add_usage(first: Usage | None, second: Usage | None) -> Usage | None:
+    """Two requests' usage summed, figure by figure (None where neither reports one)."""
+    if first is None or second is None:
+        return second if first is None else first
+    a, b = first.as_dict(), second.as_dict()
+    return Usage(**{k: None if a[k] is None and b[k] is None else (a[k] or 0) + (b[k] or 0) for k in a})
 
 
 NO_EMBEDDING_USAGE = Usage(prompt_tokens=0, total_tokens=0)

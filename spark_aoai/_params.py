@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._structured import schema_text
 from spark_aoai.exceptions import ConfigurationError
 
 P = TypeVar("P", bound=type)
@@ -168,6 +169,33 @@ class HasChatRequest(Params):
     user = _param("user", "end-user id sent as 'user'", TypeConverters.toString)
     extraBody = _param("extraBody", "dict (or JSON text) merged into every request body", json_text)
     _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasStructuredOutput(Params):
+    """Prompts from templates over columns, and a typed output column from an output schema."""
+
+    promptTemplate = _param(
+        "promptTemplate",
+        "prompt over columns: {column}, {struct.field}; {{ and }} for braces (then systemPrompt is one too)",
+        TypeConverters.toString,
+    )
+    nullPlaceholder = _param(
+        "nullPlaceholder",
+        "text put for a null placeholder value (unset: the row is invalid_input, no request)",
+        TypeConverters.toString,
+    )
+    outputSchema = _param(
+        "outputSchema",
+        "typed output: DDL ('sentiment string, score double'), StructType, JSON-schema dict or pydantic model",
+        schema_text,
+    )
+    outputRetries = _param(
+        "outputRetries",
+        "re-asks after an answer that does not fit outputSchema, before the row is invalid_output",
+        TypeConverters.toInt,
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
 
 
 @with_getters

@@ -43,7 +43,7 @@ def run_partition(
         for items, context in batches:
             results = RowResults(len(items))
             for unit in task.plan(items, results):
-                if not _answer_from_cache(unit, task, hooks):
+                if not _answer_from_cache(unit, task, hooks, sender):
                     sender.submit(unit)
             pending.append((results, context))
             while pending and (pending[0][0].done.is_set() or len(pending) >= MAX_PENDING_BATCHES):
@@ -58,14 +58,16 @@ def run_partition(
         sender.close()
 
 
-def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks) -> bool:
+def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Sender) -> bool:
     body = hooks.lookup(unit)
     if body is None:
         return False
     try:
-        task.accept(unit, body, None)
+        follow_ups = task.accept(unit, body, None)
     except MalformedResponseError:
         return False  # a stored answer this version cannot read: ask again
+    for part in follow_ups or ():
+        sender.submit(part)
     return True
 
 

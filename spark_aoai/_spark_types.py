@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 from pyspark.sql.pandas.types import from_arrow_type
 from pyspark.sql.types import ArrayType, DataType, StringType, StructType
@@ -35,6 +37,26 @@ def require_new_column(schema: StructType, name: str, param: str) -> None:
             f"{param}: output column {name!r} already exists in the input DataFrame; set {param} to another name "
             "(or drop the column first)"
         )
+
+
+def require_template_columns(schema: StructType, template: Any, param: str) -> tuple[str, ...]:
+    """The top-level columns ``template`` reads; a ConfigurationError naming a placeholder nothing matches."""
+    names = schema.fieldNames()
+    for placeholder in template.fields:
+        if placeholder in names:
+            continue
+        head, _, rest = placeholder.partition(".")
+        if head not in names:
+            raise ConfigurationError(f"{param}: {{{placeholder}}} names no column; the DataFrame has {names}")
+        data_type: DataType = schema[head].dataType
+        path = head
+        for part in rest.split(".") if rest else ():
+            if not isinstance(data_type, StructType) or part not in data_type.fieldNames():
+                raise ConfigurationError(
+                    f"{param}: {{{placeholder}}}: {path} is {data_type.simpleString()}, without a field {part!r}"
+                )
+            data_type, path = data_type[part].dataType, f"{path}.{part}"
+    return tuple(template.columns(names))
 
 
 def is_messages_type(data_type: DataType) -> bool:

@@ -18,7 +18,7 @@ from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import Operation
-from spark_aoai._executor import OutputColumn, Plan, arrow_partition
+from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
@@ -105,6 +105,10 @@ class AzureOpenAIStage(
         """Check the input column(s) against the schema; the name of the column the items come from."""
         raise NotImplementedError
 
+    def _inputs(self, schema: StructType) -> Inputs:
+        """The columns the items come from (one, unless the stage reads rows: a prompt template)."""
+        return Inputs((self._input_column(schema),))
+
     def _operation(self, config: ClientConfig) -> Operation:
         raise NotImplementedError
 
@@ -163,19 +167,19 @@ class AzureOpenAIStage(
             raise ConfigurationError(f"output columns must have distinct names, {duplicated} is used twice")
         return tuple(columns)
 
-    def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, str | None]:
-        """Validate on the driver and build what the executors run; the input column when a schema is given."""
-        input_col = self._input_column(schema) if schema is not None else None
+    def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, Inputs | None]:
+        """Validate on the driver and build what the executors run; the input columns when a schema is given."""
+        inputs = self._inputs(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)
-        return Plan(config, operation, self._output_columns(operation)), input_col
+        return Plan(config, operation, self._output_columns(operation)), inputs
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         schema = dataset.schema
-        plan, input_col = self._plan(schema, dataset.sparkSession)
-        assert input_col is not None
+        plan, inputs = self._plan(schema, dataset.sparkSession)
+        assert inputs is not None
         for column in plan.outputs:
             require_new_column(schema, column.name, column.field.param)
         original = schema.fieldNames()
@@ -184,7 +188,7 @@ class AzureOpenAIStage(
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
         out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
         out_schema = StructType(fields + out_fields)
-        function = arrow_partition(plan, safe[original.index(input_col)])
+        function = arrow_partition(plan, inputs.renamed(dict(zip(original, safe, strict=True))))
         out = renamed.mapInArrow(function, out_schema).toDF(*original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))

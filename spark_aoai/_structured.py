@@ -4,7 +4,7 @@ A schema arrives as a Spark DDL string, a Spark ``StructType`` (as its JSON form
 pydantic model's JSON schema; each becomes one ``Shape`` tree, from which come the strict ``json_schema``
 response format (every property required, nullable as ``["type", "null"]``, ``additionalProperties: false``),
 the Arrow type of the output column, and ``convert``: an answer's JSON into values that Arrow type holds, or a
-``Misfit`` saying where it does not fit. Free of pyspark: the executors convert answers with it.
+``MisfitError`` saying where it does not fit. Free of pyspark: the executors convert answers with it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from spark_aoai.exceptions import ConfigurationError
 SCALARS = ("string", "boolean", "integer", "number", "decimal", "date", "timestamp")
 
 
-class Misfit(ValueError):
+class MisfitError(ValueError):
     """An answer that does not fit the output schema; the message says where (``$.score: expected ...``)."""
 
 
@@ -94,22 +94,22 @@ class Shape:
     # -- an answer's value, converted ----------------------------------------------------------------------
 
     def convert(self, value: Any, path: str = "$") -> Any:
-        """``value`` (parsed JSON) as a Python value of ``arrow_type()``; ``Misfit`` naming the path if not."""
+        """``value`` (parsed JSON) as a Python value of ``arrow_type()``; ``MisfitError`` naming the path if not."""
         if value is None:
             if self.nullable:
                 return None
-            raise Misfit(f"{path} is null but must have a value")
+            raise MisfitError(f"{path} is null but must have a value")
         kind = self.kind
         if kind == "object":
             if not isinstance(value, Mapping):
-                raise Misfit(f"{path}: expected an object, got {_shown(value)}")
+                raise MisfitError(f"{path}: expected an object, got {_shown(value)}")
             missing = [name for name, _ in self.fields if name not in value]
             if missing:
-                raise Misfit(f"{path}: missing field(s) {', '.join(missing)}")
+                raise MisfitError(f"{path}: missing field(s) {', '.join(missing)}")
             return {name: shape.convert(value[name], f"{path}.{name}") for name, shape in self.fields}
         if kind == "array":
             if not isinstance(value, list):
-                raise Misfit(f"{path}: expected an array, got {_shown(value)}")
+                raise MisfitError(f"{path}: expected an array, got {_shown(value)}")
             assert self.items is not None
             return [self.items.convert(item, f"{path}[{i}]") for i, item in enumerate(value)]
         return self._scalar(value, path)
@@ -118,7 +118,7 @@ class Shape:
         kind = self.kind
         if kind == "string" and isinstance(value, str):
             if self.enum is not None and value not in self.enum:
-                raise Misfit(f"{path}: {value!r} is not one of {list(self.enum)}")
+                raise MisfitError(f"{path}: {value!r} is not one of {list(self.enum)}")
             return value
         if kind == "boolean" and isinstance(value, bool):
             return value
@@ -126,7 +126,7 @@ class Shape:
         if kind == "integer" and numeric and float(value).is_integer():
             number = int(value)
             if not -(2 ** (self.bits - 1)) <= number < 2 ** (self.bits - 1):
-                raise Misfit(f"{path}: {number} does not fit a {self.bits}-bit integer")
+                raise MisfitError(f"{path}: {number} does not fit a {self.bits}-bit integer")
             return number
         if kind == "number" and numeric:
             return float(value)
@@ -136,20 +136,20 @@ class Shape:
             try:
                 return dt.date.fromisoformat(value)
             except ValueError:
-                raise Misfit(f"{path}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+                raise MisfitError(f"{path}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
         if kind == "timestamp" and isinstance(value, str):
             try:
                 moment = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
             except ValueError:
-                raise Misfit(f"{path}: {value!r} is not an ISO 8601 date-time") from None
+                raise MisfitError(f"{path}: {value!r} is not an ISO 8601 date-time") from None
             return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
         expected = {"decimal": "number", "date": "ISO date string", "timestamp": "ISO date-time string"}
-        raise Misfit(f"{path}: expected {expected.get(kind, 'a ' + kind)}, got {_shown(value)}")
+        raise MisfitError(f"{path}: expected {expected.get(kind, 'a ' + kind)}, got {_shown(value)}")
 
     def _decimal(self, value: int | float, path: str) -> decimal.Decimal:
         exact = decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-self.scale), decimal.ROUND_HALF_EVEN)
         if len(exact.as_tuple().digits) > self.precision:
-            raise Misfit(f"{path}: {value} does not fit decimal({self.precision},{self.scale})")
+            raise MisfitError(f"{path}: {value} does not fit decimal({self.precision},{self.scale})")
         return exact
 
 
@@ -186,21 +186,21 @@ class StructuredOutput:
         return self.column_shape().arrow_type()
 
     def parse(self, text: str | None) -> Any:
-        """The answer's text as the output column's value; ``Misfit`` when it is not JSON or does not fit."""
+        """The answer's text as the output column's value; ``MisfitError`` when it is not JSON or does not fit."""
         raw = (text or "").strip()
         if raw.startswith("```"):  # a fenced answer: the JSON inside
             raw = raw.strip("`").removeprefix("json").strip()
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise Misfit(f"the answer is not JSON ({exc})") from None
+            raise MisfitError(f"the answer is not JSON ({exc})") from None
         converted = self.shape.convert(value)
         return converted if self.unwrap is None else converted[self.unwrap]
 
 
 # -- schemas in: DDL, Spark's JSON form of a StructType, JSON schema -------------------------------------------
 
-_SPARK_NAMES = {
+_SPARK_NAMES: dict[str, str | tuple[str, int]] = {
     "string": "string", "varchar": "string", "char": "string", "boolean": "boolean", "bool": "boolean",
     "tinyint": ("integer", 8), "byte": ("integer", 8), "smallint": ("integer", 16), "short": ("integer", 16),
     "int": ("integer", 32), "integer": ("integer", 32), "bigint": ("integer", 64), "long": ("integer", 64),
@@ -223,11 +223,11 @@ def _scalar_named(name: str, path: str, nullable: bool, args: tuple[int, ...] = 
     if found is None:
         raise _unsupported(path, name)
     if found == "decimal":
-        precision, scale = (args + (10, 0)[len(args) :])[:2] if args else (10, 0)
+        precision, scale = (*args, *(10, 0)[len(args) :])[:2]
         return Shape("decimal", nullable, precision=precision, scale=scale)
     if isinstance(found, tuple):
         return Shape(found[0], nullable, bits=found[1])
-    return Shape(found, nullable)
+    return Shape(str(found), nullable)
 
 
 _TOKEN = re.compile(r"\s*(`(?:[^`]|``)*`|[A-Za-z_][\w$]*|\d+|'(?:[^'\\]|\\.)*'|[<>(),:])")

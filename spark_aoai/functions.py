@@ -8,6 +8,10 @@ when ``usageCol`` / ``finishReasonCol`` name them):
 >>> ask = chat_udf(deploymentName="gpt-4o", endpoint="http://127.0.0.1:8765", usageCol="usage")
 >>> df.select("id", ask("prompt").alias("out")).select("id", "out.response", "out.usage")  # doctest: +SKIP
 
+With ``promptTemplate``, call the UDF on a struct of the columns the template names (their names are the
+placeholders): ``ask(F.struct("title", "lang", "body"))``; a placeholder the struct lacks makes the row
+``invalid_input``. With ``outputSchema`` the ``response`` field is the typed struct.
+
 They run the same partition engine: an iterator UDF keeps one pooled session and rate controller per task.
 The UDFs are non-deterministic for Spark, so a filter on their result never calls the service twice per row.
 """
@@ -42,7 +46,7 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
 
     @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        work = ((s.tolist(), None) for s in series)
+        work = ((_items(s), None) for s in series)
         for results, _ in run_partition(work, plan.operation, plan.config):
             frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
             if vector:
@@ -52,6 +56,13 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
             yield frame
 
     return call.asNondeterministic()
+
+
+def _items(values: pd.Series | pd.DataFrame) -> list[Any]:
+    """A batch's items: a column's values, or for a struct column (a template's fields) one dict per row."""
+    if isinstance(values, pd.DataFrame):
+        return list(values.to_dict("records"))
+    return list(values.tolist())
 
 
 def chat_udf(**kwargs: Any) -> Any:

@@ -15,10 +15,19 @@ from pyspark.sql.types import StructType
 from spark_aoai import _constants as C
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
+from spark_aoai._executor import Inputs
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._params import HasChatRequest, HasEmbeddingRequest
-from spark_aoai._spark_types import MESSAGES_TYPE_HINT, is_messages_type, require_column, require_string
+from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasStructuredOutput
+from spark_aoai._spark_types import (
+    MESSAGES_TYPE_HINT,
+    is_messages_type,
+    require_column,
+    require_string,
+    require_template_columns,
+)
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai._structured import StructuredOutput, output_from
+from spark_aoai._template import Template
 from spark_aoai.exceptions import ConfigurationError
 
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
@@ -39,19 +48,24 @@ def check_response_format(value: Any) -> None:
             )
 
 
-class ChatCompletion(AzureOpenAIStage, HasChatRequest):
+class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasStructuredOutput):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
     Parameters
     ----------
     deploymentName : str
         The Azure OpenAI deployment (with ``apiStyle`` ``azure_v1``/``openai``: the model) to call.
-    promptCol / messagesCol : str
-        A string column of user prompts, or an ``array<struct<role,content>>`` column of conversations.
+    promptCol / messagesCol / promptTemplate : str
+        A string column of user prompts, an ``array<struct<role,content>>`` column of conversations, or a
+        template over columns (``"Summarise {title} in {lang}: {body}"``; ``{{``/``}}`` for braces).
     systemPrompt : str, optional
-        A system message put before each prompt (unless the conversation starts with one).
+        A system message put before each prompt (unless the conversation starts with one); with
+        ``promptTemplate`` it is a template too.
+    outputSchema : str, StructType, dict or pydantic model, optional
+        Typed output: ``outputCol`` becomes a struct of this schema, asked for as a strict ``json_schema``;
+        an answer that does not fit is re-asked ``outputRetries`` times, then the row is ``invalid_output``.
     outputCol, errorCol : str
-        The answer's text (null on failure) and the error struct (null on success).
+        The answer (text, or the typed struct; null on failure) and the error struct (null on success).
     usageCol, finishReasonCol : str, optional
         Extra columns with token usage and ``finish_reason``; off unless named.
     apiKey, aadToken, tokenProvider, headers
@@ -78,8 +92,8 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest):
 
     def _input_column(self, schema: StructType) -> str:
         prompt, messages = self._get(self.promptCol), self._get(self.messagesCol)
-        if bool(prompt) == bool(messages):
-            raise ConfigurationError("set exactly one of promptCol and messagesCol")
+        if sum(bool(v) for v in (prompt, messages, self._get(self.promptTemplate))) != 1:
+            raise ConfigurationError("set exactly one of promptCol, messagesCol and promptTemplate")
         if prompt:
             require_string(require_column(schema, prompt, "promptCol"), prompt, "promptCol")
             return str(prompt)
@@ -89,6 +103,37 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest):
                 f"messagesCol: column {messages!r} is {data_type.simpleString()}, not {MESSAGES_TYPE_HINT}"
             )
         return str(messages)
+
+    def _templates(self) -> tuple[Template | None, Template | None]:
+        """The prompt template and, with one, the system prompt as a template; (None, None) without."""
+        text = self._get(self.promptTemplate)
+        if not text:
+            return None, None
+        system = self._system_prompt()
+        return Template.parse(text), Template.parse(system, "systemPrompt") if system else None
+
+    def _inputs(self, schema: StructType) -> Inputs:
+        template, system = self._templates()
+        if template is None:
+            return super()._inputs(schema)
+        if self._get(self.promptCol) or self._get(self.messagesCol):
+            raise ConfigurationError("set exactly one of promptCol, messagesCol and promptTemplate")
+        columns = require_template_columns(schema, template, "promptTemplate")
+        if system is not None:
+            columns += require_template_columns(schema, system, "systemPrompt")
+        return Inputs(tuple(dict.fromkeys(columns)), as_rows=True)
+
+    def _system_prompt(self) -> str | None:
+        return self._get(self.systemPrompt)
+
+    def _structured_output(self) -> StructuredOutput | None:
+        """The typed output asked for (``outputSchema``), or None for text."""
+        text = self._get(self.outputSchema)
+        if not text:
+            return None
+        if self._get(self.responseFormat):
+            raise ConfigurationError("set outputSchema or responseFormat, not both (outputSchema makes the format)")
+        return output_from(text)
 
     def _request_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -119,10 +164,19 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest):
 
     def _operation(self, config: ClientConfig) -> Operation:
         route = ChatOperation.route
+        retries = self.getOrDefault(self.outputRetries)
+        if retries < 0:
+            raise ConfigurationError(f"outputRetries must be 0 or more, got {retries}")
+        template, system_template = self._templates()
         return ChatOperation(
             model=config.endpoint.model_for(route, config.deployment),
-            system_prompt=self._get(self.systemPrompt),
+            system_prompt=self._system_prompt(),
             options=self._request_options(),
+            template=template,
+            system_template=system_template,
+            null_placeholder=self._get(self.nullPlaceholder),
+            structured=self._structured_output(),
+            output_retries=retries,
         )
 
 
