@@ -22,9 +22,11 @@ _SPARK_NAMES = {
     "Embedding": "spark_aoai.transformers",
     "chat_udf": "spark_aoai.functions",
     "embedding_udf": "spark_aoai.functions",
+    "ai": "",  # the module spark_aoai.ai itself
 }
 
 if TYPE_CHECKING:
+    from spark_aoai import ai
     from spark_aoai.functions import chat_udf, embedding_udf
     from spark_aoai.transformers import ChatCompletion, Embedding
 
@@ -36,6 +38,7 @@ __all__ = [
     "SparkAOAIError",
     "SystemicError",
     "__version__",
+    "ai",
     "chat_udf",
     "embedding_udf",
     "failure_of",
@@ -55,6 +58,10 @@ def __getattr__(name: str) -> Any:
         ) from exc
     import importlib
 
-    value = getattr(importlib.import_module(module_name), name)
+    value = (
+        importlib.import_module("spark_aoai.ai")
+        if name == "ai"
+        else getattr(importlib.import_module(module_name), name)
+    )
     globals()[name] = value
     return value

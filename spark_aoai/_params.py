@@ -14,6 +14,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
 from spark_aoai._structured import schema_text
+from spark_aoai._tasks import fields_text
 from spark_aoai.exceptions import ConfigurationError
 
 P = TypeVar("P", bound=type)
@@ -213,6 +214,55 @@ class HasEmbeddingRequest(Params):
         "maxBatchTokens": C.EMBEDDING_MAX_BATCH_TOKENS,
         "outputType": "array",
     }
+
+
+# -- the AI task helpers' own settings (their defaults come from each task, in ``_tasks``) ----------------------
+
+
+@with_getters
+class HasInstructions(Params):
+    instructions = _param(
+        "instructions", "the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings",
+        TypeConverters.toString,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasLabels(Params):
+    labels = _param("labels", "the labels to choose from; an answer outside them is invalid_output", string_list)
+    multiLabel = _param(
+        "multiLabel", "every label that applies (array<string>) instead of one", TypeConverters.toBoolean
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"multiLabel": False}
+
+
+@with_getters
+class HasFields(Params):
+    fields = _param(
+        "fields", "fields to extract: names, a dict name -> description, or a StructType / DDL for typed ones",
+        fields_text,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasMaxWords(Params):
+    maxWords = _param("maxWords", "longest summary, in words", TypeConverters.toInt)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasTargetLanguage(Params):
+    to = _param("to", "the language to translate into, e.g. 'French'", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasPair(Params):
+    leftCol = _param("leftCol", "first text column", TypeConverters.toString)
+    rightCol = _param("rightCol", "second text column", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
 def collect_defaults(cls: type) -> dict[str, Any]:

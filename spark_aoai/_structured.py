@@ -170,6 +170,7 @@ class StructuredOutput:
     shape: Shape
     name: str = "output"
     unwrap: str | None = None
+    as_map: bool = False  # a map<string,string> column of the (string) fields: field names vary per row
 
     def response_format(self) -> dict[str, Any]:
         return {
@@ -183,6 +184,8 @@ class StructuredOutput:
         return dict(self.shape.fields)[self.unwrap]
 
     def arrow_type(self) -> pa.DataType:
+        if self.as_map:
+            return pa.map_(pa.string(), pa.string())
         return self.column_shape().arrow_type()
 
     def parse(self, text: str | None) -> Any:
@@ -195,6 +198,8 @@ class StructuredOutput:
         except ValueError as exc:
             raise MisfitError(f"the answer is not JSON ({exc})") from None
         converted = self.shape.convert(value)
+        if self.as_map:
+            return list(converted.items())
         return converted if self.unwrap is None else converted[self.unwrap]
 
 

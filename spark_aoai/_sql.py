@@ -1,0 +1,129 @@
+"""The AI helpers as SQL functions: ``spark_aoai.ai.register(spark, ...)``.
+
+Each is a pandas UDF registered with ``spark.udf.register`` (no SparkContext, no JVM: Spark Connect works)
+and returns ``struct<result, error>``. Settings that SQL passes per row (``labels``, ``fields``, ``to``) are
+the row's values: the instructions are rendered and the output schema built per row, on the executor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from pyspark.sql import SparkSession
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import DoubleType, StructField, StructType
+
+from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
+from spark_aoai._executor import OutputColumn, Plan
+from spark_aoai._operations import ChatOperation
+from spark_aoai._partition import run_partition
+from spark_aoai._similarity import pairs
+from spark_aoai._spark_types import spark_type
+from spark_aoai._stage import SECRET_ARGUMENTS, AzureOpenAIStage
+from spark_aoai._tasks import TASKS, classify_for_row, extract_for_row, extract_map_output
+from spark_aoai._template import Template
+
+FUNCTIONS = (
+    "ai_classify", "ai_embed", "ai_extract", "ai_generate", "ai_sentiment", "ai_similarity", "ai_summarize",
+    "ai_translate",
+)  # fmt: skip
+EMBEDDING_ONLY = ("dimensions", "batchSize", "maxBatchTokens")
+
+
+def _result_type(plan: Plan) -> StructType:
+    return StructType([StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs])
+
+
+def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
+    """A pandas UDF over ``len(names)`` columns whose items are dicts ``{name: value}`` (a template's rows)."""
+
+    @pandas_udf(_result_type(plan))  # type: ignore[call-overload]
+    def call(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
+        def items(columns: Any) -> list[dict[str, Any]]:
+            series = (columns,) if isinstance(columns, pd.Series) else tuple(columns)
+            return [dict(zip(names, values, strict=True)) for values in zip(*(s.tolist() for s in series), strict=True)]
+
+        for results, _ in run_partition(((items(b), None) for b in batches), plan.operation, plan.config):
+            yield pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
+
+    return call.asNondeterministic()
+
+
+def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **changes: Any) -> Any:
+    """``stage``'s plan with its prompt the row's ``text`` and its instructions rendered from the row."""
+    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    operation = dataclasses.replace(
+        plan.operation,  # type: ignore[type-var]
+        template=Template.parse("{text}"),
+        system_template=Template.parse(system, "instructions"),
+        system_prompt=None,
+        **changes,
+    )
+    assert isinstance(operation, ChatOperation)
+    declared = {f.param: f for f in operation.outputs}  # the output type may have changed (a map)
+    outputs = tuple(OutputColumn(declared[c.field.param], c.name) for c in plan.outputs)
+    return _rows_udf(Plan(plan.config, operation, outputs), names)
+
+
+def _similarity_udf(stage: AzureOpenAIStage) -> Any:
+    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    result = StructType([StructField("result", DoubleType()), StructField("error", spark_type(ROW_ERROR_ARROW_TYPE))])
+
+    @pandas_udf(result)  # type: ignore[call-overload]
+    def call(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        work = ((left.tolist(), right.tolist(), None) for left, right in batches)
+        for columns, _ in pairs(work, plan.operation, plan.config):
+            yield pa.Table.from_arrays(columns, names=["result", "error"]).to_pandas()
+
+    return call.asNondeterministic()
+
+
+def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
+    """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
+    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+
+    ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
+    ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
+    ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
+    ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
+    ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
+    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+
+    >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
+    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
+    """
+    from spark_aoai.ai import Classify, Extract, Sentiment, Summarize, Translate
+    from spark_aoai.functions import stage_udf
+    from spark_aoai.transformers import ChatCompletion, Embedding
+
+    chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY} | {"outputCol": "result", "errorCol": "error"}
+    embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
+    if embeddingDeploymentName:
+        embedding["deploymentName"] = embeddingDeploymentName
+    classify = Classify(labels=["placeholder"], **chat)
+    extract = Extract(fields=["placeholder"], **chat)
+    functions = {
+        "ai_generate": stage_udf(ChatCompletion(**chat)),
+        "ai_sentiment": stage_udf(Sentiment(**chat)),
+        "ai_summarize": stage_udf(Summarize(**chat)),
+        "ai_translate": _per_row(Translate(to="x", **chat), ("text", "to"), TASKS["translate"].instructions),
+        "ai_classify": _per_row(
+            classify, ("text", "labels"), TASKS["classify"].instructions, output_for=classify_for_row
+        ),
+        "ai_extract": _per_row(
+            extract,
+            ("text", "fields"),
+            TASKS["extract"].instructions,
+            output_for=extract_for_row,
+            structured=extract_map_output({"fields": ["placeholder"]}),
+        ),
+        "ai_embed": stage_udf(Embedding(**embedding)),
+        "ai_similarity": _similarity_udf(Embedding(**embedding)),
+    }
+    for name, function in functions.items():
+        spark.udf.register(name, function)
+    return sorted(functions)

@@ -1,0 +1,240 @@
+"""AI task helpers: each returns a configured pyspark.ml Transformer (Pipelines, save/load, ``df.transform``).
+
+>>> from spark_aoai import ai
+>>> labelled = ai.classify("text", labels=["bug", "feature", "question"], outputCol="label")
+>>> df.transform(labelled.transform)  # doctest: +SKIP
+>>> ai.extract("text", fields=["name", "city"]).transform(df)  # struct<name:string, city:string>  # doctest: +SKIP
+
+Every helper takes the keyword arguments of ``ChatCompletion`` (``deploymentName``, ``endpoint``, credentials,
+``concurrency``, ...) or, for ``embed`` and ``similarity``, of ``Embedding``, plus ``outputCol`` and ``errorCol``,
+and adds exactly those two columns. A task is data (``spark_aoai._tasks``): its instructions, output schema
+and defaults; the stages below only declare the task's own settings as Params. ``register(spark, ...)`` makes
+the same helpers SQL functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pyspark.sql import DataFrame
+from pyspark.sql.types import DoubleType, StructField, StructType
+
+from spark_aoai._config import ClientConfig
+from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError, Operation
+from spark_aoai._params import (
+    HasFields,
+    HasInstructions,
+    HasLabels,
+    HasMaxWords,
+    HasPair,
+    HasTargetLanguage,
+)
+from spark_aoai._similarity import pair_partition
+from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
+from spark_aoai._sql import register
+from spark_aoai._structured import StructuredOutput
+from spark_aoai._tasks import TASKS, Task, describe_fields
+from spark_aoai._template import Template
+from spark_aoai.exceptions import ConfigurationError
+from spark_aoai.transformers import ChatCompletion, Embedding
+
+__all__ = [
+    "AITask",
+    "Classify",
+    "Extract",
+    "FixGrammar",
+    "Sentiment",
+    "Similarity",
+    "Summarize",
+    "Task",
+    "Translate",
+    "classify",
+    "embed",
+    "extract",
+    "fix_grammar",
+    "generate",
+    "register",
+    "run",
+    "sentiment",
+    "similarity",
+    "summarize",
+    "translate",
+]
+
+SETTINGS = ("labels", "multiLabel", "fields", "maxWords", "to")
+
+
+def _task_defaults(task: Task, output_col: str) -> dict[str, Any]:
+    return {"outputCol": output_col, "instructions": task.instructions, **task.defaults}
+
+
+class AITask(ChatCompletion, HasInstructions):
+    """A ``ChatCompletion`` whose system prompt is a task's ``instructions`` (filled with its settings) and
+    whose output is the task's: the stage a user's own ``Task`` runs as (``ai.run``)."""
+
+    _task: ClassVar[Task | None] = None
+    _stage_defaults: ClassVar[dict[str, Any]] = {**ChatCompletion._stage_defaults, "outputCol": "output"}
+
+    def _settings(self) -> dict[str, Any]:
+        return {name: self._get(self.getParam(name)) for name in SETTINGS if self.hasParam(name)}
+
+    def _system_prompt(self) -> str | None:
+        settings = self._settings()
+        shown = {k: v for k, v in settings.items() if v is not None}
+        if "labels" in shown:
+            shown["labels"] = ", ".join(shown["labels"])
+        if "fields" in shown:
+            shown["fields"] = describe_fields(shown["fields"])
+        text = self._get(self.instructions) or ""
+        try:
+            return Template.parse(text, "instructions").render(shown) or None
+        except InvalidInputError as exc:  # a setting the instructions name is unset
+            raise ConfigurationError(f"{type(self).__name__}: {exc}".replace("nullPlaceholder", "it")) from None
+
+    def _structured_output(self) -> StructuredOutput | None:
+        if self._task is not None and self._task.output is not None:
+            if self._get(self.outputSchema):
+                raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
+            return self._task.output(self._settings())
+        return super()._structured_output()
+
+    def _operation(self, config: ClientConfig) -> Operation:
+        max_words = self._settings().get("maxWords")
+        if max_words is not None and max_words < 1:
+            raise ConfigurationError(f"maxWords must be at least 1, got {max_words}")
+        return super()._operation(config)
+
+
+class Classify(AITask, HasLabels):
+    """``ai.classify``: one of ``labels`` (string), or with ``multiLabel`` those that apply (array<string>)."""
+
+    _task = TASKS["classify"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "label")}
+
+
+class Extract(AITask, HasFields):
+    """``ai.extract``: a struct of ``fields`` (strings, null where the text does not say; or typed)."""
+
+    _task = TASKS["extract"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "extracted")}
+
+
+class Sentiment(AITask):
+    """``ai.sentiment``: positive, negative, neutral or mixed."""
+
+    _task = TASKS["sentiment"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "sentiment")}
+
+
+class Summarize(AITask, HasMaxWords):
+    """``ai.summarize``: a summary of at most ``maxWords`` words."""
+
+    _task = TASKS["summarize"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "summary")}
+
+
+class Translate(AITask, HasTargetLanguage):
+    """``ai.translate``: the text in the language ``to``."""
+
+    _task = TASKS["translate"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "translation")}
+
+
+class FixGrammar(AITask):
+    """``ai.fix_grammar``: the text with its grammar and spelling corrected."""
+
+    _task = TASKS["fix_grammar"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "corrected")}
+
+
+class Similarity(Embedding, HasPair):
+    """``ai.similarity``: the cosine (double) of the embeddings of ``leftCol`` and ``rightCol``."""
+
+    _stage_defaults: ClassVar[dict[str, Any]] = {**Embedding._stage_defaults, "outputCol": "similarity"}
+
+    def _input_column(self, schema: StructType) -> str:
+        for param in ("leftCol", "rightCol"):
+            name = self._get(self.getParam(param))
+            require_string(require_column(schema, name, param), name, param)
+        return str(self._get(self.leftCol))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        schema = dataset.schema
+        plan, _ = self._plan(schema, dataset.sparkSession)
+        names = [str(self.getOrDefault(self.outputCol)), str(self.getOrDefault(self.errorCol))]
+        for param, name in zip(("outputCol", "errorCol"), names, strict=True):
+            require_new_column(schema, name, param)
+        original = schema.fieldNames()
+        safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]
+        renamed = dataset.toDF(*safe)
+        left, right = (safe[original.index(str(self._get(self.getParam(p))))] for p in ("leftCol", "rightCol"))
+        fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
+        out_schema = StructType([*fields, StructField(names[0], DoubleType()), StructField(names[1], _ERROR_TYPE)])
+        function = pair_partition(plan.operation, plan.config, left, right, names)
+        return renamed.mapInArrow(function, out_schema).toDF(*original, *names)
+
+
+_ERROR_TYPE = spark_type(ROW_ERROR_ARROW_TYPE)
+
+
+# -- the helpers --------------------------------------------------------------------------------------------
+
+
+def generate(promptTemplate: str, **kwargs: Any) -> ChatCompletion:
+    """A prompt template over columns, answered as text (or typed, with ``outputSchema``).
+
+    >>> ai.generate("Write a tagline for {product}", outputCol="tagline")  # doctest: +SKIP
+    """
+    return ChatCompletion(promptTemplate=promptTemplate, **kwargs)
+
+
+def classify(inputCol: str, labels: list[str], multiLabel: bool = False, **kwargs: Any) -> Classify:
+    """Each row's text classified with one of ``labels`` (``multiLabel``: all that apply, an array)."""
+    return Classify(promptCol=inputCol, labels=labels, multiLabel=multiLabel, **kwargs)
+
+
+def extract(inputCol: str, fields: Any, **kwargs: Any) -> Extract:
+    """``fields`` (names, a dict name -> description, or a StructType / DDL) extracted into a struct."""
+    return Extract(promptCol=inputCol, fields=fields, **kwargs)
+
+
+def sentiment(inputCol: str, **kwargs: Any) -> Sentiment:
+    """positive / negative / neutral / mixed."""
+    return Sentiment(promptCol=inputCol, **kwargs)
+
+
+def summarize(inputCol: str, maxWords: int | None = None, **kwargs: Any) -> Summarize:
+    """A summary of at most ``maxWords`` words (default 50)."""
+    return Summarize(promptCol=inputCol, maxWords=maxWords, **kwargs)
+
+
+def translate(inputCol: str, to: str, **kwargs: Any) -> Translate:
+    """The text translated into ``to`` (a language name, e.g. ``"French"``)."""
+    return Translate(promptCol=inputCol, to=to, **kwargs)
+
+
+def fix_grammar(inputCol: str, **kwargs: Any) -> FixGrammar:
+    """The text with its grammar and spelling corrected."""
+    return FixGrammar(promptCol=inputCol, **kwargs)
+
+
+def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
+    """A user's own ``Task`` over a text column: its instructions as the system prompt, its output schema.
+
+    >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
+    >>> ai.run(keywords, "text", outputCol="keywords")  # doctest: +SKIP
+    """
+    if task.output is not None:
+        raise ConfigurationError("ai.run takes a Task with a fixed output_schema (or none), not an output builder")
+    params = {"instructions": task.instructions, "outputSchema": task.output_schema, **task.defaults, **kwargs}
+    return AITask(promptCol=inputCol, **params)
+
+
+def embed(inputCol: str, **kwargs: Any) -> Embedding:
+    """The ``Embedding`` stage over ``inputCol`` (same Params)."""
+    return Embedding(inputCol=inputCol, **kwargs)
+
+
+def similarity(leftCol: str, rightCol: str, **kwargs: Any) -> Similarity:
+    """The cosine similarity (double) of the two columns' embeddings; takes ``Embedding``'s Params."""
+    return Similarity(leftCol=leftCol, rightCol=rightCol, **kwargs)
