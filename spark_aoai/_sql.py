@@ -41,6 +41,8 @@ def _result_type(plan: Plan) -> StructType:
 def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
     """A pandas UDF over ``len(names)`` columns whose items are dicts ``{name: value}`` (a template's rows)."""
 
+    maps = [c.name for c in plan.outputs if pa.types.is_map(c.field.arrow_type)]
+
     @pandas_udf(_result_type(plan))  # type: ignore[call-overload]
     def call(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
         def items(columns: Any) -> list[dict[str, Any]]:
@@ -48,7 +50,10 @@ def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
             return [dict(zip(names, values, strict=True)) for values in zip(*(s.tolist() for s in series), strict=True)]
 
         for results, _ in run_partition(((items(b), None) for b in batches), plan.operation, plan.config):
-            yield pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
+            frame = pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
+            for column in maps:  # Arrow gives a map as key/value pairs; Spark takes a dict
+                frame[column] = [None if v is None else dict(v) for v in frame[column]]
+            yield frame
 
     return call.asNondeterministic()
 
