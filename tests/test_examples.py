@@ -59,3 +59,22 @@ def test_streaming_restarts_from_its_checkpoint(spark, emulator, tmp_path):
     first = result["sample"][0]
     assert first.answer == "Emulated answer to: How do I reset my password?" and first.dims == 1536
     assert emulator.stats()["inputs"]["How do I reset my password?"] == 1
+
+
+def test_ai_functions_triage(spark, emulator):
+    from ai_functions import TICKETS, triage
+
+    from spark_aoai.emulator import chat_reply
+
+    out = triage(spark, emulator.endpoint)
+    types = {f.name: f.dataType.simpleString() for f in out.schema.fields}
+    assert types["category"] == "string" and types["sentiment"] == "string" and types["title_match"] == "double"
+    assert types["fields"] == "struct<product_area:string,order_id:string>" and types["summary"] == "string"
+    rows = out.orderBy("ticket_id").collect()
+    assert len(rows) == len(TICKETS)
+    for row, (_, text, _) in zip(rows, TICKETS, strict=True):
+        assert row.category == "bug" and row.sentiment == "positive"  # the emulator answers an enum's first value
+        assert row.fields.product_area == chat_reply([{"role": "user", "content": text}])
+        assert row.summary == chat_reply([{"role": "user", "content": text}])
+        assert 0 < row.title_match < 1
+        assert all(row[c] is None for c in out.columns if c.endswith("_error"))
