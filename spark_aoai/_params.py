@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
-from spark_aoai._structured import schema_text
+from spark_aoai._schemas import schema_text
 from spark_aoai._tasks import fields_text
 from spark_aoai.exceptions import ConfigurationError
 

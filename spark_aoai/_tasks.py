@@ -15,15 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spark_aoai._contract import InvalidInputError
-from spark_aoai._structured import (
-    Shape,
-    StructuredOutput,
-    from_ddl,
-    from_json_schema,
-    from_spark_json,
-    obj,
-    output_from,
-)
+from spark_aoai._schemas import from_ddl, from_json_schema, from_spark_json, output_from
+from spark_aoai._structured import Shape, StructuredOutput, obj
 from spark_aoai.exceptions import ConfigurationError
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")

@@ -18,6 +18,7 @@ from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
 from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasStructuredOutput
+from spark_aoai._schemas import output_from
 from spark_aoai._spark_types import (
     MESSAGES_TYPE_HINT,
     is_messages_type,
@@ -26,7 +27,7 @@ from spark_aoai._spark_types import (
     require_template_columns,
 )
 from spark_aoai._stage import AzureOpenAIStage
-from spark_aoai._structured import StructuredOutput, output_from
+from spark_aoai._structured import StructuredOutput
 from spark_aoai._template import Template
 from spark_aoai.exceptions import ConfigurationError
 

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from spark_aoai._structured import MisfitError, output_from, schema_text
+from spark_aoai._schemas import output_from, schema_text
+from spark_aoai._structured import MisfitError
 from spark_aoai._template import Template
 from spark_aoai.emulator import Faults, chat_reply, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
