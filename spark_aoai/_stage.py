@@ -149,26 +149,47 @@ class AzureOpenAIStage(
             fail_on_systemic=on_systemic == "fail",
         )
 
-    def _output_columns(self, operation: Operation) -> tuple[OutputColumn, ...]:
+    def _output_columns(self, operation: Operation, schema: StructType | None) -> tuple[OutputColumn, ...]:
+        """Each declared output under its column name: the Param's value, else the field's default.
+
+        Defaults never collide with the input: when the default error column (``error``) is already there
+        (an earlier stage's), the error column is named after this stage's output column (``embedding_error``).
+        """
+        existing = set(schema.fieldNames()) if schema is not None else set()
         columns = []
+        value_name = None
         for field in operation.outputs:  # type: ignore[attr-defined]
             param = self.getParam(field.param) if self.hasParam(field.param) else None
             name = self._get(param) if param is not None else None
             name = name or field.default_name
+            if field.param == "errorCol" and param is not None and not self.isSet(param) and value_name:
+                own_output = value_name in existing and self._is_own_output(schema, value_name, str(name))
+                if name in existing and not own_output:
+                    name = f"{value_name}_error"
             if name:
                 columns.append(OutputColumn(field, str(name)))
+                value_name = value_name or str(name)
         names = [c.name for c in columns]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ConfigurationError(f"output columns must have distinct names, {duplicated} is used twice")
         return tuple(columns)
 
+    @staticmethod
+    def _is_own_output(schema: StructType | None, value_name: str, error_name: str) -> bool:
+        """Whether ``schema`` already holds this stage's value and error columns (a re-run over its output)."""
+        from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
+
+        if schema is None or value_name not in schema.fieldNames() or error_name not in schema.fieldNames():
+            return False
+        return bool(schema[error_name].dataType == spark_type(ROW_ERROR_ARROW_TYPE))
+
     def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, str | None]:
         """Validate on the driver and build what the executors run; the input column when a schema is given."""
         input_col = self._input_column(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)
-        return Plan(config, operation, self._output_columns(operation)), input_col
+        return Plan(config, operation, self._output_columns(operation, schema)), input_col
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
@@ -176,6 +197,10 @@ class AzureOpenAIStage(
         schema = dataset.schema
         plan, input_col = self._plan(schema, dataset.sparkSession)
         assert input_col is not None
+        if self._is_own_output(schema, plan.names[0], plan.names[1]):  # re-run over its own output: replace
+            replaced = [name for name in plan.names if name in schema.fieldNames() and name != input_col]
+            dataset = dataset.drop(*replaced)
+            schema = dataset.schema
         for column in plan.outputs:
             require_new_column(schema, column.name, column.field.param)
         original = schema.fieldNames()
