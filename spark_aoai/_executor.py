@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation, OutputField, RowResults
+from spark_aoai._engine import HookFactory, open_hooks
 from spark_aoai._partition import run_partition
 
 
@@ -29,6 +30,7 @@ class Plan:
     config: ClientConfig
     operation: Operation
     outputs: tuple[OutputColumn, ...]
+    hooks: tuple[HookFactory, ...] = ()
 
     def encode(self, results: RowResults) -> list[pa.Array]:
         return [column.field.encode(results) for column in self.outputs]
@@ -43,7 +45,7 @@ def arrow_partition(plan: Plan, input_col: str) -> Callable[[Iterator[pa.RecordB
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work = ((batch.column(input_col).to_pylist(), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config):
+        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
 

@@ -18,6 +18,7 @@ from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import Operation
+from spark_aoai._engine import HookFactory
 from spark_aoai._executor import OutputColumn, Plan, arrow_partition
 from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
 from spark_aoai._retry import RetryPolicy
@@ -25,6 +26,10 @@ from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
 
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")
+
+# Features that plug into the engine's seams (a response cache, statistics, a spend cap) register here a
+# function that reads the stage's Params and returns a picklable HookFactory, or None when it is off.
+HOOK_BUILDERS: list[Callable[[AzureOpenAIStage, ClientConfig, Operation], HookFactory | None]] = []
 
 
 def infer_concurrent_tasks(spark: SparkSession | None) -> int:
@@ -189,7 +194,9 @@ class AzureOpenAIStage(
         input_col = self._input_column(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)
-        return Plan(config, operation, self._output_columns(operation, schema)), input_col
+        built = (build(self, config, operation) for build in HOOK_BUILDERS)
+        hooks = tuple(factory for factory in built if factory is not None)
+        return Plan(config, operation, self._output_columns(operation, schema), hooks), input_col
 
     # -- the Transformer ------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StructField, StructType
 
+from spark_aoai._engine import open_hooks
 from spark_aoai._partition import run_partition
 from spark_aoai._spark_types import spark_type
 from spark_aoai._stage import AzureOpenAIStage
@@ -43,7 +44,7 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
     @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         work = ((s.tolist(), None) for s in series)
-        for results, _ in run_partition(work, plan.operation, plan.config):
+        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
             frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
             if vector:
                 from pyspark.ml.linalg import DenseVector
