@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings
+from spark_aoai.emulator._server import EmulatorServer
+from spark_aoai.emulator._settings import Faults, RateLimit, Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

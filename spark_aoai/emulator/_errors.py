@@ -1,0 +1,99 @@
+"""Azure's error answers: one exception type carrying status, code and body, and the bodies Azure sends.
+
+Every refusal the emulator makes is an :class:`ApiError`; the handler turns it into the status and the
+``{"error": {"code", "message", ...}}`` body of Azure's OpenAPI ``errorResponse``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+CATEGORIES = ("hate", "self_harm", "sexual", "violence")
+
+
+class ApiError(Exception):
+    """A refusal: ``status``, Azure's ``code`` and ``message``, extra ``error`` fields and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.extra, self.headers = extra or {}, headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+def content_filter_result(filtered_category: str = "hate") -> dict[str, Any]:
+    """Azure's per-category verdicts, with ``filtered_category`` (if any) filtered at high severity."""
+    return {
+        c: {"filtered": c == filtered_category, "severity": "high" if c == filtered_category else "safe"}
+        for c in CATEGORIES
+    }
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "404", "Resource not found")
+
+
+def bad_request(message: str, code: str = "BadRequest") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
+        "valid key for an active subscription and use a correct regional API endpoint for your resource.",
+    )
+
+
+def content_filtered() -> ApiError:
+    return ApiError(
+        400,
+        "content_filter",
+        "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        {
+            "param": "prompt",
+            "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": content_filter_result()},
+        },
+    )
+
+
+def context_length_exceeded(limit: int, tokens: int, param: str = "messages") -> ApiError:
+    return ApiError(
+        400,
+        "context_length_exceeded",
+        f"This model's maximum context length is {limit} tokens, however you requested {tokens} tokens. "
+        "Please reduce your prompt.",
+        {"param": param, "type": "invalid_request_error"},
+    )
+
+
+def server_error(status: int) -> ApiError:
+    return ApiError(
+        status,
+        "InternalServerError" if status == 500 else "ServiceUnavailable",
+        "The server had an error while processing your request. Sorry about that!",
+    )
+
+
+def rate_limited(wait: float) -> ApiError:
+    """Azure's 429 for a deployment over its requests- or tokens-per-minute budget, free again in ``wait`` s."""
+    seconds = max(1, math.ceil(wait))
+    return ApiError(
+        429,
+        "429",
+        "Requests to the deployment have exceeded the rate limit of your current pricing tier. "
+        f"Please retry after {seconds} second.",
+        headers={"retry-after-ms": str(max(1, math.ceil(wait * 1000))), "retry-after": str(seconds)},
+    )
