@@ -12,29 +12,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from spark_aoai._bucket import TokenBucket
 from spark_aoai.emulator._settings import Settings
 
 # Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
 UNLIMITED_HEADERS = {"x-ratelimit-remaining-requests": "1000000", "x-ratelimit-remaining-tokens": "1000000000"}
-
-
-class _Bucket:
-    """A token bucket: ``capacity`` units, refilled at ``rate`` units per second."""
-
-    def __init__(self, per_minute: float, window_seconds: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate * window_seconds)
-        self.level = self.capacity
-        self.updated = time.monotonic()
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-
-    def wait_for(self, cost: float) -> float:
-        """Seconds until ``cost`` units are available (0 when they are now)."""
-        missing = min(cost, self.capacity) - self.level
-        return 0.0 if missing <= 0 else missing / self.rate
 
 
 class State:
@@ -44,7 +26,7 @@ class State:
         self.lock = threading.Lock()
         self.settings = settings
         self.random = random.Random(settings.faults.seed)
-        self.buckets: dict[tuple[str, str], _Bucket] = {}
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -93,7 +75,7 @@ class State:
         headers: dict[str, str] = {}
         now = time.monotonic()
         with self.lock:
-            charges: list[tuple[_Bucket, float, str]] = []
+            charges: list[tuple[TokenBucket, float, str]] = []
             if limit.requests_per_minute:
                 bucket = self._bucket(deployment, "requests", limit.requests_per_minute, limit.window_seconds)
                 charges.append((bucket, 1.0, "requests"))
@@ -107,16 +89,17 @@ class State:
             if wait == 0.0 and charge:
                 self.admitted_tokens += tokens
                 for bucket, cost, _ in charges:
-                    bucket.level -= min(cost, bucket.capacity)
+                    bucket.take(cost)
             for bucket, _, name in charges:
                 headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level)))
                 headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
         return wait, {**UNLIMITED_HEADERS, **headers}
 
-    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> _Bucket:
+    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> TokenBucket:
         key = (deployment, kind)
         if key not in self.buckets:
-            self.buckets[key] = _Bucket(per_minute, window)
+            rate = per_minute / 60.0
+            self.buckets[key] = TokenBucket.full(rate, max(1.0, rate * window), time.monotonic())
         return self.buckets[key]
 
     def count_request(self, path: str, auth: str, header_names: list[str]) -> None:
