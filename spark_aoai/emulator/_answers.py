@@ -12,13 +12,13 @@ import time
 import uuid
 from typing import Any
 
-from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
 from spark_aoai.emulator._errors import content_filter_result
 from spark_aoai.emulator._model import chat_reply, embed_texts, embedding_dimensions, message_text, structured_reply
 from spark_aoai.emulator._settings import Faults
+from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
 
 
-def chat(deployment: str, body: dict[str, Any], faults: Faults) -> dict[str, Any]:
+def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults) -> dict[str, Any]:
     messages = body["messages"]
     text = " ".join(message_text(m.get("content")) for m in messages)
     response_format = body.get("response_format") or {}
@@ -29,8 +29,8 @@ def chat(deployment: str, body: dict[str, Any], faults: Faults) -> dict[str, Any
         content, finish = structured_reply(messages, response_format), "stop"
     else:
         content, finish = chat_reply(messages), "stop"
-    prompt_tokens = estimate_message_tokens(messages)
-    completion_tokens = estimate_tokens(content)
+    prompt_tokens = count_message_tokens(messages, model)
+    completion_tokens = count_tokens(content, model)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -78,7 +78,7 @@ def embeddings(
     return {"object": "list", "model": model, "data": data, "usage": usage}
 
 
-def responses(deployment: str, body: dict[str, Any]) -> dict[str, Any]:
+def responses(deployment: str, body: dict[str, Any], model: str) -> dict[str, Any]:
     """Enough of the Responses API for clients that send text and read ``output_text``."""
     raw = body.get("input")
     if isinstance(raw, str):
@@ -90,8 +90,8 @@ def responses(deployment: str, body: dict[str, Any]) -> dict[str, Any]:
         content = structured_reply(messages, {"type": "json_schema", "json_schema": text_format})
     else:
         content = chat_reply(messages)
-    prompt_tokens = estimate_message_tokens(messages)
-    completion_tokens = estimate_tokens(content)
+    prompt_tokens = count_message_tokens(messages, model)
+    completion_tokens = count_tokens(content, model)
     return {
         "id": f"resp_{uuid.uuid4().hex}",
         "object": "response",

@@ -21,6 +21,7 @@ from spark_aoai.emulator import _answers
 from spark_aoai.emulator._errors import ApiError, bad_request, not_found, rate_limited, server_error, unauthorized
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
+from spark_aoai.emulator._tokencount import warm_up
 from spark_aoai.emulator._validate import inputs_of, validate
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
@@ -96,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
             inputs = inputs_of(route, body)
             self._check_auth()
             faults = state.settings.faults
-            tokens = validate(route, body, inputs, faults)
+            tokens = validate(route, body, inputs, deployment, faults)
             wait, rate_headers = state.admit(deployment, tokens)
             if wait > 0:
                 raise rate_limited(wait)
@@ -180,8 +181,8 @@ class Handler(BaseHTTPRequestHandler):
             order = self.server.state.shuffled(len(inputs)) if faults.shuffle_embeddings else None
             return _answers.embeddings(deployment, body, inputs, tokens, order)
         if route == "chat":
-            return _answers.chat(deployment, body, faults)
-        return _answers.responses(deployment, body)
+            return _answers.chat(deployment, body, deployment, faults)
+        return _answers.responses(deployment, body, deployment)
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -194,6 +195,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], settings: Settings, tls: tuple[str, str] | None = None) -> None:
         super().__init__(address, Handler)
         self.state = State(settings)
+        warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
             import ssl
 

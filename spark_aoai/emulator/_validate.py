@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai.emulator._errors import bad_request, content_filtered, context_length_exceeded
 from spark_aoai.emulator._model import message_text
 from spark_aoai.emulator._settings import Faults
+from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
 
 MAX_EMBEDDING_INPUTS = 2048
+# What the limiter charges a request for its answer when it sets no max_tokens / max_completion_tokens /
+# max_output_tokens: Azure charges its estimate of the answer before running the request.
+DEFAULT_COMPLETION_ALLOWANCE = 16
 
 
 def inputs_of(route: str, body: dict[str, Any]) -> list[str]:
@@ -32,8 +35,12 @@ def inputs_of(route: str, body: dict[str, Any]) -> list[str]:
     return [text if isinstance(text, str) else json.dumps(text)]
 
 
-def validate(route: str, body: dict[str, Any], inputs: list[str], faults: Faults) -> int:
-    """Reject what Azure rejects; return the request's token cost for the rate limit."""
+def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, faults: Faults) -> int:
+    """Reject what Azure rejects; return the request's token cost for the rate limit (counted for ``model``).
+
+    The cost is the prompt's tokens plus the answer's allowance: the request's own maximum, else
+    :data:`DEFAULT_COMPLETION_ALLOWANCE`; an embeddings request costs its inputs' tokens.
+    """
     if route == "embeddings":
         raw = body.get("input")
         if raw is None or raw == "" or raw == [] or any(i == "" for i in inputs):
@@ -46,14 +53,16 @@ def validate(route: str, body: dict[str, Any], inputs: list[str], faults: Faults
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise bad_request("'messages' must be a non-empty array of message objects.")
-        prompt = estimate_message_tokens(messages)
-        completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
+        prompt = count_message_tokens(messages, model)
+        completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_ALLOWANCE
         check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults)
         return prompt + int(completion)
-    counts = [estimate_tokens(text) for text in inputs]
+    counts = [count_tokens(text, model) for text in inputs]
     for text, count in zip(inputs, counts, strict=True):
         check_content(text, count, faults)
-    return sum(counts) + (0 if route == "embeddings" else DEFAULT_COMPLETION_TOKENS)
+    if route == "embeddings":
+        return sum(counts)
+    return sum(counts) + int(body.get("max_output_tokens") or DEFAULT_COMPLETION_ALLOWANCE)
 
 
 def check_content(text: str, tokens: int, faults: Faults) -> None:
