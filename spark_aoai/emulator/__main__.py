@@ -32,6 +32,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--finish-content-filter-marker")
     parser.add_argument("--context-length-marker")
     parser.add_argument("--max-input-tokens", type=int)
+    parser.add_argument("--quota-429-rate", type=float, default=0.0)
+    parser.add_argument("--quota-retry-after-seconds", type=float, default=60.0)
+    parser.add_argument("--bare-429-rate", type=float, default=0.0)
+    parser.add_argument("--capacity-429-rate", type=float, default=0.0)
+    parser.add_argument("--capacity-retry-after-seconds", type=float, default=30.0)
+    parser.add_argument("--trickle-rate", type=float, default=0.0)
+    parser.add_argument("--trickle-seconds", type=float, default=5.0)
+    parser.add_argument("--content-parts-marker")
+    parser.add_argument("--tool-calls-marker")
+    parser.add_argument("--wrong-dimensions-marker")
+    parser.add_argument("--non-finite-marker")
+    parser.add_argument("--bad-structured-rate", type=float, default=0.0)
+    parser.add_argument("--bad-structured-kind", choices=["not_json", "missing_field", "wrong_type"])
     parser.add_argument("--seed", type=int)
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
@@ -39,26 +52,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    return Faults(
+        latency_ms=args.latency_ms,
+        jitter=args.jitter,
+        error_500_rate=args.error_500_rate,
+        error_503_rate=args.error_503_rate,
+        drop_rate=args.drop_rate,
+        malformed_rate=args.malformed_rate,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        content_filter_marker=args.content_filter_marker,
+        finish_content_filter_marker=args.finish_content_filter_marker,
+        context_length_marker=args.context_length_marker,
+        max_input_tokens=args.max_input_tokens,
+        quota_429_rate=args.quota_429_rate,
+        quota_retry_after_seconds=args.quota_retry_after_seconds,
+        bare_429_rate=args.bare_429_rate,
+        capacity_429_rate=args.capacity_429_rate,
+        capacity_retry_after_seconds=args.capacity_retry_after_seconds,
+        trickle_rate=args.trickle_rate,
+        trickle_seconds=args.trickle_seconds,
+        content_parts_marker=args.content_parts_marker,
+        tool_calls_marker=args.tool_calls_marker,
+        wrong_dimensions_marker=args.wrong_dimensions_marker,
+        non_finite_marker=args.non_finite_marker,
+        bad_structured_rate=args.bad_structured_rate,
+        bad_structured_kind=args.bad_structured_kind,
+        seed=args.seed,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(
         api_key=args.api_key,
         rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
-        faults=Faults(
-            latency_ms=args.latency_ms,
-            jitter=args.jitter,
-            error_500_rate=args.error_500_rate,
-            error_503_rate=args.error_503_rate,
-            drop_rate=args.drop_rate,
-            malformed_rate=args.malformed_rate,
-            slow_rate=args.slow_rate,
-            slow_seconds=args.slow_seconds,
-            content_filter_marker=args.content_filter_marker,
-            finish_content_filter_marker=args.finish_content_filter_marker,
-            context_length_marker=args.context_length_marker,
-            max_input_tokens=args.max_input_tokens,
-            seed=args.seed,
-        ),
+        faults=faults_from_args(args),
     )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")

@@ -12,25 +12,34 @@ import time
 import uuid
 from typing import Any
 
+from spark_aoai.emulator import _faults
 from spark_aoai.emulator._errors import content_filter_result
 from spark_aoai.emulator._model import chat_reply, embed_texts, embedding_dimensions, message_text, structured_reply
 from spark_aoai.emulator._settings import Faults
+from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
 
 
-def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults) -> dict[str, Any]:
+def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults, state: State) -> dict[str, Any]:
     messages = body["messages"]
     text = " ".join(message_text(m.get("content")) for m in messages)
     response_format = body.get("response_format") or {}
     filtered = bool(faults.finish_content_filter_marker and faults.finish_content_filter_marker in text)
     if filtered:
-        content, finish = "", "content_filter"
+        content = ""
     elif response_format.get("type") in ("json_object", "json_schema"):
-        content, finish = structured_reply(messages, response_format), "stop"
+        content = structured_reply(messages, response_format)
+        if response_format.get("type") == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema")
+            content = _faults.misfit(state, faults, content, schema, messages)
     else:
-        content, finish = chat_reply(messages), "stop"
+        content = chat_reply(messages)
+    message, finish = _faults.odd_chat_message(faults, body, text, content)
+    if filtered:
+        finish = "content_filter"
     prompt_tokens = count_message_tokens(messages, model)
-    completion_tokens = count_tokens(content, model)
+    answered = json.dumps(message["tool_calls"]) if message["content"] is None else content
+    completion_tokens = count_tokens(answered, model)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -43,7 +52,7 @@ def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults) -> d
                 "index": 0,
                 "finish_reason": finish,
                 "logprobs": None,
-                "message": {"role": "assistant", "content": content, "refusal": None},
+                "message": message,
                 "content_filter_results": content_filter_result("hate" if filtered else ""),
             }
         ],
@@ -56,20 +65,25 @@ def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults) -> d
 
 
 def embeddings(
-    deployment: str, body: dict[str, Any], inputs: list[str], tokens: int, order: list[int] | None = None
+    deployment: str,
+    body: dict[str, Any],
+    inputs: list[str],
+    tokens: int,
+    faults: Faults,
+    order: list[int] | None = None,
 ) -> dict[str, Any] | bytes:
     """The vectors for ``inputs``, listed in ``order`` (a shuffle fault) or in input order."""
     model = str(body.get("model") or deployment)
     dimensions = embedding_dimensions(model, body.get("dimensions"))
-    vectors = embed_texts(inputs, dimensions)
+    vectors: Any = embed_texts(inputs, dimensions)
+    vectors = _faults.broken_vectors(faults, inputs, vectors) or vectors
     order = order if order is not None else list(range(len(inputs)))
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     if body.get("encoding_format") == "base64":
         # Built as bytes: base64 needs no JSON escaping, and json.dumps of megabytes would dominate.
-        little_endian = vectors.astype("<f4", copy=False)
         items = b",".join(
             b'{"object":"embedding","index":%d,"embedding":"%s"}'
-            % (index, base64.b64encode(little_endian[index].tobytes()))
+            % (index, base64.b64encode(vectors[index].astype("<f4", copy=False).tobytes()))
             for index in order
         )
         head = json.dumps({"object": "list", "model": model, "usage": usage})[:-1].encode()

@@ -97,3 +97,44 @@ def rate_limited(wait: float) -> ApiError:
         f"Please retry after {seconds} second.",
         headers={"retry-after-ms": str(max(1, math.ceil(wait * 1000))), "retry-after": str(seconds)},
     )
+
+
+_OPERATIONS = {"chat": "ChatCompletions_Create", "embeddings": "Embeddings_Create", "responses": "Responses_Create"}
+
+
+def quota_exceeded(route: str, api_version: str, retry_after: float) -> ApiError:
+    """Azure's token-quota 429 (a deployment out of quota for a while): a long ``retry-after``, in seconds."""
+    seconds = max(1, math.ceil(retry_after))
+    return ApiError(
+        429,
+        "429",
+        f"Requests to the {_OPERATIONS.get(route, 'Operation')} Operation under Azure OpenAI API version "
+        f"{api_version or 'v1'} have exceeded token rate limit of your current AIServices S0 pricing tier, or "
+        f"the quota of the deployment. Please retry after {seconds} seconds. Please contact Azure support "
+        "service if you would like to further increase the default rate limit.",
+        headers={"retry-after": str(seconds), "retry-after-ms": str(seconds * 1000)},
+    )
+
+
+def bare_throttled() -> ApiError:
+    """A 429 that says nothing about when to come back: no ``retry-after`` or ``retry-after-ms`` header."""
+    return ApiError(
+        429,
+        "429",
+        "Requests to the deployment have exceeded the rate limit of your current pricing tier.",
+    )
+
+
+def capacity_exceeded(retry_after: float) -> ApiError:
+    """Fabric's refusal when the workspace's capacity is used up: code ``CapacityLimitExceeded``.
+
+    The shape is Azure's error body (what Fabric's OpenAI endpoint answers in), with Fabric's ``Retry-After``.
+    """
+    seconds = max(1, math.ceil(retry_after))
+    return ApiError(
+        429,
+        "CapacityLimitExceeded",
+        "Your Fabric capacity has reached its compute limit and requests are being throttled. "
+        f"Please retry after {seconds} seconds, or scale up the capacity.",
+        headers={"Retry-After": str(seconds)},
+    )

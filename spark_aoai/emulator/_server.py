@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from spark_aoai.emulator import _answers
+from spark_aoai.emulator import _answers, _faults
 from spark_aoai.emulator._errors import ApiError, bad_request, not_found, rate_limited, server_error, unauthorized
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
@@ -26,6 +26,7 @@ from spark_aoai.emulator._validate import inputs_of, validate
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
+_TRICKLE_INTERVAL = 0.05
 _ROUTES = {"chat/completions": "chat", "embeddings": "embeddings", "responses": "responses"}
 
 
@@ -45,10 +46,13 @@ class Handler(BaseHTTPRequestHandler):
         payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self._send_bytes(status, payload, headers)
 
-    def _send_bytes(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send_bytes(
+        self, status: int, payload: bytes, headers: dict[str, str] | None = None, length: int | None = None
+    ) -> None:
+        """Send the status, headers and ``payload`` (the first part of a ``length``-byte body, if given)."""
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(payload) if length is None else length))
         request_id = str(uuid.uuid4())
         self.send_header("apim-request-id", request_id)
         self.send_header("x-request-id", request_id)
@@ -56,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+        self.wfile.flush()
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -75,7 +80,12 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         raw = self._read_body()
         if parts.path == "/_emulator/config":
-            self.server.state.configure(Settings.from_dict(json.loads(raw or b"{}")))
+            try:
+                settings = Settings.from_dict(json.loads(raw or b"{}"))
+            except (ValueError, TypeError) as error:
+                self._send_json(400, bad_request(f"Invalid emulator settings: {error}").body())
+                return
+            self.server.state.configure(settings)
             self._send_json(200, {"status": "ok"})
             return
         if parts.path == "/_emulator/reset":
@@ -101,6 +111,9 @@ class Handler(BaseHTTPRequestHandler):
             wait, rate_headers = state.admit(deployment, tokens)
             if wait > 0:
                 raise rate_limited(wait)
+            refusal = _faults.throttle(state, faults, route, (query.get("api-version") or [""])[0])
+            if refusal is not None:
+                raise refusal
             if self._inject_transport_faults(route, inputs, faults):
                 return
             answer = self._answer(route, deployment, body, inputs, tokens, faults)
@@ -111,7 +124,21 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(error.status, error.body(), {**rate_headers, **error.headers})
             return
         state.count(route, 200, inputs, answered=True)
-        self._send_json(200, answer, rate_headers)
+        if state.roll(faults.trickle_rate):
+            self._send_trickle(answer, rate_headers, faults.trickle_seconds)
+        else:
+            self._send_json(200, answer, rate_headers)
+
+    def _send_trickle(self, answer: Any, headers: dict[str, str], seconds: float) -> None:
+        """Send the 200 body a few bytes at a time, a write every 50 ms, spread over ``seconds``."""
+        payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode("utf-8")
+        writes = max(1, min(len(payload), int(seconds / _TRICKLE_INTERVAL)))
+        size = -(-len(payload) // writes)
+        self._send_bytes(200, payload[:size], headers, length=len(payload))
+        for start in range(size, len(payload), size):
+            time.sleep(_TRICKLE_INTERVAL)
+            self.wfile.write(payload[start : start + size])
+            self.wfile.flush()
 
     def _route(self, path: str, query: dict[str, list[str]], raw: bytes) -> tuple[str, str, dict[str, Any]]:
         match = _DEPLOYMENT_ROUTE.search(path)
@@ -179,9 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         """The 200 body; ``tokens`` is what ``validate`` counted (an embeddings request's usage)."""
         if route == "embeddings":
             order = self.server.state.shuffled(len(inputs)) if faults.shuffle_embeddings else None
-            return _answers.embeddings(deployment, body, inputs, tokens, order)
+            return _answers.embeddings(deployment, body, inputs, tokens, faults, order)
         if route == "chat":
-            return _answers.chat(deployment, body, deployment, faults)
+            return _answers.chat(deployment, body, deployment, faults, self.server.state)
         return _answers.responses(deployment, body, deployment)
 
 
