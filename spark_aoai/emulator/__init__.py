@@ -53,6 +53,10 @@ class Emulator:
         When set, requests must carry it as ``api-key``, ``Authorization: Bearer`` or ``MwcToken`` (Fabric).
     rate_limit, faults : RateLimit, Faults, optional
         Start-up settings; change them later with :meth:`configure`.
+    deployments : dict, optional
+        Deployment name -> model (``{"chat": "gpt-4o", "emb": "text-embedding-3-small"}``): a strict
+        emulator that refuses other deployments (404 ``DeploymentNotFound``) and unpublished api-versions.
+        Without it any deployment is served, taken to be named after its model.
     process : bool
         Run the server in a child process, so that it does not share the caller's GIL (benchmarks).
     tls : (certfile, keyfile), optional
@@ -68,9 +72,15 @@ class Emulator:
         port: int = 0,
         process: bool = False,
         tls: tuple[str, str] | None = None,
+        deployments: dict[str, str] | None = None,
     ) -> None:
         self.host, self.port, self.process, self.tls = host, port, process, tls
-        self.settings = Settings(api_key=api_key, rate_limit=rate_limit or RateLimit(), faults=faults or Faults())
+        self.settings = Settings(
+            api_key=api_key,
+            rate_limit=rate_limit or RateLimit(),
+            faults=faults or Faults(),
+            deployments=dict(deployments) if deployments is not None else None,
+        )
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
@@ -143,10 +153,13 @@ class Emulator:
         api_key: Any = _KEEP,
         rate_limit: RateLimit | None = None,
         faults: Faults | None = None,
+        deployments: Any = _KEEP,
     ) -> None:
         """Replace settings (those not given are kept) and reset rate-limit buckets."""
         if api_key is not _KEEP:
             self.settings.api_key = api_key
+        if deployments is not _KEEP:
+            self.settings.deployments = dict(deployments) if deployments is not None else None
         if rate_limit is not None:
             self.settings.rate_limit = rate_limit
         if faults is not None:

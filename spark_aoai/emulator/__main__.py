@@ -15,6 +15,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve an emulator of the Azure OpenAI chat completions and embeddings REST API.",
     )
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        metavar="NAME=MODEL",
+        help="serve only these deployments (repeatable), e.g. --deployment emb=text-embedding-3-small",
+    )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", help="require this key (api-key header or Bearer); default: accept any")
     parser.add_argument("--rpm", type=float, help="requests per minute per deployment (off by default)")
@@ -83,12 +89,25 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
     )
 
 
+def deployments_from_args(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    registry = {}
+    for pair in pairs:
+        name, sep, model = pair.partition("=")
+        if not sep or not name or not model:
+            raise SystemExit(f"--deployment takes NAME=MODEL, not {pair!r}")
+        registry[name] = model
+    return registry
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(
         api_key=args.api_key,
         rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
         faults=faults_from_args(args),
+        deployments=deployments_from_args(args.deployment),
     )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")

@@ -20,7 +20,8 @@ from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
 
 
-def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults, state: State) -> dict[str, Any]:
+def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict[str, Any]:
+    """A chat completion for the deployment of ``model``."""
     messages = body["messages"]
     text = " ".join(message_text(m.get("content")) for m in messages)
     response_format = body.get("response_format") or {}
@@ -44,7 +45,7 @@ def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults, stat
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": deployment,
+        "model": model,
         "system_fingerprint": "fp_emulator",
         "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": content_filter_result("")}],
         "choices": [
@@ -65,7 +66,7 @@ def chat(deployment: str, body: dict[str, Any], model: str, faults: Faults, stat
 
 
 def embeddings(
-    deployment: str,
+    model: str,
     body: dict[str, Any],
     inputs: list[str],
     tokens: int,
@@ -73,7 +74,6 @@ def embeddings(
     order: list[int] | None = None,
 ) -> dict[str, Any] | bytes:
     """The vectors for ``inputs``, listed in ``order`` (a shuffle fault) or in input order."""
-    model = str(body.get("model") or deployment)
     dimensions = embedding_dimensions(model, body.get("dimensions"))
     vectors: Any = embed_texts(inputs, dimensions)
     vectors = _faults.broken_vectors(faults, inputs, vectors) or vectors
@@ -92,7 +92,7 @@ def embeddings(
     return {"object": "list", "model": model, "data": data, "usage": usage}
 
 
-def responses(deployment: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+def responses(model: str, body: dict[str, Any]) -> dict[str, Any]:
     """Enough of the Responses API for clients that send text and read ``output_text``."""
     raw = body.get("input")
     if isinstance(raw, str):
@@ -111,7 +111,7 @@ def responses(deployment: str, body: dict[str, Any], model: str) -> dict[str, An
         "object": "response",
         "created_at": int(time.time()),
         "status": "completed",
-        "model": deployment,
+        "model": model,
         "output": [
             {
                 "type": "message",

@@ -138,3 +138,27 @@ def capacity_exceeded(retry_after: float) -> ApiError:
         f"Please retry after {seconds} seconds, or scale up the capacity.",
         headers={"Retry-After": str(seconds)},
     )
+
+
+def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
+    """A 400 for one parameter, in the OpenAI style Azure answers with: ``code``, ``param``, ``type``."""
+    return ApiError(400, code, message, {"param": param, "type": "invalid_request_error"})
+
+
+def deployment_not_found() -> ApiError:
+    return ApiError(
+        404,
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
+        "minutes, please wait a moment and try again.",
+    )
+
+
+def operation_not_supported(operation: str, model: str) -> ApiError:
+    return ApiError(
+        400,
+        "OperationNotSupported",
+        f"The {operation} operation does not work with the specified model, {model}. Please choose different "
+        "model and try again. You can learn more about which models can be used with each operation here: "
+        "https://go.microsoft.com/fwlink/?linkid=2197993.",
+    )

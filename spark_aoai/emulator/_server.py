@@ -18,7 +18,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from spark_aoai.emulator import _answers, _faults
-from spark_aoai.emulator._errors import ApiError, bad_request, not_found, rate_limited, server_error, unauthorized
+from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
+from spark_aoai.emulator._errors import (
+    ApiError,
+    bad_request,
+    deployment_not_found,
+    not_found,
+    rate_limited,
+    server_error,
+    unauthorized,
+)
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import warm_up
@@ -106,8 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             route, deployment, body = self._route(path, query, raw)
             inputs = inputs_of(route, body)
             self._check_auth()
-            faults = state.settings.faults
-            tokens = validate(route, body, inputs, deployment, faults)
+            settings = state.settings
+            faults = settings.faults
+            model = self._model(settings, deployment, next(iter(query.get("api-version", [])), None))
+            tokens = validate(route, body, inputs, model, faults)
             wait, rate_headers = state.admit(deployment, tokens)
             if wait > 0:
                 raise rate_limited(wait)
@@ -116,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise refusal
             if self._inject_transport_faults(route, inputs, faults):
                 return
-            answer = self._answer(route, deployment, body, inputs, tokens, faults)
+            answer = self._answer(route, model, body, inputs, tokens, faults)
         except ApiError as error:
             state.count(route, error.status, inputs, answered=False)
             if not rate_headers:  # refused before the limiter: report the budgets as they stand
@@ -143,7 +154,8 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, list[str]], raw: bytes) -> tuple[str, str, dict[str, Any]]:
         match = _DEPLOYMENT_ROUTE.search(path)
         v1 = None if match else _V1_ROUTE.search(path)
-        if not match and not v1:
+        doubled = path.count("/openai/deployments/") > (1 if match else 0)  # an endpoint pasted with its path
+        if (not match and not v1) or doubled:
             raise not_found()
         if match and not query.get("api-version"):
             raise bad_request("Missing required query parameter 'api-version'. Please specify one.")
@@ -161,6 +173,24 @@ class Handler(BaseHTTPRequestHandler):
             if not deployment:
                 raise bad_request("Missing required parameter: 'model'.")
         return _ROUTES[op], deployment, body
+
+    @staticmethod
+    def _model(settings: Settings, deployment: str, api_version: str | None) -> str:
+        """The model behind ``deployment``; with a registry, unknown deployments and api-versions are refused."""
+        if settings.deployments is None:
+            return deployment
+        if deployment not in settings.deployments:
+            raise deployment_not_found()
+        model = settings.deployments[deployment]
+        if api_version is not None:
+            if api_version not in API_VERSIONS:
+                raise bad_request("API version not supported")
+            facts = find_model(model)
+            if facts is not None and facts.reasoning and api_version < REASONING_MIN_API_VERSION:
+                raise bad_request(
+                    f"Model {model} is enabled only for api versions {REASONING_MIN_API_VERSION} and later"
+                )
+        return model
 
     def _auth_scheme(self) -> str:
         if self.headers.get("api-key"):
@@ -201,15 +231,15 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def _answer(
-        self, route: str, deployment: str, body: dict[str, Any], inputs: list[str], tokens: int, faults: Faults
+        self, route: str, model: str, body: dict[str, Any], inputs: list[str], tokens: int, faults: Faults
     ) -> dict[str, Any] | bytes:
         """The 200 body; ``tokens`` is what ``validate`` counted (an embeddings request's usage)."""
         if route == "embeddings":
             order = self.server.state.shuffled(len(inputs)) if faults.shuffle_embeddings else None
-            return _answers.embeddings(deployment, body, inputs, tokens, faults, order)
+            return _answers.embeddings(model, body, inputs, tokens, faults, order)
         if route == "chat":
-            return _answers.chat(deployment, body, deployment, faults, self.server.state)
-        return _answers.responses(deployment, body, deployment)
+            return _answers.chat(model, body, faults, self.server.state)
+        return _answers.responses(model, body)
 
 
 class EmulatorServer(ThreadingHTTPServer):

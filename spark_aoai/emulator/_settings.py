@@ -90,13 +90,17 @@ class Settings:
     api_key: str | None = None
     rate_limit: RateLimit = field(default_factory=RateLimit)
     faults: Faults = field(default_factory=Faults)
+    # deployment name -> model; None accepts any deployment, taken to be named after its model
+    deployments: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
+        deployments = data.get("deployments")
         return cls(
             api_key=data.get("api_key"),
             rate_limit=RateLimit(**(data.get("rate_limit") or {})),
             faults=Faults(**(data.get("faults") or {})),
+            deployments=None if deployments is None else {str(k): str(v) for k, v in dict(deployments).items()},
         )
 
 
