@@ -85,6 +85,7 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._http = requests.Session()
+        self._server_key: str | None = None  # the key the running server requires of control requests
 
     @property
     def endpoint(self) -> str:
@@ -95,7 +96,11 @@ class Emulator:
         if self.process:
             self._start_process()
         else:
-            self._server = EmulatorServer((self.host, self.port), self.settings, self.tls)
+            # the server gets its own copy: settings change there only through /_emulator/config
+            self._server = EmulatorServer(
+                (self.host, self.port), Settings.from_dict(settings_to_dict(self.settings)), self.tls
+            )
+            self._server_key = self.settings.api_key
             self.port = int(self._server.server_address[1])
             self._thread = threading.Thread(target=self._server.serve_forever, name="aoai-emulator", daemon=True)
             self._thread.start()
@@ -166,6 +171,7 @@ class Emulator:
             self.settings.faults = faults
         body = json.dumps(settings_to_dict(self.settings))
         self._control("post", "/_emulator/config", data=body).raise_for_status()
+        self._server_key = self.settings.api_key
 
     def stats(self, inputs: bool = True) -> dict[str, Any]:
         """What the emulator received: ``requests`` by ``"route status"``, and per-input counts.
@@ -184,4 +190,6 @@ class Emulator:
     def _control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request to the emulator's own control paths (its certificate is trusted for these)."""
         verify = self.tls[0] if self.tls else True
-        return self._http.request(method, f"{self.endpoint}{path}", timeout=30, verify=verify, **kwargs)
+        headers = {"api-key": self._server_key} if self._server_key else {}
+        url = f"{self.endpoint}{path}"
+        return self._http.request(method, url, timeout=30, verify=verify, headers=headers, **kwargs)

@@ -15,7 +15,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from spark_aoai.emulator import _answers, _faults
 from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
@@ -45,9 +45,24 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: EmulatorServer
+    _status = 0  # the status sent, for --log-requests
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        """Quiet: a load test would otherwise print a line per request."""
+        """Quiet: a load test would otherwise print a line per request (``--log-requests`` prints its own)."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
+    def _log(self, started: float) -> None:
+        """One line: method, path (the query only with its api-version), status, milliseconds; no header."""
+        if not self.server.log_requests:
+            return
+        parts = urlsplit(self.path)
+        version = parse_qs(parts.query).get("api-version")
+        shown = parts.path + (f"?api-version={quote(version[0], safe='')}" if version else "")
+        elapsed = (time.perf_counter() - started) * 1000
+        print(f"{self.command} {shown} {self._status} {elapsed:.1f}ms", flush=True)
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -76,6 +91,20 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def do_GET(self) -> None:
+        started, self._status = time.perf_counter(), 0
+        try:
+            self._get()
+        finally:
+            self._log(started)
+
+    def do_POST(self) -> None:
+        started, self._status = time.perf_counter(), 0
+        try:
+            self._post()
+        finally:
+            self._log(started)
+
+    def _get(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/_emulator/stats":
             with_inputs = parse_qs(parts.query).get("inputs", ["1"])[0] != "0"
@@ -85,9 +114,15 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, not_found().body())
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         parts = urlsplit(self.path)
         raw = self._read_body()
+        if parts.path in ("/_emulator/config", "/_emulator/reset"):
+            try:
+                self._check_auth()  # a CI emulator with a key is not reconfigured by whoever reaches its port
+            except ApiError as error:
+                self._send_json(error.status, error.body())
+                return
         if parts.path == "/_emulator/config":
             try:
                 settings = Settings.from_dict(json.loads(raw or b"{}"))
@@ -249,9 +284,16 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], settings: Settings, tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        settings: Settings,
+        tls: tuple[str, str] | None = None,
+        log_requests: bool = False,
+    ) -> None:
         super().__init__(address, Handler)
         self.state = State(settings)
+        self.log_requests = log_requests
         warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
             import ssl
