@@ -201,21 +201,34 @@ class EmbeddingTask:
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
+        """Place each usable vector on its rows. Vectors that cannot be used are asked for again: the unit
+        shrinks to their texts and ``MalformedResponseError`` sends it back to the retry loop, so the good
+        ones are neither lost nor billed twice."""
         vectors, usage = embeddings_wire.parse_vectors(body, len(unit.groups), self.dimensions)
+        good = [v for v in vectors if isinstance(v, np.ndarray)]
         with self.lock:  # the first answer fixes the task's vector length
-            if self.dimensions is None:
-                self.dimensions = vectors[0].shape[0]
-            elif vectors[0].shape[0] != self.dimensions:
-                raise embeddings_wire.MalformedResponseError(
-                    f"an embedding has {vectors[0].shape[0]} dimensions; this task's earlier ones had {self.dimensions}"
-                )
-        texts = unit.payload["input"]
+            if good and self.dimensions is None:
+                self.dimensions = good[0].shape[0]
+        texts = list(unit.payload["input"])
         shares = usage.split([estimate_tokens(t) for t in texts]) if usage is not None else [None] * len(texts)
-        for text, group, vector, share in zip(texts, unit.groups, vectors, shares, strict=True):
+        retry: list[int] = []
+        for position, (text, group, vector, share) in enumerate(zip(texts, unit.groups, vectors, shares, strict=True)):
+            if not isinstance(vector, np.ndarray) or vector.shape[0] != self.dimensions:
+                retry.append(position)
+                continue
             self.cache.put(text, vector)
             unit.results.succeed(group[:1], vector, share)  # the first row of a text carries what it cost
             if len(group) > 1:
                 unit.results.succeed(group[1:], vector, share.nothing() if share is not None else None)
+        if retry:
+            first = vectors[retry[0]]
+            reason = (
+                str(first) if isinstance(first, Exception) else f"another length than this task's {self.dimensions}"
+            )
+            unit.groups = [unit.groups[p] for p in retry]
+            unit.payload = embeddings_wire.build_body([texts[p] for p in retry], self.spec.dimensions, self.spec.model)
+            unit.tokens = sum(estimate_tokens(texts[p]) for p in retry)
+            raise embeddings_wire.MalformedResponseError(f"{len(retry)} of {len(texts)} embeddings unusable: {reason}")
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         if error.status != 400 or len(unit.groups) < 2:

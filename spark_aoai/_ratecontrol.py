@@ -288,13 +288,21 @@ class RateController:
         self.clock = clock
         self.limiter = AdaptiveLimiter(max_concurrency, requests_per_second, tokens_per_second, clock())
         self.condition = threading.Condition()
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Wake every waiting sender and refuse new starts: the partition stopped sending."""
+        with self.condition:
+            self.cancelled = True
+            self.condition.notify_all()
 
     def acquire(self, tokens: int, deadline: float | None = None) -> bool:
-        """Block until a request may start; False when ``deadline`` (a ``clock`` time) passes first."""
+        """Block until a request may start; False when ``deadline`` (a ``clock`` time) passes first, or once
+        the controller is cancelled."""
         with self.condition:
             while True:
                 now = self.clock()
-                if deadline is not None and now >= deadline:
+                if self.cancelled or (deadline is not None and now >= deadline):
                     return False
                 wait = self.limiter.delay(now, tokens)
                 if wait == 0.0:

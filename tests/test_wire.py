@@ -90,19 +90,31 @@ def test_embeddings_decode_and_check():
 
 
 @pytest.mark.parametrize(
-    ("body", "count", "dimensions"),
+    ("body", "dimensions", "unusable"),
     [
-        (_emb_body(_b64([1, 2]), _b64([1, 2, 3])), 2, None),  # two lengths in one response
-        (_emb_body(_b64([1, 2])), 1, 3),  # not the length asked for
-        (_emb_body(_b64([1, math.nan])), 1, None),
-        (_emb_body([1.0, math.inf]), 1, None),
-        (_emb_body(_b64([])), 1, None),
-        (_emb_body("not base64!"), 1, None),
-        (_emb_body(["a", "b"]), 1, None),
-        (_emb_body(_b64([1])), 2, None),
-        ({"data": [{"index": 0, "embedding": _b64([1])}, {"index": 0, "embedding": _b64([1])}]}, 2, None),
+        (_emb_body(_b64([1, 2]), _b64([1, 2, 3]), _b64([4, 5])), None, [1]),  # the odd length out
+        (_emb_body(_b64([1, 2])), 3, [0]),  # not the length asked for (or seen before in the task)
+        (_emb_body(_b64([1, math.nan]), _b64([1, 2])), None, [0]),
+        (_emb_body([1.0, math.inf]), None, [0]),
+        (_emb_body(_b64([])), None, [0]),
+        (_emb_body("not base64!"), None, [0]),
+        (_emb_body(["a", "b"]), None, [0]),
     ],
 )
-def test_embedding_answers_that_are_retried(body, count, dimensions):
+def test_unusable_embeddings_are_told_apart_from_the_good_ones(body, dimensions, unusable):
+    vectors, _ = embeddings.parse_vectors(body, len(body["data"]), dimensions)
+    assert [i for i, v in enumerate(vectors) if isinstance(v, MalformedResponseError)] == unusable
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (_emb_body(_b64([1])), 2),
+        ({"data": [{"index": 0, "embedding": _b64([1])}, {"index": 0, "embedding": _b64([1])}]}, 2),
+        ({"data": "x"}, 1),
+        ([], 1),
+    ],
+)
+def test_embedding_responses_of_the_wrong_shape_are_retried(body, count):
     with pytest.raises(MalformedResponseError):
-        embeddings.parse_vectors(body, count, dimensions)
+        embeddings.parse_vectors(body, count, None)
