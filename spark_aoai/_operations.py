@@ -34,22 +34,30 @@ from spark_aoai._contract import (
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
+from spark_aoai._wire import responses as responses_wire
+
+WIRES = {"chat_completions": chat_wire, "responses": responses_wire}
 
 
 @dataclass(frozen=True)
 class ChatOperation:
-    """Chat completions: one unit per row; ``options`` is merged into every request body."""
+    """Chat completions (or the Responses API, ``api="responses"``): one unit per row; ``options`` (in chat
+    completions' names) go into every request body, mapped by the API's wire module."""
 
     model: str | None
     system_prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    route: Route = chat_wire.ROUTE
+    api: str = "chat_completions"
     outputs: tuple[OutputField, ...] = (
         OutputField("outputCol", "response", pa.string(), encode_strings),
         ERROR_FIELD,
         USAGE_FIELD,
         FINISH_REASON_FIELD,
     )
+
+    @property
+    def route(self) -> Route:
+        return WIRES[self.api].ROUTE
 
     def for_task(self) -> ChatOperation:
         return self
@@ -65,12 +73,12 @@ class ChatOperation:
             except InvalidInputError as exc:
                 results.fail([row], invalid_input(str(exc)))
                 continue
-            body = chat_wire.build_body(messages, self.options, self.model)
+            body = WIRES[self.api].build_body(messages, self.options, self.model)
             units.append(Unit(results, [[row]], body, estimate_message_tokens(messages) + completion_budget))
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
-        answer = chat_wire.parse_answer(body)
+        answer = WIRES[self.api].parse_answer(body)
         if answer.error is not None:
             unit.results.fail(unit.rows, answer.error.with_attempts(unit.attempts, request_id))
         else:
