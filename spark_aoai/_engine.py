@@ -33,7 +33,8 @@ logger = logging.getLogger("spark_aoai")
 
 
 class Hooks(Protocol):
-    """The engine's seams: a response cache (between planning and sending) and an observer of attempts."""
+    """The engine's seams, one task's worth: a response cache (between planning and sending), a gate before
+    each attempt (a spend cap), and an observer of attempts (usage statistics, progress)."""
 
     def lookup(self, unit: Unit) -> Any | None:
         """A stored 200 body for this unit's request, or None to send it."""
@@ -41,8 +42,20 @@ class Hooks(Protocol):
     def store(self, unit: Unit, body: Any) -> None:
         """Keep a 200 body that was accepted for this unit."""
 
+    def admit(self, unit: Unit) -> RowError | None:
+        """None to let the next attempt of ``unit`` start; an error ends the unit with it, unsent."""
+
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         """Called after every attempt, whatever its outcome."""
+
+    def close(self) -> None:
+        """The task's partition is done (or failed): flush what is kept."""
+
+
+class HookFactory(Protocol):
+    """Built on the driver and shipped with the plan; ``open`` makes one task's hooks on the executor."""
+
+    def open(self) -> Hooks: ...
 
 
 class NoHooks:
@@ -52,8 +65,47 @@ class NoHooks:
     def store(self, unit: Unit, body: Any) -> None:
         pass
 
+    def admit(self, unit: Unit) -> RowError | None:
+        return None
+
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         pass
+
+    def close(self) -> None:
+        pass
+
+
+class ComposedHooks:
+    """Several hooks as one: the first stored answer wins, the first refusal wins, everyone observes."""
+
+    def __init__(self, hooks: list[Hooks]) -> None:
+        self.hooks = hooks
+
+    def lookup(self, unit: Unit) -> Any | None:
+        return next((body for body in (h.lookup(unit) for h in self.hooks) if body is not None), None)
+
+    def store(self, unit: Unit, body: Any) -> None:
+        for hook in self.hooks:
+            hook.store(unit, body)
+
+    def admit(self, unit: Unit) -> RowError | None:
+        return next((error for error in (h.admit(unit) for h in self.hooks) if error is not None), None)
+
+    def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
+        for hook in self.hooks:
+            hook.attempt(unit, outcome, seconds)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.close()
+
+
+def open_hooks(factories: tuple[HookFactory, ...]) -> Hooks:
+    """One task's hooks from the plan's factories."""
+    if not factories:
+        return NoHooks()
+    opened = [factory.open() for factory in factories]
+    return opened[0] if len(opened) == 1 else ComposedHooks(opened)
 
 
 class Sender:
@@ -91,6 +143,7 @@ class Sender:
     def close(self) -> None:
         """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
         self.closing.set()
+        self.controller.cancel()
         while True:
             try:
                 self.queue.get_nowait()
@@ -109,6 +162,8 @@ class Sender:
                 self.stopped = error
                 if systemic:
                     self.systemic = error
+                self.controller.cancel()
+                self.closing.set()  # wakes senders sleeping out a backoff
                 logger.warning("spark_aoai: this task stopped sending: %s %s", error.code, error.message)
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -148,8 +203,12 @@ class Sender:
             if self.stopped is not None or self.closing.is_set():
                 self._fail(unit, self.stopped or self._deadline_error())
                 return
+            refused = self.hooks.admit(unit)
+            if refused is not None:
+                self._fail(unit, refused)
+                return
             if not self.controller.acquire(unit.tokens, self.deadline):
-                self._fail(unit, self._deadline_error())
+                self._fail(unit, self.stopped or self._deadline_error())
                 return
             limit = self._attempt_limit()
             if limit is None:

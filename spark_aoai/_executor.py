@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation, OutputField, RowResults
+from spark_aoai._engine import HookFactory, open_hooks
 from spark_aoai._partition import run_partition
 
 
@@ -30,6 +31,7 @@ class Plan:
     config: ClientConfig
     operation: Operation
     outputs: tuple[OutputColumn, ...]
+    hooks: tuple[HookFactory, ...] = ()
 
     def encode(self, results: RowResults) -> list[pa.Array]:
         return [column.field.encode(results) for column in self.outputs]
@@ -64,7 +66,7 @@ def arrow_partition(plan: Plan, inputs: Inputs) -> Callable[[Iterator[pa.RecordB
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work = ((inputs.items(batch), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config):
+        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
 

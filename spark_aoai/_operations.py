@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,12 +38,18 @@ from spark_aoai._template import Template
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
+from spark_aoai._wire import responses as responses_wire
+
+WIRES = {"chat_completions": chat_wire, "responses": responses_wire}
 
 
 @dataclass(frozen=True)
 class Asked:
-    """What a chat unit carries into its re-ask: the output it must fit, and what earlier asks cost."""
+    """What a chat unit carries into its re-ask: the messages sent, the output they must fit, and what the
+    earlier asks cost."""
 
+    messages: tuple[dict[str, Any], ...]
+    options: dict[str, Any]
     structured: StructuredOutput
     reasks: int = 0
     attempts: int = 0
@@ -52,7 +58,8 @@ class Asked:
 
 @dataclass(frozen=True)
 class ChatOperation:
-    """Chat completions: one unit per row; ``options`` is merged into every request body.
+    """Chat completions (or the Responses API, ``api="responses"``): one unit per row; ``options`` (in chat
+    completions' names) go into every request body, mapped by the API's wire module.
 
     An item is a prompt string or a list of messages, or with ``template`` a dict of the row's referenced
     columns, rendered here on the executor. With ``structured`` the answer is parsed and converted into the
@@ -64,7 +71,7 @@ class ChatOperation:
     model: str | None
     system_prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    route: Route = chat_wire.ROUTE
+    api: str = "chat_completions"
     template: Template | None = None
     system_template: Template | None = None
     null_placeholder: str | None = None
@@ -79,6 +86,10 @@ class ChatOperation:
             arrow_type = self.structured.arrow_type()
             answer = OutputField("outputCol", "response", arrow_type, encode_typed(arrow_type))
         return (answer, ERROR_FIELD, USAGE_FIELD, FINISH_REASON_FIELD)
+
+    @property
+    def route(self) -> Route:
+        return WIRES[self.api].ROUTE
 
     def for_task(self) -> ChatOperation:
         return self
@@ -99,25 +110,29 @@ class ChatOperation:
         structured = self.output_for(item) if self.output_for is not None else self.structured
         return chat_wire.to_messages(prompt, system), structured
 
+    def _unit(self, results: RowResults, rows: list[int], messages: list[dict[str, Any]], options: dict[str, Any],
+              context: Asked | None) -> Unit:  # fmt: skip
+        body = WIRES[self.api].build_body(messages, options, self.model)
+        tokens = estimate_message_tokens(messages) + self._completion_budget()
+        return Unit(results, [rows], body, tokens, context=context)
+
     def plan(self, items: Sequence[Any], results: RowResults) -> list[Unit]:
         units = []
-        budget = self._completion_budget()
         for row, item in enumerate(items):
             try:
                 messages, structured = self._request(item)
             except InvalidInputError as exc:
                 results.fail([row], invalid_input(str(exc)))
                 continue
-            options = self.options
-            if structured is not None:
-                options = {**options, "response_format": structured.response_format()}
-            body = chat_wire.build_body(messages, options, self.model)
-            context = Asked(structured) if structured is not None else None
-            units.append(Unit(results, [[row]], body, estimate_message_tokens(messages) + budget, context=context))
+            if structured is None:
+                units.append(self._unit(results, [row], messages, self.options, None))
+                continue
+            options = {**self.options, "response_format": structured.response_format()}
+            units.append(self._unit(results, [row], messages, options, Asked(tuple(messages), options, structured)))
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> list[Unit] | None:
-        answer = chat_wire.parse_answer(body)
+        answer = WIRES[self.api].parse_answer(body)
         asked: Asked | None = unit.context
         attempts = unit.attempts + (asked.attempts if asked else 0)
         if answer.error is not None:
@@ -131,11 +146,8 @@ class ChatOperation:
             value = asked.structured.parse(answer.text)
         except MisfitError as misfit:
             if asked.reasks < self.output_retries:
-                return [
-                    self._reask(
-                        unit, answer.text or "", str(misfit), Asked(asked.structured, asked.reasks + 1, attempts, usage)
-                    )
-                ]
+                return [self._reask(unit, answer.text or "", str(misfit), replace(
+                    asked, reasks=asked.reasks + 1, attempts=attempts, usage=usage))]  # fmt: skip
             raw = (answer.text or "")[: C.RAW_ANSWER_CHARS]
             message = f"the answer does not fit the output schema ({misfit}) after {asked.reasks} re-ask(s): {raw}"
             error = RowError(200, ErrorCode.INVALID_OUTPUT, message[: C.MAX_MESSAGE_CHARS], attempts, request_id)
@@ -145,21 +157,17 @@ class ChatOperation:
         return None
 
     def _reask(self, unit: Unit, raw: str, problem: str, asked: Asked) -> Unit:
-        """The same request with the misfit answer and what is wrong with it, as a system message, appended."""
+        """The same request with the misfit answer and what is wrong with it (a system message) appended."""
         feedback = (
             f"Your previous answer does not fit the required JSON schema: {problem}. "
             "Answer again with only a JSON value that fits the schema."
         )
-        messages = [
-            *unit.payload["messages"],
-            {"role": "assistant", "content": raw},
-            {"role": "system", "content": feedback},
-        ]
-        payload = {**unit.payload, "messages": messages}
-        tokens = estimate_message_tokens(messages) + self._completion_budget()
-        return Unit(
-            unit.results, unit.groups, payload, tokens, refreshed_credential=unit.refreshed_credential, context=asked
+        messages = [*asked.messages, {"role": "assistant", "content": raw}, {"role": "system", "content": feedback}]
+        follow_up = self._unit(
+            unit.results, unit.rows, messages, asked.options, replace(asked, messages=tuple(messages))
         )
+        follow_up.refreshed_credential = unit.refreshed_credential
+        return follow_up
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         return []
@@ -294,21 +302,34 @@ class EmbeddingTask:
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
+        """Place each usable vector on its rows. Vectors that cannot be used are asked for again: the unit
+        shrinks to their texts and ``MalformedResponseError`` sends it back to the retry loop, so the good
+        ones are neither lost nor billed twice."""
         vectors, usage = embeddings_wire.parse_vectors(body, len(unit.groups), self.dimensions)
+        good = [v for v in vectors if isinstance(v, np.ndarray)]
         with self.lock:  # the first answer fixes the task's vector length
-            if self.dimensions is None:
-                self.dimensions = vectors[0].shape[0]
-            elif vectors[0].shape[0] != self.dimensions:
-                raise embeddings_wire.MalformedResponseError(
-                    f"an embedding has {vectors[0].shape[0]} dimensions; this task's earlier ones had {self.dimensions}"
-                )
-        texts = unit.payload["input"]
+            if good and self.dimensions is None:
+                self.dimensions = good[0].shape[0]
+        texts = list(unit.payload["input"])
         shares = usage.split([estimate_tokens(t) for t in texts]) if usage is not None else [None] * len(texts)
-        for text, group, vector, share in zip(texts, unit.groups, vectors, shares, strict=True):
+        retry: list[int] = []
+        for position, (text, group, vector, share) in enumerate(zip(texts, unit.groups, vectors, shares, strict=True)):
+            if not isinstance(vector, np.ndarray) or vector.shape[0] != self.dimensions:
+                retry.append(position)
+                continue
             self.cache.put(text, vector)
             unit.results.succeed(group[:1], vector, share)  # the first row of a text carries what it cost
             if len(group) > 1:
                 unit.results.succeed(group[1:], vector, share.nothing() if share is not None else None)
+        if retry:
+            first = vectors[retry[0]]
+            reason = (
+                str(first) if isinstance(first, Exception) else f"another length than this task's {self.dimensions}"
+            )
+            unit.groups = [unit.groups[p] for p in retry]
+            unit.payload = embeddings_wire.build_body([texts[p] for p in retry], self.spec.dimensions, self.spec.model)
+            unit.tokens = sum(estimate_tokens(texts[p]) for p in retry)
+            raise embeddings_wire.MalformedResponseError(f"{len(retry)} of {len(texts)} embeddings unusable: {reason}")
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         if error.status != 400 or len(unit.groups) < 2:

@@ -56,6 +56,7 @@ def run_partition(
             yield entry
     finally:
         sender.close()
+        hooks.close()
 
 
 def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Sender) -> bool:

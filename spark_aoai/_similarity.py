@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spark_aoai._config import ClientConfig
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, Operation, RowError, RowResults
+from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, RowError, RowResults
+from spark_aoai._engine import open_hooks
+from spark_aoai._executor import Plan
 from spark_aoai._partition import run_partition
 
 
@@ -44,22 +45,22 @@ def encode(values: list[float | None], errors: list[RowError | None]) -> list[pa
 
 
 def pairs(
-    batches: Iterator[tuple[Sequence[Any], Sequence[Any], Any]], operation: Operation, config: ClientConfig
+    batches: Iterator[tuple[Sequence[Any], Sequence[Any], Any]], plan: Plan
 ) -> Iterator[tuple[list[pa.Array], Any]]:
     """``(left texts, right texts, context)`` batches in, ``([similarity, error], context)`` out, in order."""
     work = ((list(left) + list(right), (len(left), context)) for left, right, context in batches)
-    for results, (rows, context) in run_partition(work, operation, config):
+    for results, (rows, context) in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
         yield encode(*cosines(results, rows)), context
 
 
 def pair_partition(
-    operation: Operation, config: ClientConfig, left: str, right: str, names: list[str]
+    plan: Plan, left: str, right: str, names: list[str]
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function: each batch plus its similarity and error columns (named ``names``)."""
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work = ((b.column(left).to_pylist(), b.column(right).to_pylist(), b) for b in batches)
-        for columns, batch in pairs(work, operation, config):
+        for columns, batch in pairs(work, plan):
             yield pa.RecordBatch.from_arrays([*batch.columns, *columns], names=batch.schema.names + names)
 
     return partition

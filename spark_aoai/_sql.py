@@ -18,6 +18,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
+from spark_aoai._engine import open_hooks
 from spark_aoai._executor import OutputColumn, Plan
 from spark_aoai._operations import ChatOperation
 from spark_aoai._partition import run_partition
@@ -49,7 +50,8 @@ def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
             series = (columns,) if isinstance(columns, pd.Series) else tuple(columns)
             return [dict(zip(names, values, strict=True)) for values in zip(*(s.tolist() for s in series), strict=True)]
 
-        for results, _ in run_partition(((items(b), None) for b in batches), plan.operation, plan.config):
+        work = ((items(b), None) for b in batches)
+        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
             frame = pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
             for column in maps:  # Arrow gives a map as key/value pairs; Spark takes a dict
                 frame[column] = [None if v is None else dict(v) for v in frame[column]]
@@ -71,7 +73,7 @@ def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **cha
     assert isinstance(operation, ChatOperation)
     declared = {f.param: f for f in operation.outputs}  # the output type may have changed (a map)
     outputs = tuple(OutputColumn(declared[c.field.param], c.name) for c in plan.outputs)
-    return _rows_udf(Plan(plan.config, operation, outputs), names)
+    return _rows_udf(Plan(plan.config, operation, outputs, plan.hooks), names)
 
 
 def _similarity_udf(stage: AzureOpenAIStage) -> Any:
@@ -81,7 +83,7 @@ def _similarity_udf(stage: AzureOpenAIStage) -> Any:
     @pandas_udf(result)  # type: ignore[call-overload]
     def call(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         work = ((left.tolist(), right.tolist(), None) for left, right in batches)
-        for columns, _ in pairs(work, plan.operation, plan.config):
+        for columns, _ in pairs(work, plan):
             yield pa.Table.from_arrays(columns, names=["result", "error"]).to_pandas()
 
     return call.asNondeterministic()

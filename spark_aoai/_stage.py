@@ -18,6 +18,7 @@ from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import Operation
+from spark_aoai._engine import HookFactory
 from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
 from spark_aoai._retry import RetryPolicy
@@ -25,6 +26,10 @@ from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
 
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")
+
+# Features that plug into the engine's seams (a response cache, statistics, a spend cap) register here a
+# function that reads the stage's Params and returns a picklable HookFactory, or None when it is off.
+HOOK_BUILDERS: list[Callable[[AzureOpenAIStage, ClientConfig, Operation], HookFactory | None]] = []
 
 
 def infer_concurrent_tasks(spark: SparkSession | None) -> int:
@@ -153,26 +158,49 @@ class AzureOpenAIStage(
             fail_on_systemic=on_systemic == "fail",
         )
 
-    def _output_columns(self, operation: Operation) -> tuple[OutputColumn, ...]:
+    def _output_columns(self, operation: Operation, schema: StructType | None) -> tuple[OutputColumn, ...]:
+        """Each declared output under its column name: the Param's value, else the field's default.
+
+        Defaults never collide with the input: when the default error column (``error``) is already there
+        (an earlier stage's), the error column is named after this stage's output column (``embedding_error``).
+        """
+        existing = set(schema.fieldNames()) if schema is not None else set()
         columns = []
+        value_name = None
         for field in operation.outputs:  # type: ignore[attr-defined]
             param = self.getParam(field.param) if self.hasParam(field.param) else None
             name = self._get(param) if param is not None else None
             name = name or field.default_name
+            if field.param == "errorCol" and param is not None and not self.isSet(param) and value_name:
+                own_output = value_name in existing and self._is_own_output(schema, value_name, str(name))
+                if name in existing and not own_output:
+                    name = f"{value_name}_error"
             if name:
                 columns.append(OutputColumn(field, str(name)))
+                value_name = value_name or str(name)
         names = [c.name for c in columns]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ConfigurationError(f"output columns must have distinct names, {duplicated} is used twice")
         return tuple(columns)
 
+    @staticmethod
+    def _is_own_output(schema: StructType | None, value_name: str, error_name: str) -> bool:
+        """Whether ``schema`` already holds this stage's value and error columns (a re-run over its output)."""
+        from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
+
+        if schema is None or value_name not in schema.fieldNames() or error_name not in schema.fieldNames():
+            return False
+        return bool(schema[error_name].dataType == spark_type(ROW_ERROR_ARROW_TYPE))
+
     def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, Inputs | None]:
         """Validate on the driver and build what the executors run; the input columns when a schema is given."""
         inputs = self._inputs(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)
-        return Plan(config, operation, self._output_columns(operation)), inputs
+        built = (build(self, config, operation) for build in HOOK_BUILDERS)
+        hooks = tuple(factory for factory in built if factory is not None)
+        return Plan(config, operation, self._output_columns(operation, schema), hooks), inputs
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
@@ -180,6 +208,10 @@ class AzureOpenAIStage(
         schema = dataset.schema
         plan, inputs = self._plan(schema, dataset.sparkSession)
         assert inputs is not None
+        if self._is_own_output(schema, plan.names[0], plan.names[1]):  # re-run over its own output: replace
+            replaced = [name for name in plan.names if name in schema.fieldNames() and name not in inputs.columns]
+            dataset = dataset.drop(*replaced)
+            schema = dataset.schema
         for column in plan.outputs:
             require_new_column(schema, column.name, column.field.param)
         original = schema.fieldNames()

@@ -170,7 +170,7 @@ class Similarity(Embedding, HasPair):
         left, right = (safe[original.index(str(self._get(self.getParam(p))))] for p in ("leftCol", "rightCol"))
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
         out_schema = StructType([*fields, StructField(names[0], DoubleType()), StructField(names[1], _ERROR_TYPE)])
-        function = pair_partition(plan.operation, plan.config, left, right, names)
+        function = pair_partition(plan, left, right, names)
         return renamed.mapInArrow(function, out_schema).toDF(*original, *names)
 
 

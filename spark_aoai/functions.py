@@ -27,9 +27,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StructField, StructType
 
+from spark_aoai._engine import open_hooks
 from spark_aoai._partition import run_partition
 from spark_aoai._spark_types import spark_type
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion, Embedding
 
 
@@ -44,10 +46,12 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
         fields[0] = StructField(fields[0].name, VectorUDT())
     names = plan.names
 
+    udf_name = f"{type(stage).__name__} UDF"
+
     @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        work = ((_items(s), None) for s in series)
-        for results, _ in run_partition(work, plan.operation, plan.config):
+        work = ((_items(s, udf_name), None) for s in series)
+        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
             frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
             if vector:
                 from pyspark.ml.linalg import DenseVector
@@ -58,11 +62,20 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
     return call.asNondeterministic()
 
 
-def _items(values: pd.Series | pd.DataFrame) -> list[Any]:
+def _items(values: pd.Series | pd.DataFrame, udf_name: str) -> list[Any]:
     """A batch's items: a column's values, or for a struct column (a template's fields) one dict per row."""
     if isinstance(values, pd.DataFrame):
         return list(values.to_dict("records"))
-    return list(values.tolist())
+    return list(_checked(values, udf_name).tolist())
+
+
+def _checked(series: pd.Series, udf_name: str) -> pd.Series:
+    """Refuse a column of numbers, booleans or timestamps: the first time Spark lets the UDF see its type."""
+    from pandas.api import types
+
+    if types.is_numeric_dtype(series) or types.is_bool_dtype(series) or types.is_datetime64_any_dtype(series):
+        raise ConfigurationError(f"{udf_name}: its argument column is {series.dtype}, not a string column")
+    return series
 
 
 def chat_udf(**kwargs: Any) -> Any:

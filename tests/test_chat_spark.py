@@ -11,7 +11,7 @@ from pyspark.ml import Pipeline
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
-from spark_aoai import ChatCompletion, ConfigurationError, chat_udf
+from spark_aoai import ChatCompletion, ConfigurationError, chat_udf, failure_of
 from spark_aoai.emulator import Faults, RateLimit, chat_reply
 
 KEY = "sk-test-very-secret-key-1234"
@@ -219,8 +219,11 @@ def test_a_key_read_from_a_file_with_its_newline_works(spark, emulator):
 def test_fail_on_error_fails_the_task(spark, emulator):
     emulator.configure(faults=Faults(content_filter_marker="<<bad>>"))
     df = spark.createDataFrame([(1, "ok"), (2, "<<bad>>")], "id int, prompt string")
-    with pytest.raises(Exception, match="content_filter"):
+    with pytest.raises(Exception, match="content_filter") as raised:
         chat(emulator.endpoint, failOnError=True).transform(df).collect()
+    error = failure_of(raised.value)  # the row error, read back out of Spark's wrapping exception
+    assert error is not None and (error["status"], error["code"]) == (400, "content_filter")
+    assert "content_filter (status 400): " in str(raised.value)  # Python's message starts with the row error
 
 
 def test_timeouts_become_error_values(spark, emulator):

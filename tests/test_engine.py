@@ -227,3 +227,62 @@ def test_cache_is_bounded():
     for i in range(5):
         cache.put(f"t{i}", np.zeros(1536, dtype=np.float32))
     assert list(cache.items) == ["t2", "t3", "t4"] and cache.get("t0") is None
+
+
+class DictCache:
+    """A response cache and observer through the engine's seams, kept in a dict (what the real cache stores)."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, object] = {}
+        self.attempts = 0
+        self.closed = False
+
+    @staticmethod
+    def key(unit) -> str:
+        import json
+
+        return json.dumps(unit.payload, sort_keys=True)
+
+    def lookup(self, unit):
+        return self.bodies.get(self.key(unit))
+
+    def store(self, unit, body) -> None:
+        self.bodies[self.key(unit)] = body
+
+    def admit(self, unit):
+        return None
+
+    def attempt(self, unit, outcome, seconds) -> None:
+        self.attempts += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_cache_and_observer_seams(emulator):
+    emulator.configure(faults=Faults(error_500_rate=0.3, seed=4))
+    hooks = DictCache()
+    prompts = [f"cached {i}" for i in range(40)]
+    cfg = config(emulator.endpoint)
+    first = list(run_partition(iter([(prompts, None)]), ChatOperation(model=None), cfg, hooks))
+    assert first[0][0].errors == [None] * 40 and hooks.closed
+    sent = sum(emulator.stats()["requests"].values())
+    assert hooks.attempts == sent > 40  # every attempt observed, retries included
+    emulator.reset_stats()
+    again = list(run_partition(iter([(prompts, None)]), ChatOperation(model=None), cfg, hooks))
+    assert again[0][0].values == first[0][0].values
+    assert emulator.stats()["requests"] == {}  # every answer came through the lookup seam
+
+
+def test_the_admit_seam_ends_units_unsent(emulator):
+    from spark_aoai._contract import RowError
+
+    class Cap(DictCache):
+        def admit(self, unit):
+            return RowError(None, "budget_exhausted", "the spend cap is reached")
+
+    ((results, _),) = list(
+        run_partition(iter([(["a", "b"], None)]), ChatOperation(model=None), config(emulator.endpoint), Cap())
+    )
+    assert [e.code for e in results.errors] == ["budget_exhausted"] * 2
+    assert emulator.stats()["requests"] == {}

@@ -132,3 +132,45 @@ def test_the_udfs_are_evaluated_once_per_row_under_a_filter(spark, emulator):
     assert emulator.stats()["requests"] == {"chat 200": 20}
     rows = df.withColumn("o", ask("prompt")).where(F.col("o.response").isNotNull()).collect()
     assert len(rows) == 20 and emulator.stats()["requests"] == {"chat 200": 40}
+
+
+def test_stages_with_default_names_chain_in_a_pipeline(spark, shared_emulator):
+    from pyspark.ml import Pipeline
+
+    df = spark.createDataFrame([(1, "chain me"), (2, None)], "id int, prompt string")
+    endpoint = shared_emulator.endpoint
+    stages = [
+        ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=endpoint),
+        Embedding(deploymentName="text-embedding-3-small", inputCol="response", endpoint=endpoint, dimensions=8),
+    ]
+    out = Pipeline(stages=stages).fit(df).transform(df)
+    assert out.columns == ["id", "prompt", "response", "error", "embedding", "embedding_error"]
+    rows = {r.id: r for r in out.collect()}
+    assert rows[1].error is None and rows[1].embedding_error is None and len(rows[1].embedding) == 8
+    assert rows[2].error.code == "invalid_input" and rows[2].embedding_error.code == "invalid_input"
+    named = Embedding(deploymentName="e", inputCol="prompt", endpoint=endpoint, errorCol="error")
+    with pytest.raises(Exception, match="errorCol: output column 'error' already exists"):
+        named.transform(out.select("id", "prompt", "error"))  # a name the user set is kept, and must be new
+
+
+def test_a_stage_re_run_over_its_own_failed_rows_replaces_its_columns(spark, emulator):
+    from spark_aoai.emulator import Faults
+
+    emulator.configure(faults=Faults(content_filter_marker="<<flaky>>"))
+    df = spark.createDataFrame([(1, "fine"), (2, "<<flaky>> once")], "id int, prompt string")
+    stage = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=emulator.endpoint)
+    first = stage.transform(df).cache()
+    failed = first.where("error is not null")
+    assert failed.count() == 1
+    emulator.configure(faults=Faults())
+    again = stage.transform(failed)
+    assert again.columns == first.columns
+    row = again.first()
+    assert row.error is None and row.response == chat_reply([{"role": "user", "content": "<<flaky>> once"}])
+
+
+def test_a_udf_over_a_column_of_numbers_fails_naming_its_type(spark, shared_emulator):
+    df = spark.createDataFrame([(1, 2.5)], "id int, price double")
+    ask = chat_udf(deploymentName="gpt-4o", endpoint=shared_emulator.endpoint)
+    with pytest.raises(Exception, match="ChatCompletion UDF: its argument column is float64, not a string column"):
+        df.select(ask("price")).collect()

@@ -25,7 +25,8 @@ from typing import Any
 import requests
 
 from spark_aoai.emulator._model import chat_reply, embed_text, embed_texts, embedding_dimensions, value_for_schema
-from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings, settings_to_dict
+from spark_aoai.emulator._server import EmulatorServer
+from spark_aoai.emulator._settings import Faults, RateLimit, Settings, settings_to_dict
 
 __all__ = [
     "Emulator",
@@ -52,6 +53,10 @@ class Emulator:
         When set, requests must carry it as ``api-key``, ``Authorization: Bearer`` or ``MwcToken`` (Fabric).
     rate_limit, faults : RateLimit, Faults, optional
         Start-up settings; change them later with :meth:`configure`.
+    deployments : dict, optional
+        Deployment name -> model (``{"chat": "gpt-4o", "emb": "text-embedding-3-small"}``): a strict
+        emulator that refuses other deployments (404 ``DeploymentNotFound``) and unpublished api-versions.
+        Without it any deployment is served, taken to be named after its model.
     process : bool
         Run the server in a child process, so that it does not share the caller's GIL (benchmarks).
     tls : (certfile, keyfile), optional
@@ -67,13 +72,20 @@ class Emulator:
         port: int = 0,
         process: bool = False,
         tls: tuple[str, str] | None = None,
+        deployments: dict[str, str] | None = None,
     ) -> None:
         self.host, self.port, self.process, self.tls = host, port, process, tls
-        self.settings = Settings(api_key=api_key, rate_limit=rate_limit or RateLimit(), faults=faults or Faults())
+        self.settings = Settings(
+            api_key=api_key,
+            rate_limit=rate_limit or RateLimit(),
+            faults=faults or Faults(),
+            deployments=dict(deployments) if deployments is not None else None,
+        )
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._http = requests.Session()
+        self._server_key: str | None = None  # the key the running server requires of control requests
 
     @property
     def endpoint(self) -> str:
@@ -84,7 +96,11 @@ class Emulator:
         if self.process:
             self._start_process()
         else:
-            self._server = EmulatorServer((self.host, self.port), self.settings, self.tls)
+            # the server gets its own copy: settings change there only through /_emulator/config
+            self._server = EmulatorServer(
+                (self.host, self.port), Settings.from_dict(settings_to_dict(self.settings)), self.tls
+            )
+            self._server_key = self.settings.api_key
             self.port = int(self._server.server_address[1])
             self._thread = threading.Thread(target=self._server.serve_forever, name="aoai-emulator", daemon=True)
             self._thread.start()
@@ -142,16 +158,20 @@ class Emulator:
         api_key: Any = _KEEP,
         rate_limit: RateLimit | None = None,
         faults: Faults | None = None,
+        deployments: Any = _KEEP,
     ) -> None:
         """Replace settings (those not given are kept) and reset rate-limit buckets."""
         if api_key is not _KEEP:
             self.settings.api_key = api_key
+        if deployments is not _KEEP:
+            self.settings.deployments = dict(deployments) if deployments is not None else None
         if rate_limit is not None:
             self.settings.rate_limit = rate_limit
         if faults is not None:
             self.settings.faults = faults
         body = json.dumps(settings_to_dict(self.settings))
         self._control("post", "/_emulator/config", data=body).raise_for_status()
+        self._server_key = self.settings.api_key
 
     def stats(self, inputs: bool = True) -> dict[str, Any]:
         """What the emulator received: ``requests`` by ``"route status"``, and per-input counts.
@@ -170,4 +190,6 @@ class Emulator:
     def _control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request to the emulator's own control paths (its certificate is trusted for these)."""
         verify = self.tls[0] if self.tls else True
-        return self._http.request(method, f"{self.endpoint}{path}", timeout=30, verify=verify, **kwargs)
+        headers = {"api-key": self._server_key} if self._server_key else {}
+        url = f"{self.endpoint}{path}"
+        return self._http.request(method, url, timeout=30, verify=verify, headers=headers, **kwargs)

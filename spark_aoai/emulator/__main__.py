@@ -1,41 +1,164 @@
-"""``python -m spark_aoai.emulator``: serve the Azure OpenAI emulator until interrupted."""
+"""``python -m spark_aoai.emulator``: serve the Azure OpenAI emulator until interrupted (Ctrl-C or SIGTERM).
+
+Made for CI: every flag says its unit, bad values are one line on stderr and exit status 2 (no traceback), and
+SIGTERM stops it with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import signal
+import ssl
 import sys
+from typing import Any, NoReturn
 
-from spark_aoai.emulator._server import EmulatorServer, Faults, RateLimit, Settings
+from spark_aoai.emulator._server import EmulatorServer
+from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults, RateLimit, Settings
+
+PROG = "python -m spark_aoai.emulator"
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate is a probability between 0 and 1, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, not {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+# Faults field -> (argparse type, help). Rates are probabilities per request; markers are input substrings.
+_FAULT_FLAGS: dict[str, tuple[Any, str]] = {
+    "latency_ms": (_non_negative, "added latency per request, in milliseconds"),
+    "jitter": (_non_negative, "the latency varies by +- this fraction of itself (0.5: 50%%..150%%)"),
+    "error_500_rate": (_rate, "share of requests answered 500 (0..1)"),
+    "error_503_rate": (_rate, "share of requests answered 503 (0..1)"),
+    "drop_rate": (_rate, "share of requests whose connection is closed without an answer (0..1)"),
+    "malformed_rate": (_rate, "share of requests answered 200 with a truncated JSON body (0..1)"),
+    "slow_rate": (_rate, "share of requests held for --slow-seconds before the answer (0..1)"),
+    "slow_seconds": (_non_negative, "how long a slow request is held, in seconds"),
+    "content_filter_marker": (str, "input text that triggers a content-filter 400"),
+    "finish_content_filter_marker": (str, "input text that triggers a 200 with finish_reason content_filter"),
+    "context_length_marker": (str, "input text that triggers a context_length_exceeded 400"),
+    "max_input_tokens": (_positive_int, "context limit in tokens for every model (default: each model's own)"),
+    "quota_429_rate": (_rate, "share of requests refused with a quota 429 and a long retry-after (0..1)"),
+    "quota_retry_after_seconds": (_non_negative, "retry-after of a quota 429, in seconds"),
+    "bare_429_rate": (_rate, "share of requests refused with a 429 without retry-after headers (0..1)"),
+    "capacity_429_rate": (_rate, "share of requests refused with Fabric's CapacityLimitExceeded 429 (0..1)"),
+    "capacity_retry_after_seconds": (_non_negative, "Retry-After of a capacity 429, in seconds"),
+    "trickle_rate": (_rate, "share of 200 bodies sent a few bytes at a time (0..1)"),
+    "trickle_seconds": (_non_negative, "how long a trickled body takes in all, in seconds"),
+    "content_parts_marker": (str, "input text that makes message.content a list of text parts"),
+    "tool_calls_marker": (str, "input text that makes the answer a tool call with content null"),
+    "wrong_dimensions_marker": (str, "input text whose embedding is one element short"),
+    "non_finite_marker": (str, "input text whose embedding holds NaN and Infinity"),
+    "bad_structured_rate": (_rate, "share of json_schema answers that do not fit the schema (0..1)"),
+    "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr and status 2, without the usage block."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spark_aoai import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Serve an emulator of the Azure OpenAI chat completions, embeddings and responses REST API.",
+    )
+    parser.add_argument("--version", action="version", version=f"spark_aoai {__version__}")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--api-key", help="require this key (api-key header or Bearer); default: accept any")
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        metavar="NAME=MODEL",
+        help="serve only these deployments (repeatable), e.g. --deployment emb=text-embedding-3-small",
+    )
+    parser.add_argument("--rpm", type=_positive, help="requests per minute per deployment (default: no limit)")
+    parser.add_argument("--tpm", type=_positive, help="tokens per minute per deployment (default: no limit)")
+    parser.add_argument(
+        "--rate-window", type=_positive, default=1.0, help="seconds the budgets are evaluated over (default: 1)"
+    )
+    defaults = Faults()
+    for name, (kind, text) in _FAULT_FLAGS.items():
+        default = getattr(defaults, name)
+        shown = f" (default: {default})" if default not in (None, 0.0) else ""
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text + shown)
+    parser.add_argument(
+        "--bad-structured-kind",
+        choices=BAD_STRUCTURED_KINDS,
+        help="how a bad json_schema answer is broken (default: any of them)",
+    )
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM file)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM file)")
+    parser.add_argument(
+        "--log-requests",
+        action="store_true",
+        help="print a line per request: method, path (query without secrets), status, milliseconds",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing on start")
+    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m spark_aoai.emulator",
-        description="Serve an emulator of the Azure OpenAI chat completions and embeddings REST API.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--api-key", help="require this key (api-key header or Bearer); default: accept any")
-    parser.add_argument("--rpm", type=float, help="requests per minute per deployment (off by default)")
-    parser.add_argument("--tpm", type=float, help="tokens per minute per deployment (off by default)")
-    parser.add_argument("--rate-window", type=float, default=1.0, help="seconds the budgets are evaluated over")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--jitter", type=float, default=0.0, help="latency varies by +- this fraction")
-    parser.add_argument("--error-500-rate", type=float, default=0.0)
-    parser.add_argument("--error-503-rate", type=float, default=0.0)
-    parser.add_argument("--drop-rate", type=float, default=0.0)
-    parser.add_argument("--malformed-rate", type=float, default=0.0)
-    parser.add_argument("--slow-rate", type=float, default=0.0)
-    parser.add_argument("--slow-seconds", type=float, default=30.0)
-    parser.add_argument("--content-filter-marker")
-    parser.add_argument("--finish-content-filter-marker")
-    parser.add_argument("--context-length-marker")
-    parser.add_argument("--max-input-tokens", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
-    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
-    parser.add_argument("--quiet", action="store_true", help="print nothing on start")
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    names = [f.name for f in dataclasses.fields(Faults) if hasattr(args, f.name)]
+    return Faults(**{name: getattr(args, name) for name in names})
+
+
+def deployments_from_args(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    registry = {}
+    for pair in pairs:
+        name, sep, model = pair.partition("=")
+        if not sep or not name or not model:
+            _fail(f"--deployment takes NAME=MODEL, not {pair!r}")
+        registry[name] = model
+    return registry
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+class _TerminatedError(Exception):
+    """Raised in the main thread by SIGTERM, to leave ``serve_forever`` and exit 0."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _TerminatedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,33 +166,31 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         api_key=args.api_key,
         rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
-        faults=Faults(
-            latency_ms=args.latency_ms,
-            jitter=args.jitter,
-            error_500_rate=args.error_500_rate,
-            error_503_rate=args.error_503_rate,
-            drop_rate=args.drop_rate,
-            malformed_rate=args.malformed_rate,
-            slow_rate=args.slow_rate,
-            slow_seconds=args.slow_seconds,
-            content_filter_marker=args.content_filter_marker,
-            finish_content_filter_marker=args.finish_content_filter_marker,
-            context_length_marker=args.context_length_marker,
-            max_input_tokens=args.max_input_tokens,
-            seed=args.seed,
-        ),
+        faults=faults_from_args(args),
+        deployments=deployments_from_args(args.deployment),
     )
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("--tls-cert and --tls-key go together")
+        _fail("--tls-cert and --tls-key go together")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = EmulatorServer((args.host, args.port), settings, tls)
+    for path in tls or ():
+        if not os.path.isfile(path):
+            _fail(f"TLS file not found: {path}")
+    try:
+        server = EmulatorServer((args.host, args.port), settings, tls, log_requests=args.log_requests)
+    except ssl.SSLError as error:
+        _fail(f"cannot load the TLS certificate and key: {error.reason or error}")
+    except OSError as error:
+        if error.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            _fail(f"port {args.port} on {args.host} is already in use")
+        _fail(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if not args.quiet:
         host, port = str(server.server_address[0]), int(server.server_address[1])
         scheme = "https" if tls else "http"
         print(f"Azure OpenAI emulator on {scheme}://{host}:{port} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _TerminatedError):
         pass
     finally:
         server.server_close()

@@ -1,0 +1,86 @@
+"""Faults that change an answer rather than the transport: 429s of other kinds, odd chat answers, broken
+embeddings and structured answers that do not fit their schema.
+
+Markers are matched against the request's input (for embeddings, each input on its own); rates are rolled
+on the emulator's seeded generator, so a seed replays the same faults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+
+from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
+from spark_aoai.emulator._model import last_user_text, value_for_schema
+from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults
+from spark_aoai.emulator._state import State
+
+
+def throttle(state: State, faults: Faults, route: str, api_version: str) -> ApiError | None:
+    """A 429 of another kind than the rate limiter's, when one of their rates comes up."""
+    if state.roll(faults.quota_429_rate):
+        return quota_exceeded(route, api_version, faults.quota_retry_after_seconds)
+    if state.roll(faults.bare_429_rate):
+        return bare_throttled()
+    if state.roll(faults.capacity_429_rate):
+        return capacity_exceeded(faults.capacity_retry_after_seconds)
+    return None
+
+
+def _marked(marker: str | None, text: str) -> bool:
+    return bool(marker) and marker in text  # type: ignore[operator]
+
+
+def odd_chat_message(faults: Faults, body: dict[str, Any], text: str, content: str) -> tuple[dict[str, Any], str]:
+    """The answer's ``message`` and ``finish_reason`` when a marker asks for content parts or tool calls."""
+    if _marked(faults.tool_calls_marker, text):
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+        function = (tools[0].get("function") or {}) if tools else {}
+        name = str(function.get("name") or "lookup")
+        arguments = value_for_schema(function.get("parameters") or {"type": "object", "properties": {}}, content)
+        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+        call["function"] = {"name": name, "arguments": json.dumps(arguments)}  # type: ignore[assignment]
+        return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}, "tool_calls"
+    if _marked(faults.content_parts_marker, text):
+        return {"role": "assistant", "content": [{"type": "text", "text": content}], "refusal": None}, "stop"
+    return {"role": "assistant", "content": content, "refusal": None}, "stop"
+
+
+def misfit(state: State, faults: Faults, content: str, schema: Any, messages: list[dict[str, Any]]) -> str:
+    """``content`` (JSON that fits ``schema``) broken one way, when ``bad_structured_rate`` comes up."""
+    if not state.roll(faults.bad_structured_rate):
+        return content
+    kind = faults.bad_structured_kind or BAD_STRUCTURED_KINDS[int(state.uniform(0, len(BAD_STRUCTURED_KINDS)))]
+    value = json.loads(content)
+    if kind == "not_json" or not isinstance(value, dict) or not value:
+        return f"Sure! Here is the JSON you asked for about {last_user_text(messages)[:40]!r}: {content[:-1]}"
+    schema = schema if isinstance(schema, dict) else {}
+    required = [k for k in (schema.get("required") or []) if k in value]
+    key = required[0] if required else next(iter(value))
+    if kind == "missing_field":
+        del value[key]
+    else:
+        kind_of_field = ((schema.get("properties") or {}).get(key) or {}).get("type")
+        value[key] = "not a number" if kind_of_field in ("number", "integer", "boolean") else 12345
+    return json.dumps(value)
+
+
+def broken_vectors(faults: Faults, inputs: list[str], vectors: np.ndarray) -> list[np.ndarray] | None:
+    """Vectors one element short, or holding NaN and +-Infinity, for inputs with their markers (else None)."""
+    short = [_marked(faults.wrong_dimensions_marker, t) for t in inputs]
+    non_finite = [_marked(faults.non_finite_marker, t) for t in inputs]
+    if not any(short) and not any(non_finite):
+        return None
+    out: list[np.ndarray] = []
+    for row, vector in enumerate(vectors):
+        if short[row]:
+            vector = vector[:-1]
+        if non_finite[row]:
+            vector = vector.copy()
+            vector[:3] = [math.nan, math.inf, -math.inf]
+        out.append(vector)
+    return out

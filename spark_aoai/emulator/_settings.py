@@ -1,0 +1,109 @@
+"""The emulator's settings: rate limits, faults and the API key, as small dataclasses with every default here.
+
+``Settings`` travels as JSON to ``POST /_emulator/config`` (:func:`settings_to_dict` / :meth:`Settings.from_dict`),
+so a test changes a running emulator, in this process or a child, the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RateLimit:
+    """Azure-like budgets per deployment, refilled continuously and evaluated over ``window_seconds``.
+
+    ``requests_per_minute=2400, window_seconds=1`` allows 40 requests/s with a burst of one second's worth.
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    window_seconds: float = 1.0
+
+
+@dataclass
+class Faults:
+    """Faults the emulator injects; all off by default.
+
+    Rates are probabilities per request (0..1, drawn from one generator seeded by ``seed``); markers are
+    substrings of a request's input that trigger a fault for that request (or, for embeddings, that input).
+    The README's emulator section describes each; the CLI flag of ``quota_429_rate`` is ``--quota-429-rate``.
+    """
+
+    latency_ms: float = 0.0
+    jitter: float = 0.0
+    error_500_rate: float = 0.0
+    error_503_rate: float = 0.0
+    drop_rate: float = 0.0
+    malformed_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 30.0
+    content_filter_marker: str | None = None
+    finish_content_filter_marker: str | None = None
+    context_length_marker: str | None = None
+    max_input_tokens: int | None = None
+    shuffle_embeddings: bool = False
+    # 429s besides the rate limiter's: a quota refusal with a long retry-after, one with no retry headers at
+    # all, and Fabric's capacity refusal.
+    quota_429_rate: float = 0.0
+    quota_retry_after_seconds: float = 60.0
+    bare_429_rate: float = 0.0
+    capacity_429_rate: float = 0.0
+    capacity_retry_after_seconds: float = 30.0
+    # a 200 body sent a few bytes at a time over trickle_seconds, so no single socket read waits long
+    trickle_rate: float = 0.0
+    trickle_seconds: float = 5.0
+    # odd but valid chat answers
+    content_parts_marker: str | None = None
+    tool_calls_marker: str | None = None
+    # broken embeddings: one element short, or NaN / Infinity values
+    wrong_dimensions_marker: str | None = None
+    non_finite_marker: str | None = None
+    # json_schema answers that do not fit: "not_json", "missing_field", "wrong_type", or None for any of them
+    bad_structured_rate: float = 0.0
+    bad_structured_kind: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in RATE_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"Faults.{name} is a probability between 0 and 1, not {value}")
+        for name in ("latency_ms", "jitter", *SECONDS_FIELDS):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Faults.{name} cannot be negative, not {getattr(self, name)}")
+        if self.bad_structured_kind not in (None, *BAD_STRUCTURED_KINDS):
+            raise ValueError(f"Faults.bad_structured_kind is one of {BAD_STRUCTURED_KINDS} or None")
+
+
+RATE_FIELDS = tuple(f.name for f in dataclasses.fields(Faults) if f.name.endswith("_rate"))
+SECONDS_FIELDS = tuple(f.name for f in dataclasses.fields(Faults) if f.name.endswith("_seconds"))
+BAD_STRUCTURED_KINDS = ("not_json", "missing_field", "wrong_type")
+
+
+@dataclass
+class Settings:
+    """Everything that shapes the emulator's answers; replaced whole by ``/_emulator/config``."""
+
+    api_key: str | None = None
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    faults: Faults = field(default_factory=Faults)
+    # deployment name -> model; None accepts any deployment, taken to be named after its model
+    deployments: dict[str, str] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        deployments = data.get("deployments")
+        return cls(
+            api_key=data.get("api_key"),
+            rate_limit=RateLimit(**(data.get("rate_limit") or {})),
+            faults=Faults(**(data.get("faults") or {})),
+            deployments=None if deployments is None else {str(k): str(v) for k, v in dict(deployments).items()},
+        )
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    """The JSON form ``/_emulator/config`` takes."""
+    return dataclasses.asdict(settings)

@@ -1,0 +1,142 @@
+"""What outlives one request: the settings in force, the rate-limit buckets, the fault dice and the counters.
+
+All of it sits behind one lock, so the handler threads of a ``ThreadingHTTPServer`` share it safely; tests read
+the counters through ``GET /_emulator/stats`` (:meth:`State.snapshot`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from spark_aoai._bucket import TokenBucket
+from spark_aoai.emulator._settings import Settings
+
+# Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
+UNLIMITED_HEADERS = {"x-ratelimit-remaining-requests": "1000000", "x-ratelimit-remaining-tokens": "1000000000"}
+
+
+class State:
+    """Settings, rate-limit buckets and the counters tests read, behind one lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.lock = threading.Lock()
+        self.settings = settings
+        self.random = random.Random(settings.faults.seed)
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.inputs: Counter[str] = Counter()
+        self.answered_inputs: Counter[str] = Counter()
+        self.input_counts: list[int] = []
+        self.paths: Counter[str] = Counter()
+        self.auth: Counter[str] = Counter()
+        self.headers: Counter[str] = Counter()
+        self.admitted_tokens = 0
+        self.answers_per_second: Counter[int] = Counter()
+        self.throttled_per_second: Counter[int] = Counter()
+        self.first_request_at: float | None = None
+        self.last_answer_at: float | None = None
+
+    def configure(self, settings: Settings) -> None:
+        with self.lock:
+            self.settings = settings
+            self.random = random.Random(settings.faults.seed)
+            self.buckets = {}
+
+    def roll(self, rate: float) -> bool:
+        """True with probability ``rate`` (from the seeded generator, so a seed replays the same faults)."""
+        if rate <= 0:
+            return False
+        with self.lock:
+            return self.random.random() < rate
+
+    def uniform(self, low: float, high: float) -> float:
+        with self.lock:
+            return self.random.uniform(low, high)
+
+    def shuffled(self, count: int) -> list[int]:
+        order = list(range(count))
+        with self.lock:
+            self.random.shuffle(order)
+        return order
+
+    def admit(self, deployment: str, tokens: int, charge: bool = True) -> tuple[float, dict[str, str]]:
+        """Charge one request and ``tokens``; return (seconds to wait, 0 if admitted) and rate headers.
+
+        With ``charge=False`` only the headers are wanted (a request refused before it reached the limiter).
+        """
+        limit = self.settings.rate_limit
+        headers: dict[str, str] = {}
+        now = time.monotonic()
+        with self.lock:
+            charges: list[tuple[TokenBucket, float, str]] = []
+            if limit.requests_per_minute:
+                bucket = self._bucket(deployment, "requests", limit.requests_per_minute, limit.window_seconds)
+                charges.append((bucket, 1.0, "requests"))
+            if limit.tokens_per_minute:
+                bucket = self._bucket(deployment, "tokens", limit.tokens_per_minute, limit.window_seconds)
+                charges.append((bucket, float(tokens), "tokens"))
+            wait = 0.0
+            for bucket, cost, _ in charges:
+                bucket.refill(now)
+                wait = max(wait, bucket.wait_for(cost))
+            if wait == 0.0 and charge:
+                self.admitted_tokens += tokens
+                for bucket, cost, _ in charges:
+                    bucket.take(cost)
+            for bucket, _, name in charges:
+                headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level)))
+                headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
+        return wait, {**UNLIMITED_HEADERS, **headers}
+
+    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> TokenBucket:
+        key = (deployment, kind)
+        if key not in self.buckets:
+            rate = per_minute / 60.0
+            self.buckets[key] = TokenBucket.full(rate, max(1.0, rate * window), time.monotonic())
+        return self.buckets[key]
+
+    def count_request(self, path: str, auth: str, header_names: list[str]) -> None:
+        with self.lock:
+            if self.first_request_at is None:
+                self.first_request_at = time.time()
+            self.paths[path] += 1
+            self.auth[auth] += 1
+            self.headers.update(header_names)
+
+    def count(self, route: str, status: int, inputs: list[str], answered: bool) -> None:
+        with self.lock:
+            self.requests[f"{route} {status}"] += 1
+            self.inputs.update(inputs)
+            self.input_counts.append(len(inputs))
+            self.last_answer_at = time.time()
+            if answered:
+                self.answers_per_second[int(self.last_answer_at)] += 1
+                self.answered_inputs.update(inputs)
+            elif status == 429:
+                self.throttled_per_second[int(self.last_answer_at)] += 1
+
+    def snapshot(self, with_inputs: bool = True) -> dict[str, Any]:
+        with self.lock:
+            snap: dict[str, Any] = {
+                "requests": dict(self.requests),
+                "inputs_per_request": list(self.input_counts) if with_inputs else [],
+                "paths": dict(self.paths),
+                "admitted_tokens": self.admitted_tokens,
+                "first_request_at": self.first_request_at,
+                "last_answer_at": self.last_answer_at,
+                "answers_per_second": {str(k): v for k, v in sorted(self.answers_per_second.items())},
+                "throttled_per_second": {str(k): v for k, v in sorted(self.throttled_per_second.items())},
+                "auth": dict(self.auth),
+                "headers": dict(self.headers),
+            }
+            if with_inputs:
+                snap["inputs"] = dict(self.inputs)
+                snap["answered_inputs"] = dict(self.answered_inputs)
+            return snap

@@ -1,0 +1,51 @@
+"""The token bucket shared by the emulator's limiter and the client's pacing: a pure function of its clock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from spark_aoai._bucket import TokenBucket
+
+
+@pytest.mark.parametrize(
+    ("rate", "capacity", "steps", "expected_waits", "expected_level"),
+    [
+        # (time, cost, take?) per step; the waits wait_for reports before each take
+        (10.0, 10.0, [(0.0, 4.0, True), (0.0, 4.0, True), (0.0, 4.0, False)], [0.0, 0.0, 0.2], 2.0),
+        (10.0, 10.0, [(0.0, 10.0, True), (0.5, 10.0, False)], [0.0, 0.5], 5.0),
+        (10.0, 10.0, [(0.0, 10.0, True), (5.0, 1.0, False)], [0.0, 0.0], 10.0),  # refill stops at capacity
+        (2.0, 4.0, [(0.0, 100.0, True), (1.0, 100.0, False)], [0.0, 1.0], 2.0),  # cost clamped to capacity
+        (1.0, 5.0, [(3.0, 5.0, True), (2.0, 1.0, False)], [0.0, 1.0], 0.0),  # a clock stepping back adds nothing
+        (4.0, 4.0, [(0.0, 0.0, True)], [0.0], 4.0),
+    ],
+    ids=["partial-drain", "refill-rate", "capped-refill", "clamped-cost", "clock-back", "free"],
+)
+def test_bucket(rate, capacity, steps, expected_waits, expected_level):
+    bucket = TokenBucket.full(rate, capacity, now=0.0)
+    waits = []
+    for now, cost, take in steps:
+        bucket.refill(now)
+        waits.append(bucket.wait_for(cost))
+        if take:
+            bucket.take(cost)
+    assert waits == pytest.approx(expected_waits)
+    assert bucket.level == pytest.approx(expected_level)
+
+
+@pytest.mark.parametrize(("rate", "capacity"), [(0.0, 1.0), (1.0, 0.0), (-1.0, 1.0)])
+def test_bucket_rejects_a_budget_that_never_refills(rate, capacity):
+    with pytest.raises(ValueError, match="positive"):
+        TokenBucket.full(rate, capacity, now=0.0)
+
+
+def test_bucket_imports_without_pyspark_or_the_client():
+    script = (
+        "import sys; sys.modules['pyspark'] = None\n"
+        "import spark_aoai._bucket\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('spark_aoai'))\n"
+        "assert loaded == ['spark_aoai', 'spark_aoai._bucket', 'spark_aoai.exceptions'], loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
