@@ -103,12 +103,10 @@ def test_bad_settings_are_driver_side_errors(tickets, shared_emulator):
 
 
 def test_labels_outside_the_enum_are_invalid_output_never_a_wrong_label(spark, emulator):
-    from tests.test_structured import bad_answer_setup
+    from tests.test_structured import bad_answers
 
     df = spark.createDataFrame([(i, f"ticket {i} about the app") for i in range(200)], "id int, text string")
-    proxy, endpoint = bad_answer_setup(emulator)
-    with proxy:
-        rows = ai.classify("text", labels=LABELS, **kwargs(endpoint)).transform(df).collect()
+    rows = ai.classify("text", labels=LABELS, **kwargs(bad_answers(emulator))).transform(df).collect()
     good = [r for r in rows if r.error is None]
     bad = [r for r in rows if r.error is not None]
     assert len(rows) == 200 and len(good) > 150 and bad
