@@ -107,7 +107,7 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning, HasStructur
     def _input_column(self, schema: StructType) -> str:
         prompt, messages = self._get(self.promptCol), self._get(self.messagesCol)
         if sum(bool(v) for v in (prompt, messages, self._get(self.promptTemplate))) != 1:
-            raise ConfigurationError("set exactly one of promptCol, messagesCol and promptTemplate")
+            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
         if prompt:
             require_string(require_column(schema, prompt, "promptCol"), prompt, "promptCol")
             return str(prompt)
@@ -131,7 +131,7 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning, HasStructur
         if template is None:
             return super()._inputs(schema)
         if self._get(self.promptCol) or self._get(self.messagesCol):
-            raise ConfigurationError("set exactly one of promptCol, messagesCol and promptTemplate")
+            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
         columns = require_template_columns(schema, template, "promptTemplate")
         if system is not None:
             columns += require_template_columns(schema, system, "systemPrompt")
