@@ -16,9 +16,10 @@ from spark_aoai import _constants as C
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._params import HasChatRequest, HasEmbeddingRequest
+from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasUsageControls
 from spark_aoai._spark_types import MESSAGES_TYPE_HINT, is_messages_type, require_column, require_string
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai._usage import UsageMethods
 from spark_aoai.exceptions import ConfigurationError
 
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
@@ -39,7 +40,7 @@ def check_response_format(value: Any) -> None:
             )
 
 
-class ChatCompletion(AzureOpenAIStage, HasChatRequest):
+class ChatCompletion(UsageMethods, AzureOpenAIStage, HasChatRequest, HasUsageControls):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
     Parameters
@@ -126,7 +127,7 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest):
         )
 
 
-class Embedding(AzureOpenAIStage, HasEmbeddingRequest):
+class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
     """Embeddings over a DataFrame: batched, deduplicated base64 requests; bad inputs isolated per row.
 
     Parameters
