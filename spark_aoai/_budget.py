@@ -16,6 +16,8 @@ POSIX locks (the stage refuses a cap on a cluster without it).
 from __future__ import annotations
 
 import fcntl
+import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage
 
 LEDGER_NAME = "budget.ledger"
+_RECORD = struct.Struct("<4d")
 
 
 @dataclass(frozen=True)
@@ -44,32 +47,36 @@ class BudgetFactory:
 
 
 class Ledger:
-    """Four numbers in a file, read and written under an exclusive lock."""
+    """Four float64s in a file (billed tokens, billed dollars, reserved tokens, reserved dollars), read and
+    written in place under an exclusive lock; the file stays open for the task's life."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def update(self, change: Any) -> Any:
-        """Call ``change(values)`` on ``[billed_tokens, billed_cost, reserved_tokens, reserved_cost]`` under the
-        lock; what it leaves in the list is written back; its return value is returned."""
-        with open(self.path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                handle.seek(0)
-                text = handle.read().split()
-                values = [float(v) for v in text] if len(text) == 4 else [0.0, 0.0, 0.0, 0.0]
-                result = change(values)
-                handle.seek(0)
-                handle.truncate()
-                handle.write(" ".join(repr(v) for v in values))
-                handle.flush()
-                return result
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Call ``change(values)`` on the four values under the lock; what it leaves in the list is written
+        back; its return value is returned. After ``close`` (a sender thread outliving its task) nothing is
+        read or written and ``change`` sees a full budget of nothing."""
+        if self.fd < 0:
+            return change([0.0, 0.0, float("inf"), float("inf")])
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self.fd, _RECORD.size, 0)
+            values = list(_RECORD.unpack(raw)) if len(raw) == _RECORD.size else [0.0, 0.0, 0.0, 0.0]
+            result = change(values)
+            os.pwrite(self.fd, _RECORD.pack(*values), 0)
+            return result
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def read(self) -> list[float]:
         return list(self.update(lambda values: list(values)))
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class BudgetHooks:
@@ -147,6 +154,7 @@ class BudgetHooks:
                 values[3] = max(0.0, values[3] - cost)
 
             self.ledger.update(release)
+        self.ledger.close()
 
 
 def exhausted(spec: BudgetFactory) -> RowError:

@@ -43,11 +43,13 @@ def render(label: str, records: list[dict[str, Any]], total: int | None, now: fl
     requests = sum(r["requests"] for r in records)
     throttled = sum(r["statuses"].get("429", 0) for r in records)
     tokens = sum(r["tokens"]["total_tokens"] for r in records)
+    if records and all(r.get("closed") for r in records):
+        now = max(r["updated"] for r in records)  # every task is over: the rates of the job, not of the wait
     elapsed = now - min((r["started"] for r in records), default=now)
     rows = f"{done:,}/{total:,} rows ({100 * done // max(total, 1)}%)" if total else f"{done:,} rows"
     rate = f"{tokens / elapsed:,.0f} tokens/s" if elapsed > 0 else "- tokens/s"
     eta = ""
-    if total and done and elapsed > 0:
+    if total and 0 < done < total and elapsed > 0:
         eta = f", ETA {_clock((total - done) / (done / elapsed))}"
     return f"spark_aoai {label}: {rows}, {errors:,} errors, {requests:,} req, {throttled:,} 429s, {rate}{eta}"
 
