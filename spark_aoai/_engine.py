@@ -143,6 +143,7 @@ class Sender:
     def close(self) -> None:
         """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
         self.closing.set()
+        self.controller.cancel()
         while True:
             try:
                 self.queue.get_nowait()
@@ -161,6 +162,8 @@ class Sender:
                 self.stopped = error
                 if systemic:
                     self.systemic = error
+                self.controller.cancel()
+                self.closing.set()  # wakes senders sleeping out a backoff
                 logger.warning("spark_aoai: this task stopped sending: %s %s", error.code, error.message)
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ class Sender:
                 self._fail(unit, refused)
                 return
             if not self.controller.acquire(unit.tokens, self.deadline):
-                self._fail(unit, self._deadline_error())
+                self._fail(unit, self.stopped or self._deadline_error())
                 return
             limit = self._attempt_limit()
             if limit is None:

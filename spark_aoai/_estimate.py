@@ -27,6 +27,10 @@ def request_prompt_tokens(payload: dict[str, Any], model: str | None) -> int:
     if "messages" in payload:
         return count_message_tokens(payload["messages"], model)
     inputs = payload.get("input")
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):  # the Responses API's conversation
+        instructions = payload.get("instructions")
+        system = [{"role": "system", "content": instructions}] if instructions else []
+        return count_message_tokens(system + inputs, model)
     if isinstance(inputs, str):
         return count_tokens(inputs, model)
     return sum(count_tokens(text, model) for text in inputs or [])

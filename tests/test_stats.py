@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-import requests
 
 from spark_aoai._contract import ErrorCode
 from spark_aoai._pricing import PRICE_TABLE, Price, price_for
@@ -66,15 +65,18 @@ def test_embedding_usage_column_sums_to_what_was_billed_with_duplicates(spark, b
     assert sum(r.usage.total_tokens == 0 for r in rows) >= 90 - 2 * 25  # repeats carry 0 (each partition sends once)
 
 
-def test_responses_usage_reads_the_emulators_responses_body(billed):
-    answer = requests.post(
-        f"{billed.endpoint}/openai/v1/responses", json={"model": "gpt-4o", "input": "hello there"}, timeout=10
-    ).json()
-    usage = billed_usage(answer)
-    assert usage is not None and usage.prompt_tokens == billed.billed["prompt_tokens"] > 0
-    assert (usage.completion_tokens, usage.total_tokens) == (billed.billed["completion_tokens"],
-                                                             billed.billed["total_tokens"])  # fmt: skip
-    assert usage.cached_tokens == 0 and usage.reasoning_tokens == 0
+def test_responses_usage_column_sums_to_what_was_billed(spark, billed):
+    stage = chat(billed.endpoint, usageCol="usage", apiType="responses")
+    guess = stage.estimate(prompts_df(spark, 30, 10))
+    assert billed.statuses == {} and guess["requests"] == 30
+    rows = stage.transform(prompts_df(spark, 30, 10)).collect()
+    assert abs(guess["prompt_tokens"] - billed.billed["prompt_tokens"]) <= 0.1 * billed.billed["prompt_tokens"]
+    assert all(r.error is None for r in rows)
+    assert billed.statuses == {"responses 200": 30}
+    assert usage_sums(rows) == dict(billed.billed) and billed.billed["total_tokens"] > 0
+    stats = stage.statistics()
+    assert (stats.prompt_tokens, stats.total_tokens) == (billed.billed["prompt_tokens"], billed.billed["total_tokens"])
+    assert billed_usage({"usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}}).total_tokens == 12
 
 
 def test_statistics_match_the_emulators_counts_on_a_run_with_faults(spark, billed):
