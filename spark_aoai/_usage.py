@@ -116,7 +116,8 @@ class Run:
 
     def finished(self) -> bool:
         if not self.done.is_set() and self.observation is not None and _is_connect(self.observation):
-            result = self.observation.get()  # Spark Connect: filled in with the action's result, else empty
+            result = self.observation.get  # Spark Connect: filled in with the action's result, else empty
+            result = result() if callable(result) else result
             if result:
                 self.observed = dict(result)
                 self.done.set()
