@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
-from spark_aoai.emulator._model import last_user_text, value_for_schema
+from spark_aoai.emulator._model import last_user_text
 from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults
 from spark_aoai.emulator._state import State
+from spark_aoai.emulator._structured import value_for_schema
 
 
 def throttle(state: State, faults: Faults, route: str, api_version: str) -> ApiError | None:
