@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from spark_aoai.emulator._media import part_description
 from spark_aoai.emulator._structured import value_for_schema
 
 EMBEDDING_DIMENSIONS = {
@@ -31,25 +32,44 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return " ".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
     return ""
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message
+    return messages[-1] if messages else {}
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """The text of the last user message, or of the last message when none is from the user."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return message_text(message.get("content"))
-    return message_text(messages[-1].get("content")) if messages else ""
+    return message_text(_last_user_message(messages).get("content"))
+
+
+def attachments(content: Any) -> list[str]:
+    """How the answer names a message's images and files: ``[image/png 1a2b3c4d]`` (type, hash of the bytes)."""
+    if not isinstance(content, list):
+        return []
+    found = (part_description(p) for p in content if isinstance(p, dict))
+    return [d for d in found if d is not None]
 
 
 def chat_reply(messages: list[dict[str, Any]]) -> str:
     """The emulator's answer to a conversation: it names the last user message, so each row's is its own.
 
+    Images and files in that message are named after its text, by media type and a hash of their bytes.
+
     >>> chat_reply([{"role": "user", "content": "Hi"}])
     'Emulated answer to: Hi'
+    >>> chat_reply([{"role": "user", "content": [{"type": "text", "text": "What is it?"},
+    ...     {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}}]}])
+    'Emulated answer to: What is it? [image/png 8f434346]'
     """
-    return f"Emulated answer to: {last_user_text(messages)}"
+    message = _last_user_message(messages)
+    text = " ".join([message_text(message.get("content")), *attachments(message.get("content"))])
+    return f"Emulated answer to: {text}"
 
 
 def embedding_dimensions(model: str, dimensions: int | None) -> int:
