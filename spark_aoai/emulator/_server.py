@@ -1,9 +1,10 @@
-"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions and embeddings.
+"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses.
 
 One ``ThreadingHTTPServer`` (a thread per keep-alive connection, so latency faults overlap like a real service),
 a :class:`~spark_aoai.emulator._state.State` holding settings, rate-limit buckets and counters, and a handler
 that routes by the path's suffix so any prefix works (an Azure resource, an API Management URL, Fabric's
-``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers``, refusals in ``_errors``.
+``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers`` and ``_responses``, refusals in
+``_errors``, answer-changing faults in ``_faults``.
 """
 
 from __future__ import annotations
