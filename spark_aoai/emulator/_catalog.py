@@ -20,6 +20,7 @@ PREVIEW_API_VERSIONS = (
     "2023-08-01-preview",
     "2023-09-01-preview",
     "2023-10-01-preview",
+    "2023-11-01-preview",
     "2023-12-01-preview",
     "2024-02-15-preview",
     "2024-03-01-preview",
