@@ -19,7 +19,13 @@ from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasReasoning, HasStructuredOutput
+from spark_aoai._params import (
+    HasChatRequest,
+    HasEmbeddingRequest,
+    HasReasoning,
+    HasStructuredOutput,
+    HasUsageControls,
+)
 from spark_aoai._schemas import output_from
 from spark_aoai._spark_types import (
     MESSAGES_TYPE_HINT,
@@ -31,6 +37,7 @@ from spark_aoai._spark_types import (
 from spark_aoai._stage import AzureOpenAIStage
 from spark_aoai._structured import StructuredOutput
 from spark_aoai._template import Template
+from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
@@ -62,7 +69,9 @@ def check_response_format(value: Any) -> None:
             )
 
 
-class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning, HasStructuredOutput):
+class ChatCompletion(
+    UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls, HasStructuredOutput
+):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
     Parameters
@@ -236,7 +245,7 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning, HasStructur
         return replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
 
 
-class Embedding(AzureOpenAIStage, HasEmbeddingRequest):
+class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
     """Embeddings over a DataFrame: batched, deduplicated base64 requests; bad inputs isolated per row.
 
     Parameters

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from spark_aoai import ai
+from spark_aoai._tasks import SENTIMENTS, classify_output
 from spark_aoai.emulator import Faults, chat_reply, embed_text, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
 
@@ -29,8 +30,14 @@ def reply(stage, text):
 
 def structured(stage, text):
     output = stage._structured_output()
-    value = value_for_schema(output.shape.json_schema(), reply(stage, text))
+    value = value_for_schema(output.shape.json_schema(), reply(stage, text), prompt=text)
     return output.parse(json.dumps(value))
+
+
+def label_for(labels, text):
+    """The label the emulator picks for ``text`` (it reads the prompt's words and sentiment)."""
+    output = classify_output({"labels": labels})
+    return output.parse(json.dumps(value_for_schema(output.shape.json_schema(), "", prompt=text)))
 
 
 @pytest.fixture
@@ -105,12 +112,13 @@ def test_bad_settings_are_driver_side_errors(tickets, shared_emulator):
 def test_labels_outside_the_enum_are_invalid_output_never_a_wrong_label(spark, emulator):
     from tests.test_structured import bad_answers
 
-    df = spark.createDataFrame([(i, f"ticket {i} about the app") for i in range(200)], "id int, text string")
+    kinds = ["a bug: it crashes", "a feature: please add export", "a question: how do I log in?"]
+    df = spark.createDataFrame([(i, f"ticket {i}, {kinds[i % 3]}") for i in range(200)], "id int, text string")
     rows = ai.classify("text", labels=LABELS, **kwargs(bad_answers(emulator))).transform(df).collect()
     good = [r for r in rows if r.error is None]
     bad = [r for r in rows if r.error is not None]
     assert len(rows) == 200 and len(good) > 150 and bad
-    assert all(r.label == "bug" for r in good)  # the emulator answers an enum with its first value
+    assert all(r.label == label_for(LABELS, r.text) for r in good)
     assert all(r.label is None and r.error.code == "invalid_output" for r in bad)
 
 
@@ -173,7 +181,7 @@ def test_a_pipeline_of_every_helper_round_trips_and_runs(spark, shared_emulator,
     assert out.columns == ["id", "text"] + [c for i in range(n) for c in (f"out_{i}", f"err_{i}")]
     first = out.where("id = 0").first()
     assert all(first[f"err_{i}"] is None for i in range(n))
-    assert first["out_0"] == "bug" and first[f"out_{n - 3}"] == pytest.approx(1.0)
+    assert first["out_0"] == label_for(LABELS, TEXTS[0]) and first[f"out_{n - 3}"] == pytest.approx(1.0)
 
 
 def test_sql_functions(spark, shared_emulator):
@@ -190,7 +198,7 @@ def test_sql_functions(spark, shared_emulator):
     ).collect()
     ok, null = row
     assert ok.g.result == chat_reply([{"role": "user", "content": TEXTS[0]}]) and ok.g.error is None
-    assert ok.s.result == "positive" and ok.c.result == "bug"
+    assert ok.s.result == label_for(list(SENTIMENTS), TEXTS[0]) and ok.c.result == label_for(["bug", "other"], TEXTS[0])
     answer = chat_reply([{"role": "user", "content": TEXTS[0]}])  # the emulator answers the user's text
     assert ok.t.result == answer and ok.m.result == answer and ok.x.result == {"product": answer}
     assert np.allclose(ok.e.result, embed_text(TEXTS[0], 1536))

@@ -154,7 +154,8 @@ def expected(schema: str, prompt: str, system: str | None = None):
     """What the emulator answers for ``prompt`` under ``schema``, converted as the client converts it."""
     output = output_from(schema)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return output.parse(json.dumps(value_for_schema(output.shape.json_schema(), chat_reply(messages))))
+    value = value_for_schema(output.shape.json_schema(), chat_reply(messages), prompt=prompt)
+    return output.parse(json.dumps(value))
 
 
 def stage(endpoint, **kwargs):
