@@ -264,3 +264,10 @@ def test_chat_udf_with_template_and_schema(spark, shared_emulator):
     got = {r.id: r.out for r in df.select("id", ask(F.struct("title", "lang")).alias("out")).collect()}
     assert got[1].response.asDict() == expected("n bigint, words array<string>", "Cats: fr")
     assert got[2].response is None and got[2].error.code == "invalid_input"
+
+
+def test_estimate_reads_a_templates_columns(spark, shared_emulator):
+    pytest.importorskip("tiktoken")
+    df = spark.createDataFrame([("Cats", "fr"), ("Dogs", None)], "title string, lang string")
+    counts = stage(shared_emulator.endpoint, promptTemplate="{title} in {lang}").estimate(df)
+    assert counts["rows"] == 2 and counts["invalid_rows"] == 1 and counts["requests"] == 1
