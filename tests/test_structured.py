@@ -111,6 +111,8 @@ def test_answers_convert(schema, answer, value):
         ("d date", '{"d": "yesterday"}', "not an ISO date"),
         ("s struct<l: array<boolean>>", '{"s": {"l": [true, 1]}}', "$.s.l[1]: expected a boolean"),
         ("f boolean", '{"f": "true"}', "$.f"),
+        ('{"type": "object", "properties": {"l": {"type": "string", "enum": ["a", "b"]}}}', '{"l": "c"}',
+         "'c' is not one of ['a', 'b']"),
     ],
 )  # fmt: skip
 def test_answers_that_do_not_fit_say_where(schema, answer, problem):
