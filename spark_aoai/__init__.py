@@ -22,9 +22,11 @@ _SPARK_NAMES = {
     "Embedding": "spark_aoai.transformers",
     "chat_udf": "spark_aoai.functions",
     "embedding_udf": "spark_aoai.functions",
+    "retry_failed": "spark_aoai._rerun",
 }
 
 if TYPE_CHECKING:
+    from spark_aoai._rerun import retry_failed
     from spark_aoai.functions import chat_udf, embedding_udf
     from spark_aoai.transformers import ChatCompletion, Embedding
 
@@ -39,6 +41,7 @@ __all__ = [
     "chat_udf",
     "embedding_udf",
     "failure_of",
+    "retry_failed",
 ]
 
 

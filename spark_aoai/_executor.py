@@ -31,6 +31,7 @@ class Plan:
     operation: Operation
     outputs: tuple[OutputColumn, ...]
     hooks: tuple[HookFactory, ...] = ()
+    dedup: bool = False
 
     def encode(self, results: RowResults) -> list[pa.Array]:
         return [column.field.encode(results) for column in self.outputs]
@@ -45,7 +46,7 @@ def arrow_partition(plan: Plan, input_col: str) -> Callable[[Iterator[pa.RecordB
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work = ((batch.column(input_col).to_pylist(), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
+        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
 
