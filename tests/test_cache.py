@@ -36,13 +36,15 @@ def chat(cfg: ClientConfig, prompts: list[str], hooks=None, dedup: bool = False,
     size = -(-len(prompts) // batches)
     work = ((prompts[i : i + size], None) for i in range(0, len(prompts), size))
     out = list(run_partition(work, ChatOperation(model=None), cfg, hooks, dedup))
-    return [r for results, _ in out for r in zip(results.values, results.errors, results.usage, results.sources)]
+    columns = ((r.values, r.errors, r.usage, r.sources) for r, _ in out)
+    return [row for values in columns for row in zip(*values, strict=True)]
 
 
 @pytest.mark.parametrize(
     ("a", "b", "same"),
     [
-        ((ROUTE, "gpt-4o", {"messages": [1], "temperature": 0}), (ROUTE, "gpt-4o", {"temperature": 0, "messages": [1]}), True),
+        ((ROUTE, "gpt-4o", {"messages": [1], "temperature": 0}), (ROUTE, "gpt-4o", {"temperature": 0, "messages": [1]}),
+         True),
         ((ROUTE, "gpt-4o", {"messages": [1]}), (ROUTE, "gpt-4o-mini", {"messages": [1]}), False),
         ((ROUTE, "gpt-4o", {"messages": [1]}), (Route("responses"), "gpt-4o", {"messages": [1]}), False),
         ((ROUTE, "gpt-4o", {"messages": [1], "seed": 1}), (ROUTE, "gpt-4o", {"messages": [1], "seed": 2}), False),
@@ -67,7 +69,8 @@ def test_a_second_run_sends_nothing_and_gives_the_same_answers(emulator, tmp_pat
     again = chat(cfg, prompts, again_hooks, batches=3)
     assert emulator.stats()["requests"] == {}
     assert again_hooks.hits == 120
-    assert [v for v, *_ in again] == [v for v, *_ in first] == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
+    expected = [chat_reply([{"role": "user", "content": p}]) for p in prompts]
+    assert [v for v, *_ in again] == [v for v, *_ in first] == expected
     assert {source for *_, source in again} == {CACHED}
     assert all(u == Usage(0, 0, 0, u.cached_tokens, u.reasoning_tokens) for _, _, u, _ in again)  # type: ignore[arg-type]
 
@@ -77,7 +80,8 @@ def test_errors_are_not_stored_and_are_sent_again(emulator, tmp_path):
     cfg = config(emulator.endpoint)
     prompts = ["fine 1", "BAD one", "fine 2"]
     factory = CacheFactory(str(tmp_path), ROUTE, "gpt-4o")
-    assert [e.code if e else None for _, e, _, _ in chat(cfg, prompts, factory.open())] == [None, "content_filter", None]
+    codes = [e.code if e else None for _, e, _, _ in chat(cfg, prompts, factory.open())]
+    assert codes == [None, "content_filter", None]
     emulator.reset_stats()
     chat(cfg, prompts, factory.open())
     assert emulator.stats()["inputs"] == {"BAD one": 1}
