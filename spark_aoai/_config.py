@@ -39,11 +39,14 @@ class Endpoint:
     base_url: str
     style: ApiStyle
     api_version: str | None = None
+    api_version_given: bool = False  # set explicitly (Param or OPENAI_API_VERSION), not the library's default
 
     def url(self, route: Route, deployment: str) -> str:
         """The URL of ``route``: base URL + route path (+ deployment segment and api-version on Azure)."""
         if self.style != "azure":
             return f"{self.base_url}/{route.path}"
+        if route.v1 and not self.api_version_given:
+            return f"{self.base_url}/openai/v1/{route.path}"
         version = f"?api-version={quote(self.api_version or DEFAULT_API_VERSION, safe='')}"
         if route.deployment_scoped:
             return f"{self.base_url}/openai/deployments/{quote(deployment, safe='')}/{route.path}{version}"
@@ -100,7 +103,9 @@ def resolve_endpoint(endpoint: str, api_style: str = "auto", api_version: str | 
         style = api_style  # type: ignore[assignment]
     if style == "azure_v1" and not path.endswith("/openai/v1"):
         base = f"{base}/openai/v1"
-    return Endpoint(base, style, (api_version or DEFAULT_API_VERSION) if style == "azure" else None)
+    if style != "azure":
+        return Endpoint(base, style)
+    return Endpoint(base, style, api_version or DEFAULT_API_VERSION, api_version_given=bool(api_version))
 
 
 @dataclass(frozen=True)

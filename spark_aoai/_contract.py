@@ -210,6 +210,7 @@ class Route:
 
     path: str
     deployment_scoped: bool = True
+    v1: bool = False  # on Azure, served under /openai/v1/ (unless an api-version is asked for)
 
 
 @dataclass(frozen=True)

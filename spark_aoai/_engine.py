@@ -163,6 +163,7 @@ class Sender:
     def close(self) -> None:
         """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
         self.closing.set()
+        self.controller.cancel()
         while True:
             try:
                 self.queue.get_nowait()
@@ -182,6 +183,8 @@ class Sender:
                 self.stopped = error
                 if systemic:
                     self.systemic = error
+                self.controller.cancel()
+                self.closing.set()  # wakes senders sleeping out a backoff
                 logger.warning("spark_aoai: this task stopped sending: %s %s", error.code, error.message)
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -241,13 +244,14 @@ class Sender:
                 self._fail(unit, refused)
                 return
             if not self.controller.acquire(unit.tokens, self.deadline):
-                self._fail(unit, self._deadline_error())
+                self._fail(unit, self.stopped or self._deadline_error())
                 return
             limit = self._attempt_limit()
             target = self._target(unit)
             if limit is None or target is None or self.stopped is not None:
                 self.controller.release(None, {}, None)
-                self._fail(unit, self.stopped or self._deadline_error())
+                resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
+                self._fail(unit, self.stopped or (resting if target is None else self._deadline_error()))
                 return
             unit.attempts += 1
             sent = time.monotonic()

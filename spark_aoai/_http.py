@@ -133,13 +133,13 @@ class Transport:
             content = _read_body(response, until)
         except requests.exceptions.SSLError as exc:
             return self._failed(ErrorCode.TLS_ERROR, f"TLS failed: {exc}")
-        except (requests.ReadTimeout, _AttemptTimeoutError, TimeoutError) as exc:
+        except (requests.ReadTimeout, _AttemptTimeoutError, TimeoutError, urllib3.exceptions.TimeoutError) as exc:
             return self._failed(ErrorCode.TIMEOUT, f"no complete answer within {limit_seconds:.1f} s ({exc!r})")
         except requests.ConnectTimeout as exc:
             outcome = self._failed(ErrorCode.TIMEOUT, f"could not connect within the connect timeout ({exc})")
             outcome.connect_failed = True
             return outcome
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             outcome = self._failed(ErrorCode.CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
             outcome.connect_failed = _never_connected(exc)
             return outcome

@@ -34,22 +34,30 @@ from spark_aoai._contract import (
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
+from spark_aoai._wire import responses as responses_wire
+
+WIRES = {"chat_completions": chat_wire, "responses": responses_wire}
 
 
 @dataclass(frozen=True)
 class ChatOperation:
-    """Chat completions: one unit per row; ``options`` is merged into every request body."""
+    """Chat completions (or the Responses API, ``api="responses"``): one unit per row; ``options`` (in chat
+    completions' names) go into every request body, mapped by the API's wire module."""
 
     model: str | None
     system_prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    route: Route = chat_wire.ROUTE
+    api: str = "chat_completions"
     outputs: tuple[OutputField, ...] = (
         OutputField("outputCol", "response", pa.string(), encode_strings),
         ERROR_FIELD,
         USAGE_FIELD,
         FINISH_REASON_FIELD,
     )
+
+    @property
+    def route(self) -> Route:
+        return WIRES[self.api].ROUTE
 
     def for_task(self) -> ChatOperation:
         return self
@@ -65,12 +73,12 @@ class ChatOperation:
             except InvalidInputError as exc:
                 results.fail([row], invalid_input(str(exc)))
                 continue
-            body = chat_wire.build_body(messages, self.options, self.model)
+            body = WIRES[self.api].build_body(messages, self.options, self.model)
             units.append(Unit(results, [[row]], body, estimate_message_tokens(messages) + completion_budget))
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
-        answer = chat_wire.parse_answer(body)
+        answer = WIRES[self.api].parse_answer(body)
         if answer.error is not None:
             unit.results.fail(unit.rows, answer.error.with_attempts(unit.attempts, request_id))
         else:
@@ -201,21 +209,34 @@ class EmbeddingTask:
         return units
 
     def accept(self, unit: Unit, body: Any, request_id: str | None) -> None:
+        """Place each usable vector on its rows. Vectors that cannot be used are asked for again: the unit
+        shrinks to their texts and ``MalformedResponseError`` sends it back to the retry loop, so the good
+        ones are neither lost nor billed twice."""
         vectors, usage = embeddings_wire.parse_vectors(body, len(unit.groups), self.dimensions)
+        good = [v for v in vectors if isinstance(v, np.ndarray)]
         with self.lock:  # the first answer fixes the task's vector length
-            if self.dimensions is None:
-                self.dimensions = vectors[0].shape[0]
-            elif vectors[0].shape[0] != self.dimensions:
-                raise embeddings_wire.MalformedResponseError(
-                    f"an embedding has {vectors[0].shape[0]} dimensions; this task's earlier ones had {self.dimensions}"
-                )
-        texts = unit.payload["input"]
+            if good and self.dimensions is None:
+                self.dimensions = good[0].shape[0]
+        texts = list(unit.payload["input"])
         shares = usage.split([estimate_tokens(t) for t in texts]) if usage is not None else [None] * len(texts)
-        for text, group, vector, share in zip(texts, unit.groups, vectors, shares, strict=True):
+        retry: list[int] = []
+        for position, (text, group, vector, share) in enumerate(zip(texts, unit.groups, vectors, shares, strict=True)):
+            if not isinstance(vector, np.ndarray) or vector.shape[0] != self.dimensions:
+                retry.append(position)
+                continue
             self.cache.put(text, vector)
             unit.results.succeed(group[:1], vector, share)  # the first row of a text carries what it cost
             if len(group) > 1:
                 unit.results.succeed(group[1:], vector, share.nothing() if share is not None else None)
+        if retry:
+            first = vectors[retry[0]]
+            reason = (
+                str(first) if isinstance(first, Exception) else f"another length than this task's {self.dimensions}"
+            )
+            unit.groups = [unit.groups[p] for p in retry]
+            unit.payload = embeddings_wire.build_body([texts[p] for p in retry], self.spec.dimensions, self.spec.model)
+            unit.tokens = sum(estimate_tokens(texts[p]) for p in retry)
+            raise embeddings_wire.MalformedResponseError(f"{len(retry)} of {len(texts)} embeddings unusable: {reason}")
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         if error.status != 400 or len(unit.groups) < 2:

@@ -220,6 +220,23 @@ class HasEmbeddingRequest(Params):
     }
 
 
+@with_getters
+class HasReasoning(Params):
+    """Which API a chat stage calls, and what reasoning models (gpt-5, o-series) are asked for."""
+
+    apiType = _param("apiType", "chat_completions (default) or responses (the Responses API)", TypeConverters.toString)
+    reasoningEffort = _param(
+        "reasoningEffort", "reasoning models: minimal, low, medium or high", TypeConverters.toString
+    )
+    verbosity = _param("verbosity", "reasoning models: low, medium or high", TypeConverters.toString)
+    reasoningModel = _param(
+        "reasoningModel",
+        "treat the deployment as a reasoning model (default: from its name: o1, o3, o4, gpt-5)",
+        TypeConverters.toBoolean,
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"apiType": "chat_completions"}
+
+
 def collect_defaults(cls: type) -> dict[str, Any]:
     """The defaults of every mixin of ``cls``, the stage's own ``_stage_defaults`` last."""
     merged: dict[str, Any] = {}

@@ -29,7 +29,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+
+from spark_aoai._bucket import TokenBucket
 
 MEASURE_SECONDS = 2.0
 ADJUST_SECONDS = 0.1
@@ -112,23 +113,6 @@ def next_pace(pace: float, fraction: float | None, step: float) -> float:
     return pace * (1.0 - 0.05 * min(1.0, (TARGET - fraction) / TARGET))
 
 
-@dataclass
-class _Budget:
-    rate: float
-    capacity: float
-    level: float
-    updated: float
-
-    def wait(self, now: float, cost: float) -> float:
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-        missing = min(cost, self.capacity) - self.level
-        return 0.0 if missing <= 0 else missing / self.rate
-
-    def take(self, cost: float) -> None:
-        self.level -= min(cost, self.capacity)
-
-
 class AdaptiveLimiter:
     """Pure rate-control state: when may the next request go, and what a response teaches us."""
 
@@ -153,18 +137,10 @@ class AdaptiveLimiter:
         self.successes: deque[float] = deque()
         self.latency: float | None = None
         self.started = now
-        self.budgets: list[tuple[str, _Budget]] = []
-        if requests_per_second:
-            self.budgets.append(
-                (
-                    "requests",
-                    _Budget(requests_per_second, max(1.0, requests_per_second), max(1.0, requests_per_second), now),
-                )
-            )
-        if tokens_per_second:
-            self.budgets.append(
-                ("tokens", _Budget(tokens_per_second, max(1.0, tokens_per_second), max(1.0, tokens_per_second), now))
-            )
+        self.budgets: list[tuple[str, TokenBucket]] = []  # one second of burst each
+        for kind, rate in (("requests", requests_per_second), ("tokens", tokens_per_second)):
+            if rate:
+                self.budgets.append((kind, TokenBucket.full(rate, max(1.0, rate), now)))
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
@@ -174,7 +150,8 @@ class AdaptiveLimiter:
         if self.pace is not None:
             waits.append(self.next_slot - now)
         for kind, budget in self.budgets:
-            waits.append(budget.wait(now, 1.0 if kind == "requests" else float(tokens)))
+            budget.refill(now)
+            waits.append(budget.wait_for(1.0 if kind == "requests" else float(tokens)))
         return max(0.0, *waits)
 
     def start(self, now: float, tokens: int) -> None:
@@ -288,13 +265,21 @@ class RateController:
         self.clock = clock
         self.limiter = AdaptiveLimiter(max_concurrency, requests_per_second, tokens_per_second, clock())
         self.condition = threading.Condition()
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Wake every waiting sender and refuse new starts: the partition stopped sending."""
+        with self.condition:
+            self.cancelled = True
+            self.condition.notify_all()
 
     def acquire(self, tokens: int, deadline: float | None = None) -> bool:
-        """Block until a request may start; False when ``deadline`` (a ``clock`` time) passes first."""
+        """Block until a request may start; False when ``deadline`` (a ``clock`` time) passes first, or once
+        the controller is cancelled."""
         with self.condition:
             while True:
                 now = self.clock()
-                if deadline is not None and now >= deadline:
+                if self.cancelled or (deadline is not None and now >= deadline):
                     return False
                 wait = self.limiter.delay(now, tokens)
                 if wait == 0.0:

@@ -27,6 +27,7 @@ from spark_aoai._engine import open_hooks
 from spark_aoai._partition import run_partition
 from spark_aoai._spark_types import spark_type
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion, Embedding
 
 
@@ -41,9 +42,11 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
         fields[0] = StructField(fields[0].name, VectorUDT())
     names = plan.names
 
+    udf_name = f"{type(stage).__name__} UDF"
+
     @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        work = ((s.tolist(), None) for s in series)
+        work = ((_checked(s, udf_name).tolist(), None) for s in series)
         for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
             frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
             if vector:
@@ -53,6 +56,15 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
             yield frame
 
     return call.asNondeterministic()
+
+
+def _checked(series: pd.Series, udf_name: str) -> pd.Series:
+    """Refuse a column of numbers, booleans or timestamps: the first time Spark lets the UDF see its type."""
+    from pandas.api import types
+
+    if types.is_numeric_dtype(series) or types.is_bool_dtype(series) or types.is_datetime64_any_dtype(series):
+        raise ConfigurationError(f"{udf_name}: its argument column is {series.dtype}, not a string column")
+    return series
 
 
 def chat_udf(**kwargs: Any) -> Any:

@@ -8,6 +8,8 @@ input row and column, and save/load like any pyspark.ml stage. Their Params come
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pyspark.sql.types import StructType
@@ -17,12 +19,23 @@ from spark_aoai import _resilience  # noqa: F401  (registers the response cache'
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._params import HasChatRequest, HasEmbeddingRequest
+from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasReasoning
 from spark_aoai._spark_types import MESSAGES_TYPE_HINT, is_messages_type, require_column, require_string
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+API_TYPES = ("chat_completions", "responses")
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+VERBOSITIES = ("low", "medium", "high")
+logger = logging.getLogger("spark_aoai")
+
+
+def is_reasoning_deployment(name: str) -> bool:
+    """Whether a deployment's name says it is a reasoning model (o1, o3, o4-mini, gpt-5, gpt-5-mini, ...)."""
+    return name.lower().startswith(REASONING_PREFIXES)
 
 
 def check_response_format(value: Any) -> None:
@@ -40,7 +53,7 @@ def check_response_format(value: Any) -> None:
             )
 
 
-class ChatCompletion(AzureOpenAIStage, HasChatRequest):
+class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
     Parameters
@@ -118,13 +131,50 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest):
             options.update(json.loads(extra))
         return options
 
+    def _reasoning_options(self, options: dict[str, Any], deployment: str) -> dict[str, Any]:
+        """Map options for a reasoning model: ``maxTokens`` is ``max_completion_tokens``, sampling is not sent."""
+        reasoning = self._get(self.reasoningModel)
+        if reasoning is None:
+            reasoning = is_reasoning_deployment(deployment)
+        effort, verbosity = self._get(self.reasoningEffort), self._get(self.verbosity)
+        if effort is not None and effort not in REASONING_EFFORTS:
+            raise ConfigurationError(f"reasoningEffort must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}")
+        if verbosity is not None and verbosity not in VERBOSITIES:
+            raise ConfigurationError(f"verbosity must be one of {', '.join(VERBOSITIES)}, got {verbosity!r}")
+        if not reasoning:
+            if effort is not None or verbosity is not None:
+                raise ConfigurationError(
+                    f"reasoningEffort and verbosity are for reasoning models; deployment {deployment!r} is not one "
+                    "by its name (set reasoningModel=True if it is)"
+                )
+            return options
+        mapped = dict(options)
+        if "max_tokens" in mapped:
+            mapped["max_completion_tokens"] = mapped.pop("max_tokens")
+        dropped = [name for name in ("temperature", "top_p") if mapped.pop(name, None) is not None]
+        if dropped:
+            logger.warning(
+                "spark_aoai: %s is a reasoning model, which takes only the default sampling: not sending %s",
+                deployment,
+                " and ".join(dropped),
+            )
+        if effort is not None:
+            mapped["reasoning_effort"] = effort
+        if verbosity is not None:
+            mapped["verbosity"] = verbosity
+        return mapped
+
     def _operation(self, config: ClientConfig) -> Operation:
-        route = ChatOperation.route
-        return ChatOperation(
-            model=config.endpoint.model_for(route, config.deployment),
-            system_prompt=self._get(self.systemPrompt),
-            options=self._request_options(),
-        )
+        api = self.getOrDefault(self.apiType)
+        if api not in API_TYPES:
+            raise ConfigurationError(f"apiType must be one of {', '.join(API_TYPES)}, got {api!r}")
+        options = self._reasoning_options(self._request_options(), config.deployment)
+        if api == "responses":
+            unsupported = sorted(set(options) & set(responses_wire.UNSUPPORTED))
+            if unsupported:
+                raise ConfigurationError(f"the Responses API (apiType='responses') does not take {unsupported}")
+        operation = ChatOperation(model=None, system_prompt=self._get(self.systemPrompt), options=options, api=api)
+        return replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
 
 
 class Embedding(AzureOpenAIStage, HasEmbeddingRequest):

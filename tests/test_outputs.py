@@ -167,3 +167,10 @@ def test_a_stage_re_run_over_its_own_failed_rows_replaces_its_columns(spark, emu
     assert again.columns == first.columns
     row = again.first()
     assert row.error is None and row.response == chat_reply([{"role": "user", "content": "<<flaky>> once"}])
+
+
+def test_a_udf_over_a_column_of_numbers_fails_naming_its_type(spark, shared_emulator):
+    df = spark.createDataFrame([(1, 2.5)], "id int, price double")
+    ask = chat_udf(deploymentName="gpt-4o", endpoint=shared_emulator.endpoint)
+    with pytest.raises(Exception, match="ChatCompletion UDF: its argument column is float64, not a string column"):
+        df.select(ask("price")).collect()

@@ -90,19 +90,121 @@ def test_embeddings_decode_and_check():
 
 
 @pytest.mark.parametrize(
-    ("body", "count", "dimensions"),
+    ("body", "dimensions", "unusable"),
     [
-        (_emb_body(_b64([1, 2]), _b64([1, 2, 3])), 2, None),  # two lengths in one response
-        (_emb_body(_b64([1, 2])), 1, 3),  # not the length asked for
-        (_emb_body(_b64([1, math.nan])), 1, None),
-        (_emb_body([1.0, math.inf]), 1, None),
-        (_emb_body(_b64([])), 1, None),
-        (_emb_body("not base64!"), 1, None),
-        (_emb_body(["a", "b"]), 1, None),
-        (_emb_body(_b64([1])), 2, None),
-        ({"data": [{"index": 0, "embedding": _b64([1])}, {"index": 0, "embedding": _b64([1])}]}, 2, None),
+        (_emb_body(_b64([1, 2]), _b64([1, 2, 3]), _b64([4, 5])), None, [1]),  # the odd length out
+        (_emb_body(_b64([1, 2])), 3, [0]),  # not the length asked for (or seen before in the task)
+        (_emb_body(_b64([1, math.nan]), _b64([1, 2])), None, [0]),
+        (_emb_body([1.0, math.inf]), None, [0]),
+        (_emb_body(_b64([])), None, [0]),
+        (_emb_body("not base64!"), None, [0]),
+        (_emb_body(["a", "b"]), None, [0]),
     ],
 )
-def test_embedding_answers_that_are_retried(body, count, dimensions):
+def test_unusable_embeddings_are_told_apart_from_the_good_ones(body, dimensions, unusable):
+    vectors, _ = embeddings.parse_vectors(body, len(body["data"]), dimensions)
+    assert [i for i, v in enumerate(vectors) if isinstance(v, MalformedResponseError)] == unusable
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (_emb_body(_b64([1])), 2),
+        ({"data": [{"index": 0, "embedding": _b64([1])}, {"index": 0, "embedding": _b64([1])}]}, 2),
+        ({"data": "x"}, 1),
+        ([], 1),
+    ],
+)
+def test_embedding_responses_of_the_wrong_shape_are_retried(body, count):
     with pytest.raises(MalformedResponseError):
-        embeddings.parse_vectors(body, count, dimensions)
+        embeddings.parse_vectors(body, count, None)
+
+
+def test_responses_request_from_chat_messages_and_options():
+    from spark_aoai._wire import responses
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    options = {
+        "max_completion_tokens": 80,
+        "temperature": 0.5,
+        "reasoning_effort": "low",
+        "verbosity": "low",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+    }
+    body = responses.build_body(messages, options, "gpt-5-mini")
+    assert body == {
+        "input": [{"role": "user", "content": "Hi"}],
+        "instructions": "Be brief.",
+        "max_output_tokens": 80,
+        "temperature": 0.5,
+        "reasoning": {"effort": "low"},
+        "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}, "verbosity": "low"},
+        "model": "gpt-5-mini",
+    }
+
+
+def _response(status="completed", content=None, reason=None, extra_items=()):
+    items = [*extra_items]
+    if content is not None:
+        items.append({"type": "message", "role": "assistant", "content": content})
+    body = {"status": status, "output": items, "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
+            "output_tokens_details": {"reasoning_tokens": 3}}}  # fmt: skip
+    if reason:
+        body["incomplete_details"] = {"reason": reason}
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "code", "finish"),
+    [
+        (
+            _response(content=[{"type": "output_text", "text": "a"}, {"type": "output_text", "text": "b"}]),
+            "ab",
+            None,
+            "stop",
+        ),
+        (_response("incomplete", [{"type": "output_text", "text": "cut"}], "max_output_tokens"), "cut", None, "length"),
+        (_response("incomplete", [], "max_output_tokens"), None, "incomplete", "length"),
+        (_response("incomplete", None, "content_filter"), "", None, "content_filter"),
+        (_response(content=[{"type": "refusal", "refusal": "no"}]), None, "refusal", "stop"),
+        (_response(extra_items=[{"type": "function_call", "name": "f"}]), None, "tool_call", "stop"),
+        (
+            _response(
+                extra_items=[{"type": "reasoning", "summary": []}], content=[{"type": "output_text", "text": "x"}]
+            ),
+            "x",
+            None,
+            "stop",
+        ),
+    ],
+)
+def test_responses_answers(body, text, code, finish):
+    from spark_aoai._wire import responses
+
+    answer = responses.parse_answer(body)
+    assert (answer.text, answer.error.code if answer.error else None, answer.finish_reason) == (text, code, finish)
+    assert answer.usage.reasoning_tokens == 3 and answer.usage.prompt_tokens == 5
+
+
+@pytest.mark.parametrize(
+    "body", [None, {}, {"output": "x"}, {"output": ["x"]}, _response(content=[{"type": "output_text"}])]
+)
+def test_responses_bodies_that_are_retried(body):
+    from spark_aoai._wire import responses
+
+    with pytest.raises(MalformedResponseError):
+        responses.parse_answer(body)
+
+
+def test_the_responses_route_on_each_endpoint_style():
+    from spark_aoai._config import resolve_endpoint
+    from spark_aoai._wire import responses
+
+    assert resolve_endpoint("https://r.openai.azure.com").url(responses.ROUTE, "d") == (
+        "https://r.openai.azure.com/openai/v1/responses"
+    )
+    assert resolve_endpoint("https://r.openai.azure.com", api_version="2025-04-01-preview").url(
+        responses.ROUTE, "d"
+    ) == ("https://r.openai.azure.com/openai/responses?api-version=2025-04-01-preview")
+    assert resolve_endpoint("http://h:8000/v1").url(responses.ROUTE, "d") == "http://h:8000/v1/responses"
+    assert resolve_endpoint("https://r.openai.azure.com").model_for(responses.ROUTE, "d") == "d"

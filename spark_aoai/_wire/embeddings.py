@@ -49,27 +49,36 @@ def decode_embedding(encoded: Any) -> np.ndarray:
     return vector
 
 
-def parse_vectors(body: Any, count: int, dimensions: int | None) -> tuple[list[np.ndarray], Usage | None]:
+def parse_vectors(
+    body: Any, count: int, dimensions: int | None
+) -> tuple[list[np.ndarray | MalformedResponseError], Usage | None]:
     """The ``count`` vectors of a response in input order (placed by ``index``), all of one length.
 
     ``dimensions`` is the length every vector must have (asked for, or already seen in this task); None takes
-    the first vector's. Raises ``MalformedResponseError`` for anything else.
+    the most common length in the response. A vector that cannot be used (NaN, infinite, another length, not
+    decodable) is returned as its ``MalformedResponseError``, so the others can be kept; a response whose
+    shape is wrong (no data, a wrong count, bad indices) raises one.
     """
     data = body.get("data") if isinstance(body, Mapping) else None
     if not isinstance(data, list):
         raise MalformedResponseError("the embeddings response has no data")
     if len(data) != count:
         raise MalformedResponseError(f"asked for {count} embeddings, got {len(data)}")
-    vectors: list[np.ndarray | None] = [None] * count
+    placed: list[np.ndarray | MalformedResponseError | None] = [None] * count
     for item in data:
         index = item.get("index") if isinstance(item, Mapping) else None
-        if not isinstance(index, int) or not 0 <= index < count or vectors[index] is not None:
+        if not isinstance(index, int) or not 0 <= index < count or placed[index] is not None:
             raise MalformedResponseError(f"an embedding has a missing, repeated or out-of-range index {index!r}")
-        vector = decode_embedding(item.get("embedding"))
-        expected = dimensions if dimensions else vector.shape[0]
-        if vector.shape[0] != expected:
-            raise MalformedResponseError(f"an embedding has {vector.shape[0]} dimensions, not {expected}")
-        dimensions = expected
-        vectors[index] = vector
-    usage = parse_usage(body.get("usage"))
-    return [v for v in vectors if v is not None], usage
+        try:
+            placed[index] = decode_embedding(item.get("embedding"))
+        except MalformedResponseError as exc:
+            placed[index] = exc
+    lengths = [v.shape[0] for v in placed if isinstance(v, np.ndarray)]
+    expected = dimensions or (max(set(lengths), key=lengths.count) if lengths else None)
+    vectors: list[np.ndarray | MalformedResponseError] = []
+    for vector in placed:
+        assert vector is not None  # every index 0..count-1 was seen exactly once above
+        if isinstance(vector, np.ndarray) and vector.shape[0] != expected:
+            vector = MalformedResponseError(f"an embedding has {vector.shape[0]} dimensions, not {expected}")
+        vectors.append(vector)
+    return vectors, parse_usage(body.get("usage"))
