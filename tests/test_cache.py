@@ -16,9 +16,10 @@ from spark_aoai._contract import CACHED, Route, Usage
 from spark_aoai._operations import ChatOperation
 from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
+from spark_aoai._wire import chat as chat_wire
 from spark_aoai.emulator import Emulator, Faults, chat_reply
 
-ROUTE = ChatOperation.route
+ROUTE = chat_wire.ROUTE
 
 
 def config(endpoint: str, deployment: str = "gpt-4o", failover: tuple[ClientConfig, ...] = (), **retry: object):
