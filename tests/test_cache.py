@@ -90,6 +90,7 @@ def test_errors_are_not_stored_and_are_sent_again(emulator, tmp_path):
 
 def test_answers_are_written_in_increments_while_the_task_runs(emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(C, "CACHE_FLUSH_ANSWERS", 10)
+    monkeypatch.setattr(C, "CACHE_FLUSH_SECONDS", 3600.0)  # by count only: the timer is not under test here
     hooks = CacheFactory(str(tmp_path), ROUTE, "gpt-4o").open()
     prompts = [f"increment {i}" for i in range(35)]
     chat(config(emulator.endpoint), prompts, hooks=_NotClosing(hooks))
