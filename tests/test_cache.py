@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -93,7 +94,8 @@ def test_answers_are_written_in_increments_while_the_task_runs(emulator, tmp_pat
     monkeypatch.setattr(C, "CACHE_FLUSH_SECONDS", 3600.0)  # by count only: the timer is not under test here
     hooks = CacheFactory(str(tmp_path), ROUTE, "gpt-4o").open()
     prompts = [f"increment {i}" for i in range(35)]
-    chat(config(emulator.endpoint), prompts, hooks=_NotClosing(hooks))
+    one_sender = dataclasses.replace(config(emulator.endpoint), limits=Limits(concurrency=1))  # exact increments
+    chat(one_sender, prompts, hooks=_NotClosing(hooks))
     on_disk = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".json") and "probe" not in f]
     assert len(on_disk) == 30  # three increments of 10 are on disk before close; the last 5 wait for it
     assert not [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".tmp")]
