@@ -35,6 +35,7 @@ class ErrorCode(str, enum.Enum):
     INCOMPLETE = "incomplete"
     CREDENTIAL_ERROR = "credential_error"
     QUOTA_EXCEEDED = "quota_exceeded"
+    BUDGET_EXHAUSTED = "budget_exhausted"
     CLIENT_ERROR = "client_error"
     INTERNAL_ERROR = "internal_error"
 

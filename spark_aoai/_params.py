@@ -176,6 +176,33 @@ class HasFailover(Params):
 
 
 @with_getters
+class HasUsageControls(Params):
+    """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
+
+    maxTotalTokens = _param(
+        "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (0: none)",
+        TypeConverters.toInt,
+    )  # fmt: skip
+    maxCost = _param(
+        "maxCost", "spend cap for the whole job in dollars, from the price table (0: none)", TypeConverters.toFloat
+    )
+    prices = _param(
+        "prices", "this deployment's prices per million tokens: {'input', 'cached_input', 'output'}", json_text
+    )
+    statisticsDir = _param(
+        "statisticsDir",
+        "directory for the tasks' statistics records and the spend-cap ledger; a shared path on a cluster "
+        "(empty: a temporary directory on each machine)",
+        TypeConverters.toString,
+    )
+    progress = _param(
+        "progress", "show a progress line on the driver (default: when the session is interactive)",
+        TypeConverters.toBoolean,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {"maxTotalTokens": 0, "maxCost": 0.0, "statisticsDir": ""}
+
+
+@with_getters
 class HasChatRequest(Params):
     """What a chat request asks for: prompts, instructions and the request fields of the same meaning."""
 

@@ -39,6 +39,9 @@ SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and eac
 # Features that plug into the engine's seams (a response cache, statistics, a spend cap) register here a
 # function that reads the stage's Params and returns a picklable HookFactory, or None when it is off.
 HOOK_BUILDERS: list[Callable[[AzureOpenAIStage, ClientConfig, Operation], HookFactory | None]] = []
+# Features that watch a transform's output on the driver (job statistics, progress) register here a function
+# that gets the stage, its plan and the output DataFrame, and returns the DataFrame to hand back.
+OUTPUT_OBSERVERS: list[Callable[[AzureOpenAIStage, Plan, DataFrame], DataFrame]] = []
 
 
 def infer_concurrent_tasks(spark: SparkSession | None) -> int:
@@ -241,6 +244,8 @@ class AzureOpenAIStage(
         out = renamed.mapInArrow(function, out_schema).toDF(*original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
+        for observe in OUTPUT_OBSERVERS:
+            out = observe(self, plan, out)
         return out
 
     def __repr__(self) -> str:

@@ -19,9 +19,10 @@ from spark_aoai import _resilience  # noqa: F401  (registers the response cache'
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasReasoning
+from spark_aoai._params import HasChatRequest, HasEmbeddingRequest, HasReasoning, HasUsageControls
 from spark_aoai._spark_types import MESSAGES_TYPE_HINT, is_messages_type, require_column, require_string
 from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
@@ -53,7 +54,7 @@ def check_response_format(value: Any) -> None:
             )
 
 
-class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning):
+class ChatCompletion(UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
     Parameters
@@ -177,7 +178,7 @@ class ChatCompletion(AzureOpenAIStage, HasChatRequest, HasReasoning):
         return replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
 
 
-class Embedding(AzureOpenAIStage, HasEmbeddingRequest):
+class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
     """Embeddings over a DataFrame: batched, deduplicated base64 requests; bad inputs isolated per row.
 
     Parameters

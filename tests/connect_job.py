@@ -20,6 +20,12 @@ def main(remote: str, endpoint: str) -> None:
 
     df = spark.createDataFrame([(i, f"connect question {i}") for i in range(20)], "id int, prompt string")
     chat = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=endpoint, apiKey="connect-key")
+    chat.setParams(usageCol="usage")
+    one_null = [(i, f"connect question {i}" if i else None) for i in range(20)]
+    counted = chat.transform(spark.createDataFrame(one_null, "id int, prompt string").repartition(2)).collect()
+    stats = chat.statistics().as_dict()
+    stats["usage_total"] = sum(r.usage.total_tokens for r in counted if r.usage is not None)
+    chat.clear(chat.usageCol)
     rows = chat.transform(df.repartition(2)).collect()
     emb = Embedding(
         deploymentName="text-embedding-3-small",
@@ -74,6 +80,7 @@ def main(remote: str, endpoint: str) -> None:
                 "piped": [(r.error is None, r.emb_error is None, len(r.vec)) for r in piped_rows],
                 "udf": [(r.response is not None, r.prompt_tokens) for r in udf_rows],
                 "systemic": systemic,
+                "statistics": stats,
             }
         )
     )

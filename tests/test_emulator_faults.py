@@ -185,6 +185,16 @@ def test_structured_answers_that_do_not_fit(emulator, kind):
     assert caught.value.validator == ("required" if kind == "missing_field" else "type")
 
 
+def test_bad_structured_answers_through_the_responses_api(emulator):
+    emulator.configure(faults=Faults(bad_structured_rate=1.0, bad_structured_kind="missing_field"))
+    text = {"format": {"type": "json_schema", "name": "r", "schema": SCHEMA, "strict": True}}
+    body = {"model": "gpt-4o", "input": "Is the parcel late?", "text": text}
+    answer = requests.post(f"{emulator.endpoint}/openai/v1/responses", json=body, timeout=10).json()
+    content = answer["output"][0]["content"][0]["text"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads(content), SCHEMA)
+
+
 def test_bad_structured_rate_lets_a_re_ask_succeed(emulator):
     emulator.configure(faults=Faults(bad_structured_rate=0.5, seed=3))
     fits = []

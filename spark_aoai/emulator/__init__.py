@@ -24,9 +24,10 @@ from typing import Any
 
 import requests
 
-from spark_aoai.emulator._model import chat_reply, embed_text, embed_texts, embedding_dimensions, value_for_schema
+from spark_aoai.emulator._model import chat_reply, embed_text, embed_texts, embedding_dimensions
 from spark_aoai.emulator._server import EmulatorServer
 from spark_aoai.emulator._settings import Faults, RateLimit, Settings, settings_to_dict
+from spark_aoai.emulator._structured import value_for_schema
 
 __all__ = [
     "Emulator",

@@ -13,11 +13,12 @@ import uuid
 from typing import Any
 
 from spark_aoai.emulator import _faults
+from spark_aoai.emulator._catalog import reasoning_tokens
 from spark_aoai.emulator._errors import content_filter_result
 from spark_aoai.emulator._model import chat_reply, embed_texts, embedding_dimensions, message_text, structured_reply
 from spark_aoai.emulator._settings import Faults
 from spark_aoai.emulator._state import State
-from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
+from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens, truncate_to_tokens
 
 
 def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict[str, Any]:
@@ -35,12 +36,21 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             content = _faults.misfit(state, faults, content, schema, messages)
     else:
         content = chat_reply(messages)
+    thinking = reasoning_tokens(model, body.get("reasoning_effort"))
+    limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    cut = limit > 0 and thinking + count_tokens(content, model) > limit
+    if cut:
+        thinking = min(thinking, limit)
+        content = truncate_to_tokens(content, limit - thinking, model)
     message, finish = _faults.odd_chat_message(faults, body, text, content)
     if filtered:
         finish = "content_filter"
+    elif cut:
+        finish = "length"
     prompt_tokens = count_message_tokens(messages, model)
     answered = json.dumps(message["tool_calls"]) if message["content"] is None else content
-    completion_tokens = count_tokens(answered, model)
+    completion_tokens = thinking + count_tokens(answered, model)
+    cached = state.cached_tokens(f"{model}\n{text}", prompt_tokens)[0]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -61,6 +71,8 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": thinking},
         },
     }
 
@@ -90,45 +102,3 @@ def embeddings(
         return head + b',"data":[' + items + b"]}"
     data = [{"object": "embedding", "index": i, "embedding": vectors[i].tolist()} for i in order]
     return {"object": "list", "model": model, "data": data, "usage": usage}
-
-
-def responses(model: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Enough of the Responses API for clients that send text and read ``output_text``."""
-    raw = body.get("input")
-    if isinstance(raw, str):
-        messages = [{"role": "user", "content": raw}]
-    else:
-        messages = [m for m in (raw or []) if isinstance(m, dict)]
-    text_format = (body.get("text") or {}).get("format") or {}
-    if text_format.get("type") == "json_schema":
-        content = structured_reply(messages, {"type": "json_schema", "json_schema": text_format})
-    else:
-        content = chat_reply(messages)
-    prompt_tokens = count_message_tokens(messages, model)
-    completion_tokens = count_tokens(content, model)
-    return {
-        "id": f"resp_{uuid.uuid4().hex}",
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "completed",
-        "model": model,
-        "output": [
-            {
-                "type": "message",
-                "id": f"msg_{uuid.uuid4().hex}",
-                "status": "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": content, "annotations": []}],
-            }
-        ],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": {
-            "input_tokens": prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }

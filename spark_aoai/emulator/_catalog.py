@@ -20,6 +20,7 @@ PREVIEW_API_VERSIONS = (
     "2023-08-01-preview",
     "2023-09-01-preview",
     "2023-10-01-preview",
+    "2023-11-01-preview",
     "2023-12-01-preview",
     "2024-02-15-preview",
     "2024-03-01-preview",
@@ -94,3 +95,20 @@ def find_model(name: str) -> Model | None:
         if lowered.startswith(known):
             return MODELS[known]
     return None
+
+
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+# The reasoning tokens a reasoning model reports for each effort (medium when none is asked for).
+_REASONING_TOKENS = {"minimal": 16, "low": 64, "medium": 192, "high": 576}
+
+
+def reasoning_tokens(model: str, effort: str | None) -> int:
+    """What ``model`` spends thinking at ``effort``: 0 for a model that does not reason.
+
+    >>> reasoning_tokens("o3-mini", None), reasoning_tokens("gpt-5", "high"), reasoning_tokens("gpt-4o", "high")
+    (192, 576, 0)
+    """
+    facts = find_model(model)
+    if facts is None or not facts.reasoning:
+        return 0
+    return _REASONING_TOKENS.get(effort or "medium", _REASONING_TOKENS["medium"])

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
-from spark_aoai.emulator._model import last_user_text, value_for_schema
+from spark_aoai.emulator._model import last_user_text
 from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults
 from spark_aoai.emulator._state import State
+from spark_aoai.emulator._structured import value_for_schema
 
 
 def throttle(state: State, faults: Faults, route: str, api_version: str) -> ApiError | None:
@@ -32,7 +33,7 @@ def throttle(state: State, faults: Faults, route: str, api_version: str) -> ApiE
 
 
 def _marked(marker: str | None, text: str) -> bool:
-    return bool(marker) and marker in text  # type: ignore[operator]
+    return marker is not None and marker != "" and marker in text
 
 
 def odd_chat_message(faults: Faults, body: dict[str, Any], text: str, content: str) -> tuple[dict[str, Any], str]:
@@ -41,9 +42,13 @@ def odd_chat_message(faults: Faults, body: dict[str, Any], text: str, content: s
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
         function = (tools[0].get("function") or {}) if tools else {}
         name = str(function.get("name") or "lookup")
-        arguments = value_for_schema(function.get("parameters") or {"type": "object", "properties": {}}, content)
-        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
-        call["function"] = {"name": name, "arguments": json.dumps(arguments)}  # type: ignore[assignment]
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        arguments = json.dumps(value_for_schema(parameters, content, prompt=text))
+        call = {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
         return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}, "tool_calls"
     if _marked(faults.content_parts_marker, text):
         return {"role": "assistant", "content": [{"type": "text", "text": content}], "refusal": None}, "stop"

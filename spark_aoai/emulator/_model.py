@@ -6,12 +6,16 @@ whether each row got its own.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
 from typing import Any
 
 import numpy as np
+
+from spark_aoai.emulator._media import part_description
+from spark_aoai.emulator._structured import value_for_schema
 
 EMBEDDING_DIMENSIONS = {
     "text-embedding-ada-002": 1536,
@@ -28,25 +32,44 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return " ".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
     return ""
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message
+    return messages[-1] if messages else {}
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """The text of the last user message, or of the last message when none is from the user."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return message_text(message.get("content"))
-    return message_text(messages[-1].get("content")) if messages else ""
+    return message_text(_last_user_message(messages).get("content"))
+
+
+def attachments(content: Any) -> list[str]:
+    """How the answer names a message's images and files: ``[image/png 1a2b3c4d]`` (type, hash of the bytes)."""
+    if not isinstance(content, list):
+        return []
+    found = (part_description(p) for p in content if isinstance(p, dict))
+    return [d for d in found if d is not None]
 
 
 def chat_reply(messages: list[dict[str, Any]]) -> str:
     """The emulator's answer to a conversation: it names the last user message, so each row's is its own.
 
+    Images and files in that message are named after its text, by media type and a hash of their bytes.
+
     >>> chat_reply([{"role": "user", "content": "Hi"}])
     'Emulated answer to: Hi'
+    >>> chat_reply([{"role": "user", "content": [{"type": "text", "text": "What is it?"},
+    ...     {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}}]}])
+    'Emulated answer to: What is it? [image/png 8f434346]'
     """
-    return f"Emulated answer to: {last_user_text(messages)}"
+    message = _last_user_message(messages)
+    text = " ".join([message_text(message.get("content")), *attachments(message.get("content"))])
+    return f"Emulated answer to: {text}"
 
 
 def embedding_dimensions(model: str, dimensions: int | None) -> int:
@@ -66,11 +89,42 @@ def _features(text: str) -> tuple[list[bytes], int]:
     return words + [padded[i : i + 3].encode() for i in range(len(padded) - 2)], len(words)
 
 
-def embed_texts(texts: list[str], dimensions: int) -> np.ndarray:
-    """Unit-length float32 vectors (one row per text) of hashed words and character trigrams.
+PROJECTION_SEED = 20240521
+_SQRT2 = np.sqrt(2.0)
 
-    Texts that share words or spellings get close vectors; unrelated texts are nearly orthogonal. The whole
-    batch is hashed and binned in one numpy pass, which keeps the emulator off the critical path of benchmarks.
+
+@functools.lru_cache(maxsize=16)
+def _rotation_signs(dimensions: int) -> np.ndarray:
+    """The fixed random signs of the rotation for ``dimensions`` (seeded: the same in every process)."""
+    return np.random.default_rng([PROJECTION_SEED, dimensions]).choice([-1.0, 1.0], size=dimensions)
+
+
+def _rotate(matrix: np.ndarray) -> np.ndarray:
+    """Each row (already multiplied by :func:`_rotation_signs`) in the orthonormal real Fourier basis.
+
+    An orthogonal map: norms and inner products are kept, and a sparse row becomes dense. numpy's FFT computes
+    each row of a 2-D transform exactly as the 1-D transform of that row (a test checks it bit for bit), so a
+    text's vector does not depend on the batch it came in.
+    """
+    rows, n = matrix.shape
+    spectrum = np.fft.rfft(matrix, axis=1, norm="ortho")
+    half = (n - 1) // 2  # the complex bins that carry a real and an imaginary coordinate
+    out = np.empty((rows, n), dtype=np.float32)
+    out[:, 0] = spectrum[:, 0].real
+    np.multiply(spectrum[:, 1 : half + 1].real, _SQRT2, out=out[:, 1 : half + 1], casting="same_kind")
+    np.multiply(spectrum[:, 1 : half + 1].imag, _SQRT2, out=out[:, half + 1 : 2 * half + 1], casting="same_kind")
+    if n % 2 == 0:
+        out[:, n - 1] = spectrum[:, n // 2].real
+    return out
+
+
+def embed_texts(texts: list[str], dimensions: int) -> np.ndarray:
+    """Dense unit-length float32 vectors (one row per text): hashed words and trigrams, randomly rotated.
+
+    Each text's words (weighted 2) and character trigrams (weighted 1) are hashed, with a sign, into
+    ``dimensions`` bins, and the bins are rotated by a fixed random orthogonal map (random signs, then
+    :func:`_rotate`). A rotation keeps inner products, so texts that share words or spellings are close
+    and unrelated texts nearly orthogonal, while every component carries signal, as a real embedding's does.
     """
     rows: list[int] = []
     features: list[bytes] = []
@@ -81,54 +135,22 @@ def embed_texts(texts: list[str], dimensions: int) -> np.ndarray:
         rows += [row] * len(feats)
         word_mask += [True] * word_count + [False] * (len(feats) - word_count)
     hashes = np.fromiter((zlib.crc32(f) for f in features), dtype=np.int64, count=len(features))
-    signs = np.where(hashes & 0x80000000, -1.0, 1.0)
+    bins = hashes % dimensions
+    signs = np.where(hashes & 0x80000000, -1.0, 1.0) * _rotation_signs(dimensions)[bins]
     signs[np.array(word_mask, dtype=bool)] *= 2.0  # whole words weigh more than trigrams
-    slots = np.array(rows, dtype=np.int64) * dimensions + hashes % dimensions
-    matrix = np.bincount(slots, weights=signs, minlength=len(texts) * dimensions).reshape(len(texts), dimensions)
+    slots = np.array(rows, dtype=np.int64) * dimensions + bins
+    counts = np.bincount(slots, weights=signs, minlength=len(texts) * dimensions)
+    matrix = counts.astype(np.float64).reshape(len(texts), dimensions)
     norms = np.linalg.norm(matrix, axis=1)
     empty = norms == 0.0
     matrix[empty, 0], norms[empty] = 1.0, 1.0
-    return (matrix / norms[:, None]).astype(np.float32)
+    matrix /= norms[:, None]
+    return _rotate(matrix)
 
 
 def embed_text(text: str, dimensions: int) -> np.ndarray:
     """The emulator's vector for one text (the same as its row in :func:`embed_texts`)."""
     return embed_texts([text], dimensions)[0]
-
-
-def value_for_schema(schema: Any, seed_text: str, defs: dict[str, Any] | None = None) -> Any:
-    """A value that validates against a JSON schema (the subset structured outputs allow)."""
-    if not isinstance(schema, dict):
-        return seed_text
-    defs = defs if defs is not None else {**schema.get("$defs", {}), **schema.get("definitions", {})}
-    if "$ref" in schema:
-        name = str(schema["$ref"]).rsplit("/", 1)[-1]
-        return value_for_schema(defs.get(name, {}), seed_text, defs)
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return value_for_schema(schema[key][0], seed_text, defs)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and "properties" in schema):
-        props = schema.get("properties", {})
-        return {name: value_for_schema(sub, seed_text, defs) for name, sub in props.items()}
-    if kind == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        return [value_for_schema(schema.get("items", {}), seed_text, defs) for _ in range(count)]
-    if kind == "integer":
-        return int(schema.get("minimum", len(seed_text)))
-    if kind == "number":
-        return float(schema.get("minimum", len(seed_text)))
-    if kind == "boolean":
-        return len(seed_text) % 2 == 0
-    if kind == "null":
-        return None
-    return seed_text
 
 
 def _id_list(value: Any) -> tuple[str, list[dict[str, Any]]] | None:
@@ -181,8 +203,8 @@ def structured_reply(messages: list[dict[str, Any]], response_format: dict[str, 
             body = {k: v for k, v in item.items() if k != "id"}
             text = next(iter(body.values())) if len(body) == 1 else json.dumps(body)
             reply = chat_reply([{"role": "user", "content": str(text)}])
-            value = value_for_schema(item_schema, reply, defs)
+            value = value_for_schema(item_schema, reply, defs, prompt=str(text))
             value["id"] = item["id"]
             out.append(value)
         return json.dumps({key: out})
-    return json.dumps(value_for_schema(schema, answer))
+    return json.dumps(value_for_schema(schema, answer, prompt=last_user_text(messages)))

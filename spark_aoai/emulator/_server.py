@@ -1,9 +1,10 @@
-"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions and embeddings.
+"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses.
 
 One ``ThreadingHTTPServer`` (a thread per keep-alive connection, so latency faults overlap like a real service),
 a :class:`~spark_aoai.emulator._state.State` holding settings, rate-limit buckets and counters, and a handler
 that routes by the path's suffix so any prefix works (an Azure resource, an API Management URL, Fabric's
-``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers``, refusals in ``_errors``.
+``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers`` and ``_responses``, refusals in
+``_errors``, answer-changing faults in ``_faults``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from spark_aoai.emulator import _answers, _faults
+from spark_aoai.emulator import _answers, _faults, _responses
 from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
 from spark_aoai.emulator._errors import (
     ApiError,
@@ -35,6 +36,7 @@ from spark_aoai.emulator._validate import inputs_of, validate
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
+_AZURE_RESPONSES_ROUTE = re.compile(r"/openai/(?P<op>responses)$")  # the deployment in the body, api-version
 _TRICKLE_INTERVAL = 0.05
 _ROUTES = {"chat/completions": "chat", "embeddings": "embeddings", "responses": "responses"}
 
@@ -187,12 +189,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _route(self, path: str, query: dict[str, list[str]], raw: bytes) -> tuple[str, str, dict[str, Any]]:
+        """(route, deployment, body): the deployment from the path, or from ``model`` on body-routed paths."""
         match = _DEPLOYMENT_ROUTE.search(path)
-        v1 = None if match else _V1_ROUTE.search(path)
+        in_body = None if match else (_V1_ROUTE.search(path) or _AZURE_RESPONSES_ROUTE.search(path))
         doubled = path.count("/openai/deployments/") > (1 if match else 0)  # an endpoint pasted with its path
-        if (not match and not v1) or doubled:
+        if (not match and not in_body) or doubled:
             raise not_found()
-        if match and not query.get("api-version"):
+        versioned = match or (in_body is not None and in_body.re is _AZURE_RESPONSES_ROUTE)
+        if versioned and not query.get("api-version"):
             raise bad_request("Missing required query parameter 'api-version'. Please specify one.")
         try:
             body = json.loads(raw) if raw else None
@@ -203,8 +207,8 @@ class Handler(BaseHTTPRequestHandler):
         if match:
             op, deployment = match["op"], match["deployment"]
         else:
-            assert v1 is not None
-            op, deployment = v1["op"], str(body.get("model") or "")
+            assert in_body is not None
+            op, deployment = in_body["op"], str(body.get("model") or "")
             if not deployment:
                 raise bad_request("Missing required parameter: 'model'.")
         return _ROUTES[op], deployment, body
@@ -274,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
             return _answers.embeddings(model, body, inputs, tokens, faults, order)
         if route == "chat":
             return _answers.chat(model, body, faults, self.server.state)
-        return _answers.responses(model, body)
+        return _responses.answer(model, body, self.server.state)
 
 
 class EmulatorServer(ThreadingHTTPServer):

@@ -6,16 +6,20 @@ the counters through ``GET /_emulator/stats`` (:meth:`State.snapshot`).
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from spark_aoai._bucket import TokenBucket
 from spark_aoai.emulator._settings import Settings
 
 # Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
+# Prompt caching: prompts from this many tokens on; this many prompts remembered.
+CACHE_MIN_TOKENS = 1024
+CACHE_PROMPTS = 4096
 UNLIMITED_HEADERS = {"x-ratelimit-remaining-requests": "1000000", "x-ratelimit-remaining-tokens": "1000000000"}
 
 
@@ -27,6 +31,7 @@ class State:
         self.settings = settings
         self.random = random.Random(settings.faults.seed)
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.prompts: OrderedDict[bytes, None] = OrderedDict()  # recent long prompts, for cached_tokens
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -101,6 +106,24 @@ class State:
             rate = per_minute / 60.0
             self.buckets[key] = TokenBucket.full(rate, max(1.0, rate * window), time.monotonic())
         return self.buckets[key]
+
+    def cached_tokens(self, prompt: str, tokens: int) -> tuple[int, int]:
+        """Prompt caching as Azure reports it: (tokens read from the cache, tokens written to it).
+
+        A prompt of 1,024+ tokens is cached from its start in steps of 128 tokens: written the first time,
+        read every time after.
+        """
+        if tokens < CACHE_MIN_TOKENS:
+            return 0, 0
+        key = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest()
+        with self.lock:
+            seen = key in self.prompts
+            self.prompts[key] = None
+            self.prompts.move_to_end(key)
+            while len(self.prompts) > CACHE_PROMPTS:
+                self.prompts.popitem(last=False)
+        cacheable = CACHE_MIN_TOKENS + (tokens - CACHE_MIN_TOKENS) // 128 * 128
+        return (cacheable, 0) if seen else (0, cacheable)
 
     def count_request(self, path: str, auth: str, header_names: list[str]) -> None:
         with self.lock:

@@ -28,8 +28,10 @@ from typing import Any
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
-# What an image part costs at low detail (Azure's base charge for an image).
+# What an image part costs at low detail (Azure's base charge for an image), and what the emulator charges a
+# file part (a page or so of text).
 IMAGE_PART_TOKENS = 85
+FILE_PART_TOKENS = 256
 
 _SHA256 = {
     "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
@@ -156,6 +158,8 @@ def _content_tokens(content: Any, model: str) -> int:
                 total += count_tokens(part["text"], model)
             elif part.get("type") in ("image_url", "input_image"):
                 total += IMAGE_PART_TOKENS
+            elif part.get("type") in ("file", "input_file"):
+                total += FILE_PART_TOKENS
     return total
 
 
@@ -174,3 +178,19 @@ def count_message_tokens(messages: Sequence[Mapping[str, Any]], model: str) -> i
             elif isinstance(value, str):
                 total += count_tokens(value, model) + (TOKENS_PER_NAME if key == "name" else 0)
     return total
+
+
+def truncate_to_tokens(text: str, tokens: int, model: str) -> str:
+    """The start of ``text`` that fits in ``tokens`` (an answer cut off by its output limit)."""
+    if tokens <= 0:
+        return ""
+    encoding = _encoding(encoding_name(model))
+    if encoding is not None:
+        return str(encoding.decode(encoding.encode_ordinary(text)[:tokens]))
+    kept, used = [], 0
+    for piece in _PIECE.findall(text):
+        used += approximate_tokens(piece)
+        if used > tokens:
+            break
+        kept.append(piece)
+    return "".join(kept)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from spark_aoai.emulator import _responses
 from spark_aoai.emulator._catalog import Model, find_model
 from spark_aoai.emulator._errors import (
     bad_request,
@@ -19,6 +20,7 @@ from spark_aoai.emulator._errors import (
     operation_not_supported,
 )
 from spark_aoai.emulator._model import message_text
+from spark_aoai.emulator._responses import last_input_text
 from spark_aoai.emulator._settings import Faults
 from spark_aoai.emulator._tokencount import count_message_tokens, count_tokens
 
@@ -42,8 +44,7 @@ def inputs_of(route: str, body: dict[str, Any]) -> list[str]:
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
             return [message_text(messages[-1].get("content"))]
         return []
-    text = body.get("input")
-    return [text if isinstance(text, str) else json.dumps(text)]
+    return [last_input_text(body)]
 
 
 def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, faults: Faults) -> int:
@@ -68,15 +69,18 @@ def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, fa
         completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_ALLOWANCE
         check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults, facts)
         return prompt + int(completion)
-    counts = [count_tokens(text, model) for text in inputs]
-    for text, count in zip(inputs, counts, strict=True):
-        check_content(text, count, faults, facts, "input" if route == "embeddings" else "messages")
     if route == "embeddings":
+        counts = [count_tokens(text, model) for text in inputs]
+        for text, count in zip(inputs, counts, strict=True):
+            check_content(text, count, faults, facts, "input")
         return sum(counts)
+    messages = _responses.check(body, model)
     text_format = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
     if text_format is not None:
         _check_response_format({**text_format, "json_schema": text_format}, "text.format")
-    return sum(counts) + int(body.get("max_output_tokens") or DEFAULT_COMPLETION_ALLOWANCE)
+    prompt = count_message_tokens(messages, model)
+    check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults, facts, "input")
+    return prompt + int(body.get("max_output_tokens") or DEFAULT_COMPLETION_ALLOWANCE)
 
 
 def _check_embeddings(body: dict[str, Any], inputs: list[str], facts: Model | None) -> None:

@@ -1,0 +1,229 @@
+"""Job statistics: what each task sent, and what the driver adds up after an action.
+
+On the executors, ``StatsHooks`` (an engine observer, one per task) counts every attempt (by status, retries,
+429s) and the tokens each 200 body says were billed, and tracks its batches' resolved and error rows. It
+writes that as one small JSON record, ``<statisticsDir>/<run>/<task>.json``, every ``FLUSH_SECONDS`` and when
+the task ends (replaced atomically, so a reader never sees half a record). Nothing is shared between tasks
+and nothing goes through the JVM, so it works the same on classic Spark and Spark Connect; the driver reads
+the records when the directory is visible to it (local mode, or a shared path on a cluster).
+
+Rows and error codes come from the output itself (``DataFrame.observe`` in ``_usage``), which needs no
+shared path; ``JobStatistics`` puts the two together and says which figures are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spark_aoai._contract import RowError, RowResults, Unit
+from spark_aoai._http import Outcome
+from spark_aoai._pricing import Price
+from spark_aoai._wire.usage import billed_usage
+
+FLUSH_SECONDS = 1.0
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
+
+
+@dataclass(frozen=True)
+class StatsFactory:
+    """Shipped with the plan: where this run's task records go."""
+
+    directory: str
+    run_id: str
+
+    def open(self) -> StatsHooks:
+        return StatsHooks(Path(self.directory) / self.run_id)
+
+
+class StatsHooks:
+    """One task's counters; an observer only (never answers, never refuses)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"{uuid.uuid4().hex}.json"
+        self.lock = threading.Lock()
+        self.statuses: Counter[str] = Counter()
+        self.requests = self.retries = 0
+        self.tokens: Counter[str] = Counter()
+        self.started = time.time()
+        self.flushed = 0.0
+        self.rows_done = self.error_rows = 0
+        self.batches: dict[int, RowResults] = {}  # batches not yet finished (rows counted at each flush)
+        self.writable = True
+
+    def lookup(self, unit: Unit) -> Any | None:
+        with self.lock:
+            self.batches.setdefault(id(unit.results), unit.results)
+        return None
+
+    def store(self, unit: Unit, body: Any) -> None:
+        pass
+
+    def admit(self, unit: Unit) -> RowError | None:
+        return None
+
+    def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
+        usage = billed_usage(outcome.body) if outcome.status == 200 else None
+        with self.lock:
+            self.requests += 1
+            self.retries += unit.attempts > 1
+            self.statuses[str(outcome.status) if outcome.status is not None else "no_response"] += 1
+            if usage is not None:
+                for name in TOKEN_FIELDS:
+                    self.tokens[name] += getattr(usage, name) or 0
+            due = time.time() - self.flushed >= FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def close(self) -> None:
+        self.flush(closed=True)
+
+    def _rows(self) -> tuple[int, int]:
+        """Rows resolved and error rows so far: finished batches are tallied once and let go."""
+        live_done = live_errors = 0
+        for key, results in list(self.batches.items()):
+            resolved = len(results) - len(results.unresolved())
+            failed = sum(error is not None for error in results.errors)
+            if results.done.is_set():
+                self.rows_done += resolved
+                self.error_rows += failed
+                del self.batches[key]
+            else:
+                live_done, live_errors = live_done + resolved, live_errors + failed
+        return self.rows_done + live_done, self.error_rows + live_errors
+
+    def record(self, closed: bool = False) -> dict[str, Any]:
+        with self.lock:
+            rows_done, error_rows = self._rows()
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "statuses": dict(self.statuses),
+                "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
+                "rows_done": rows_done,
+                "error_rows": error_rows,
+                "started": self.started,
+                "updated": time.time(),
+                "closed": closed,
+            }
+
+    def flush(self, closed: bool = False) -> None:
+        if not self.writable:
+            return
+        record = self.record(closed)
+        self.flushed = record["updated"]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(f".{threading.get_ident()}.tmp")
+            temporary.write_text(json.dumps(record))
+            os.replace(temporary, self.path)
+        except OSError:
+            self.writable = False  # the directory is not writable here: these figures will be missing
+
+
+def read_records(directory: str, run_id: str) -> list[dict[str, Any]]:
+    """The task records of a run that the driver can see (none when the directory is not shared with it)."""
+    folder = Path(directory) / run_id
+    records = []
+    try:
+        paths = list(folder.glob("*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # replaced while being read: the next read has it
+    return records
+
+
+@dataclass
+class JobStatistics:
+    """What a job did. ``None`` means not available here (see ``missing``); costs are estimates.
+
+    ``str(stats)`` is a short report; ``stats.as_dict()`` the same as a dict.
+    """
+
+    rows: int | None = None
+    rows_succeeded: int | None = None
+    rows_failed: int | None = None
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    requests: int | None = None
+    retries: int | None = None
+    throttled: int | None = None  # 429 answers
+    statuses: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    estimated_cost: float | None = None
+    prices_as_of: str | None = None
+    elapsed_seconds: float | None = None
+    tasks: int = 0
+    missing: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        def show(value: Any) -> str:
+            return "n/a" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+        errors = ", ".join(f"{code} {count}" for code, count in sorted(self.errors_by_code.items()) if count)
+        cost = "n/a" if self.estimated_cost is None else f"${self.estimated_cost:,.4f} (prices of {self.prices_as_of})"
+        elapsed = "n/a" if self.elapsed_seconds is None else f"{self.elapsed_seconds:.1f} s"
+        lines = [
+            f"rows {show(self.rows)}: {show(self.rows_succeeded)} ok, {show(self.rows_failed)} failed"
+            + (f" ({errors})" if errors else ""),
+            f"requests {show(self.requests)}, retries {show(self.retries)}, 429s {show(self.throttled)}",
+            f"tokens: prompt {show(self.prompt_tokens)} (cached {show(self.cached_tokens)}), "
+            f"completion {show(self.completion_tokens)} (reasoning {show(self.reasoning_tokens)}), "
+            f"total {show(self.total_tokens)}",
+            f"estimated cost {cost}, elapsed {elapsed}",
+        ]
+        return "\n".join(lines)
+
+
+def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Price | None, as_of: str) -> None:
+    """Fill the request and token figures of ``stats`` from the task records."""
+    if not records:
+        stats.missing.extend(["requests", "retries", "throttled", "tokens", "elapsed_seconds"])
+        return
+    statuses: Counter[str] = Counter()
+    tokens: Counter[str] = Counter()
+    for record in records:
+        statuses.update(record["statuses"])
+        tokens.update(record["tokens"])
+    stats.tasks = len(records)
+    stats.statuses = dict(statuses)
+    stats.requests = sum(r["requests"] for r in records)
+    stats.retries = sum(r["retries"] for r in records)
+    stats.throttled = statuses.get("429", 0)
+    for name in TOKEN_FIELDS:
+        setattr(stats, name, tokens.get(name, 0))
+    stats.elapsed_seconds = max(r["updated"] for r in records) - min(r["started"] for r in records)
+    if price is not None:
+        stats.estimated_cost = price.cost(tokens["prompt_tokens"], tokens["completion_tokens"], tokens["cached_tokens"])
+        stats.prices_as_of = as_of
+
+
+def add_observed(stats: JobStatistics, observed: Mapping[str, Any] | None, codes: list[str]) -> None:
+    """Fill the row figures of ``stats`` from the output's observed metrics (``None``: no action yet)."""
+    if not observed:
+        stats.missing.extend(["rows", "errors_by_code"])
+        return
+    stats.rows = int(observed["rows"])
+    stats.rows_failed = int(observed["failed"])
+    stats.rows_succeeded = stats.rows - stats.rows_failed
+    by_code = {code: int(observed[f"code_{i}"]) for i, code in enumerate(codes)}
+    by_code["other"] = stats.rows_failed - sum(by_code.values())
+    stats.errors_by_code = {code: count for code, count in by_code.items() if count}

@@ -1,0 +1,232 @@
+"""Usage and cost on the Spark side: ``stage.statistics()``, ``stage.estimate(df)``, the spend cap's and the
+statistics' hooks, and the progress line; registered into ``_stage`` when this module is imported.
+
+Where each figure comes from, on classic Spark and Spark Connect alike (DataFrame API only):
+
+- rows, rows failed and their error codes: ``DataFrame.observe`` over the output's error column (and usage
+  sums when ``usageCol`` is set), delivered to the driver with the first action's result;
+- requests, retries, 429s and billed tokens: the tasks' records in ``statisticsDir`` (``_stats``), readable
+  on the driver in local mode or when that directory is a shared path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from spark_aoai import _stage
+from spark_aoai._budget import BudgetFactory
+from spark_aoai._config import ClientConfig
+from spark_aoai._contract import ErrorCode, Operation
+from spark_aoai._engine import ComposedHooks, Hooks
+from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
+from spark_aoai._pricing import PRICES_AS_OF, Price, price_for, price_from_param
+from spark_aoai._progress import Progress, interactive
+from spark_aoai._stats import TOKEN_FIELDS, JobStatistics, StatsFactory, add_observed, add_records, read_records
+from spark_aoai.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from spark_aoai._executor import Plan
+
+DEFAULT_DIRECTORY = f"{tempfile.gettempdir()}/spark_aoai_statistics"
+# Error codes counted one by one in the statistics (the rest are added up as "other").
+COUNTED_CODES = [code.value for code in ErrorCode] + [
+    "429", "content_filter", "context_length_exceeded", "BadRequest", "InternalServerError", "ServiceUnavailable",
+]  # fmt: skip
+OBSERVATION_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class UsageFactory:
+    """The statistics hooks of a run, with the spend cap's when one is set."""
+
+    statistics: StatsFactory
+    budget: BudgetFactory | None = None
+    price: Price | None = None
+
+    def open(self) -> Hooks:
+        if self.budget is None:
+            return self.statistics.open()
+        return ComposedHooks([self.statistics.open(), self.budget.open()])
+
+
+def _is_local(spark: SparkSession | None) -> bool:
+    try:
+        master = spark.conf.get("spark.master", "") if spark is not None else ""
+    except Exception:
+        master = ""
+    return not master or str(master).startswith("local")
+
+
+def build_usage_hooks(
+    stage: _stage.AzureOpenAIStage, config: ClientConfig, operation: Operation
+) -> UsageFactory | None:
+    """The ``HOOK_BUILDERS`` entry: a fresh run (its id names its records and ledger) for each plan."""
+    if not stage.hasParam("maxTotalTokens"):
+        return None
+    try:
+        override = price_from_param(stage._get(stage.getParam("prices")))
+    except ValueError as exc:
+        raise ConfigurationError(f"prices: {exc}") from None
+    price = price_for(config.deployment, override)
+    max_tokens = stage.getOrDefault(stage.getParam("maxTotalTokens"))
+    max_cost = stage.getOrDefault(stage.getParam("maxCost"))
+    if max_tokens < 0 or max_cost < 0:
+        raise ConfigurationError("maxTotalTokens and maxCost must be 0 (no cap) or more")
+    if max_cost and price is None:
+        raise ConfigurationError(
+            f"maxCost: no price for deployment {config.deployment!r} in the price table; set prices={{'input': ...}}"
+        )
+    directory = stage.getOrDefault(stage.getParam("statisticsDir"))
+    if (max_tokens or max_cost) and not directory and not _is_local(SparkSession.getActiveSession()):
+        raise ConfigurationError(
+            "maxTotalTokens/maxCost on a cluster need statisticsDir: a path every executor shares (the cap's ledger)"
+        )
+    directory = directory or DEFAULT_DIRECTORY
+    run_id = uuid.uuid4().hex
+    budget = BudgetFactory(directory, run_id, max_tokens, max_cost, price) if max_tokens or max_cost else None
+    return UsageFactory(StatsFactory(directory, run_id), budget, price)
+
+
+@dataclass
+class Run:
+    """One transform's output as the driver watches it."""
+
+    factory: UsageFactory
+    observation: Any = None
+    usage_col: str | None = None
+    observed: dict[str, Any] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    progress: Progress | None = None
+
+    def _wait(self) -> None:
+        """Classic Spark: ``Observation.get`` blocks until the first action is over."""
+        try:
+            self.observed = dict(self.observation.get)
+        except Exception:
+            return
+        self.done.set()
+
+    def finished(self) -> bool:
+        if not self.done.is_set() and self.observation is not None and _is_connect(self.observation):
+            result = self.observation.get  # Spark Connect: filled in with the action's result, else empty
+            result = result() if callable(result) else result
+            if result:
+                self.observed = dict(result)
+                self.done.set()
+        return self.done.is_set()
+
+
+def _is_connect(observation: Any) -> bool:
+    return type(observation).__module__.startswith("pyspark.sql.connect")
+
+
+def _column(name: str) -> Any:
+    return F.col(f"`{name}`")
+
+
+def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -> DataFrame:
+    """The ``OUTPUT_OBSERVERS`` entry: count rows and errors as the action runs; start the progress line."""
+    factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
+    if factory is None:
+        return out
+    run = Run(factory)
+    stage._usage_run = run  # type: ignore[attr-defined]
+    if out.isStreaming:  # Observation does not support streaming; the task records still count
+        return out
+    names = {column.field.param: column.name for column in plan.outputs}
+    error = _column(names["errorCol"])
+    metrics = [F.count(F.lit(1)).alias("rows"), F.count(error).alias("failed")]
+    metrics += [F.count_if(error["code"] == code).alias(f"code_{i}") for i, code in enumerate(COUNTED_CODES)]
+    run.usage_col = names.get("usageCol")
+    if run.usage_col is not None:
+        usage = _column(run.usage_col)
+        metrics += [F.sum(usage[name]).alias(f"usage_{name}") for name in TOKEN_FIELDS]
+    run.observation = Observation(f"spark_aoai_{factory.statistics.run_id}")
+    out = out.observe(run.observation, *metrics)
+    if not _is_connect(run.observation):
+        threading.Thread(target=run._wait, name="spark_aoai-observation", daemon=True).start()
+    wanted = stage._get(stage.getParam("progress"))
+    if wanted or (wanted is None and interactive()):
+        known = getattr(stage, "_estimated_rows", None)
+        total = known[1] if known is not None and known[0] is _input_of(stage) else None
+        stats = factory.statistics
+        label = str(stage._get(stage.getParam("deploymentName")))
+        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total).start()
+    return out
+
+
+def _input_of(stage: Any) -> Any:
+    return getattr(stage, "_last_input", None)
+
+
+class UsageMethods:
+    """``statistics()`` and ``estimate()``, mixed into the stages (before ``AzureOpenAIStage``)."""
+
+    def transform(self, dataset: DataFrame, params: Any = None) -> DataFrame:
+        self._last_input = dataset  # the progress line knows the row total when estimate() counted this input
+        return super().transform(dataset, params)  # type: ignore[misc]
+
+    def statistics(self, timeout: float = OBSERVATION_WAIT_SECONDS) -> JobStatistics:
+        """What the last ``transform``'s output cost once an action ran over it.
+
+        >>> out = chat.transform(df); out.write.parquet(path)       # doctest: +SKIP
+        >>> print(chat.statistics())                                # doctest: +SKIP
+        rows 1,000: 998 ok, 2 failed (content_filter 2) ...
+
+        Rows and error codes are those of the first action over the output (``DataFrame.observe``); requests,
+        retries, 429s, tokens and elapsed time add up every task that ran for it (each action sends again).
+        """
+        run: Run | None = getattr(self, "_usage_run", None)
+        if run is None:
+            raise ValueError("statistics(): this stage has not transformed a DataFrame yet")
+        deadline = time.monotonic() + timeout
+        while not run.finished() and time.monotonic() < deadline and run.observation is not None:
+            run.done.wait(0.05)
+        stats = JobStatistics()
+        add_observed(stats, run.observed, COUNTED_CODES)
+        spec = run.factory.statistics
+        add_records(stats, read_records(spec.directory, spec.run_id), run.factory.price, PRICES_AS_OF)
+        if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
+            for name in TOKEN_FIELDS:
+                setattr(stats, name, run.observed.get(f"usage_{name}"))
+            stats.missing.remove("tokens")
+        return stats
+
+    def estimate(
+        self, df: DataFrame, requestsPerMinute: float | None = None, tokensPerMinute: float | None = None
+    ) -> dict[str, Any]:
+        """A dry run over ``df``: the job's requests and prompt tokens (real tokenizer), nothing sent.
+
+        >>> chat.estimate(df, requestsPerMinute=600, tokensPerMinute=100_000)   # doctest: +SKIP
+        {'rows': 1000, 'invalid_rows': 0, 'requests': 1000, 'prompt_tokens': 23190,
+         'max_completion_tokens': 200000, 'estimated_cost': (0.058, 2.058), 'minutes': 2.0, ...}
+        """
+        from spark_aoai._bpe import tokenizer_name
+
+        stage: Any = self
+        plan, input_col = stage._plan(df.schema, df.sparkSession)
+        model = plan.config.deployment
+        answers = plan.operation.route.path != "embeddings"
+        function = count_partition(plan.operation, "_spark_aoai_in", model, answers)
+        counted = df.select(_column(input_col).alias("_spark_aoai_in")).mapInArrow(function, _counts_ddl())
+        row = counted.agg(*[F.sum(name).alias(name) for name in COUNT_FIELDS]).collect()[0]
+        counts = {name: int(row[name] or 0) for name in COUNT_FIELDS}
+        stage._estimated_rows = (df, counts["rows"])
+        price = next((h.price for h in plan.hooks if isinstance(h, UsageFactory)), None)
+        return summarize(counts, price, tokenizer_name(model), requestsPerMinute, tokensPerMinute, PRICES_AS_OF)
+
+
+def _counts_ddl() -> str:
+    return ", ".join(f"{f.name} long" for f in COUNTS_SCHEMA)
+
+
+_stage.HOOK_BUILDERS.append(build_usage_hooks)
+_stage.OUTPUT_OBSERVERS.append(observe_output)
