@@ -34,3 +34,11 @@ RAW_ANSWER_CHARS = 500  # of a misfit answer, kept in its invalid_output message
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
+
+# The response cache (cacheDir): answers are written in increments of this many, or this often
+CACHE_FLUSH_ANSWERS = 200
+CACHE_FLUSH_SECONDS = 2.0
+CACHE_FORMAT = "spark_aoai-cache-v1"  # the directory under cacheDir; a new format gets a new name
+
+# Dedup of identical requests within a task: answers remembered for repeats in later batches
+DEDUP_MEMO_ENTRIES = 20_000

@@ -145,6 +145,39 @@ class HasOutputs(Params):
 
 
 @with_getters
+class HasCache(Params):
+    """Never pay twice: a persistent response cache and the dedup of identical requests."""
+
+    cacheDir = _param(
+        "cacheDir",
+        "directory of the response cache: a local or FUSE path (/lakehouse/default/Files/..., /dbfs/...) or an "
+        "fsspec URI; answers found there are not sent again (empty: no cache)",
+        TypeConverters.toString,
+    )
+    dedup = _param(
+        "dedup", "send identical requests of a task once and fan the answer out (False to sample each row)",
+        TypeConverters.toBoolean,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {"cacheDir": "", "dedup": True}
+
+
+@with_getters
+class HasFailover(Params):
+    """Deployments tried in order when one is out of quota or keeps failing."""
+
+    deployments = _param(
+        "deployments",
+        "JSON list of {endpoint, deploymentName} tried in order (credentials are kept aside, never saved)",
+        json_text,
+    )
+    deploymentCol = _param(
+        "deploymentCol", "optional column naming the deployment that answered ('cache' for a stored answer)",
+        TypeConverters.toString,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
 class HasUsageControls(Params):
     """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
 

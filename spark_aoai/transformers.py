@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from pyspark.sql.types import StructType
 
 from spark_aoai import _constants as C
+from spark_aoai import _resilience  # noqa: F401  (registers the response cache's hook builder)
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
