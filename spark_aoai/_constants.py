@@ -34,3 +34,6 @@ RAW_ANSWER_CHARS = 500  # of a misfit answer, kept in its invalid_output message
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
+# Prompt packing (rowsPerRequest="auto"): prompt tokens and rows per packed request.
+MAX_PACK_TOKENS = 4000
+MAX_PACK_ROWS = 50
