@@ -42,3 +42,7 @@ CACHE_FORMAT = "spark_aoai-cache-v1"  # the directory under cacheDir; a new form
 
 # Dedup of identical requests within a task: answers remembered for repeats in later batches
 DEDUP_MEMO_ENTRIES = 20_000
+
+# Prompt packing (rowsPerRequest="auto"): prompt tokens and rows per packed request.
+MAX_PACK_TOKENS = 4000
+MAX_PACK_ROWS = 50

@@ -259,6 +259,31 @@ class HasStructuredOutput(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
 
 
+def rows_per_request(value: Any) -> int | str:
+    """``rowsPerRequest``: a whole number of rows (1: no packing) or ``"auto"``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) < 1:
+        raise TypeError(f"rowsPerRequest is a whole number of rows (1 or more) or 'auto', not {value!r}")
+    return int(value)
+
+
+@with_getters
+class HasPacking(Params):
+    """Prompt packing: several rows per chat request under one copy of the instructions (see ``_packing``)."""
+
+    rowsPerRequest = _param(
+        "rowsPerRequest",
+        "rows packed into one request: 1 (none), a number, or 'auto' (as many as fit maxPackTokens, at most "
+        f"{C.MAX_PACK_ROWS})",
+        rows_per_request,
+    )
+    maxPackTokens = _param(
+        "maxPackTokens", "with rowsPerRequest='auto': estimated prompt tokens per packed request", TypeConverters.toInt
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"rowsPerRequest": 1, "maxPackTokens": C.MAX_PACK_TOKENS}
+
+
 @with_getters
 class HasEmbeddingRequest(Params):
     """What an embeddings request asks for, and how rows are batched into requests."""

@@ -20,9 +20,11 @@ from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
+from spark_aoai._packing import packed
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
+    HasPacking,
     HasReasoning,
     HasStructuredOutput,
     HasUsageControls,
@@ -71,7 +73,7 @@ def check_response_format(value: Any) -> None:
 
 
 class ChatCompletion(
-    UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls, HasStructuredOutput
+    UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls, HasStructuredOutput, HasPacking
 ):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
@@ -92,6 +94,9 @@ class ChatCompletion(
         The answer (text, or the typed struct; null on failure) and the error struct (null on success).
     usageCol, finishReasonCol : str, optional
         Extra columns with token usage and ``finish_reason``; off unless named.
+    rowsPerRequest : int or "auto", optional
+        Pack several rows into one request (one copy of the instructions); ``"auto"`` fits ``maxPackTokens``
+        (default 4,000) prompt tokens, at most 50 rows. Not with ``messagesCol``.
     apiKey, aadToken, tokenProvider, headers
         Credentials (exactly one kind) and extra secret headers; never saved, never printed.
 
@@ -243,7 +248,9 @@ class ChatCompletion(
             structured=self._structured_output(),
             output_retries=retries,
         )
-        return replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
+        operation = replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
+        rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
+        return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 
 class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
