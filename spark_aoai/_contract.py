@@ -84,17 +84,18 @@ class Usage:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def figures(self) -> tuple[int | None, ...]:
+        return (self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens,
+                self.reasoning_tokens)  # fmt: skip
+
     def nothing(self) -> Usage:
         """Zero of each figure this usage reports: what a row answered by a duplicate or a cache carries."""
-        return Usage(**{name: None if value is None else 0 for name, value in asdict(self).items()})
+        return Usage(*(None if value is None else 0 for value in self.figures()))
 
     def split(self, weights: Sequence[int]) -> list[Usage]:
         """This usage over rows in proportion to ``weights``, in whole tokens that add up to each figure."""
-        shares: list[dict[str, int | None]] = [{} for _ in weights]
-        for name, value in asdict(self).items():
-            for share, part in zip(shares, _whole_parts(value, weights), strict=True):
-                share[name] = part
-        return [Usage(**share) for share in shares]
+        columns = [_whole_parts(value, weights) for value in self.figures()]
+        return [Usage(*parts) for parts in zip(*columns, strict=True)]
 
 
 def _whole_parts(total: int | None, weights: Sequence[int]) -> list[int | None]:
@@ -164,6 +165,15 @@ class RowResults:
                 self.values[row] = value
                 self.usage[row] = usage
                 self.finish_reasons[row] = finish_reason
+
+    def succeed_many(self, answers: Sequence[tuple[Sequence[int], Any, Usage | None]]) -> None:
+        """``succeed`` for many groups of rows at once (one lock): ``(rows, value, usage)`` each."""
+        with self._lock:
+            for rows, value, usage in answers:
+                self._resolve(rows)
+                for row in rows:
+                    self.values[row] = value
+                    self.usage[row] = usage
 
     def fail(self, rows: Sequence[int], error: RowError) -> None:
         with self._lock:
