@@ -2,8 +2,9 @@
 
 A unit whose payload equals one already in flight becomes that unit's *follower* and is not sent; once the
 leader is resolved its rows' outcome is copied onto the follower's (usage 0: only the leader's rows carry
-what the request cost). A successful answer is also remembered (the last ``DEDUP_MEMO_ENTRIES``), so a
-repeat in a later batch of the task is answered at once. Runs on the partition's own thread: the senders
+what the request cost). A successful one-row answer is also remembered (the last ``DEDUP_MEMO_ENTRIES``), so
+a repeat in a later batch of the task is answered at once; batched requests are not (embeddings keep their
+own vector cache, bounded in bytes), so memory stays flat however long the partition. Runs on the partition's own thread: the senders
 never see followers.
 """
 
@@ -97,6 +98,8 @@ class InFlight:
         for key, leader in list(self.leaders.items()):
             if not leader.results.unresolved(leader.rows):
                 del self.leaders[key]
+                if len(leader.groups) != 1:  # a batch (embeddings: its own vector cache) would hold megabytes
+                    continue
                 answers = _answers(leader)
                 if all(answer.error is None for answer in answers):  # errors are not remembered
                     self.memo[key] = answers
