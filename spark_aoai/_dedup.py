@@ -4,8 +4,8 @@ A unit whose payload equals one already in flight becomes that unit's *follower*
 leader is resolved its rows' outcome is copied onto the follower's (usage 0: only the leader's rows carry
 what the request cost). A successful one-row answer is also remembered (the last ``DEDUP_MEMO_ENTRIES``), so
 a repeat in a later batch of the task is answered at once; batched requests are not (embeddings keep their
-own vector cache, bounded in bytes), so memory stays flat however long the partition. Runs on the partition's own thread: the senders
-never see followers.
+own vector cache, bounded in bytes), so memory stays flat however long the partition. Runs on the
+partition's own thread: the senders never see followers.
 """
 
 from __future__ import annotations
