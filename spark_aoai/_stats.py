@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_aoai._budget import BudgetFactory
 from spark_aoai._contract import RowError, RowResults, Unit
+from spark_aoai._engine import ComposedHooks, Hooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage
@@ -227,3 +229,18 @@ def add_observed(stats: JobStatistics, observed: Mapping[str, Any] | None, codes
     by_code = {code: int(observed[f"code_{i}"]) for i, code in enumerate(codes)}
     by_code["other"] = stats.rows_failed - sum(by_code.values())
     stats.errors_by_code = {code: count for code, count in by_code.items() if count}
+
+
+@dataclass(frozen=True)
+class UsageFactory:
+    """The statistics hooks of a run, with the spend cap's when one is set (shipped to the executors, so it
+    lives here, free of pyspark)."""
+
+    statistics: StatsFactory
+    budget: BudgetFactory | None = None
+    price: Price | None = None
+
+    def open(self) -> Hooks:
+        if self.budget is None:
+            return self.statistics.open()
+        return ComposedHooks([self.statistics.open(), self.budget.open()])

@@ -25,11 +25,18 @@ from spark_aoai import _stage
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Operation
-from spark_aoai._engine import ComposedHooks, Hooks
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
-from spark_aoai._pricing import PRICES_AS_OF, Price, price_for, price_from_param
+from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
-from spark_aoai._stats import TOKEN_FIELDS, JobStatistics, StatsFactory, add_observed, add_records, read_records
+from spark_aoai._stats import (
+    TOKEN_FIELDS,
+    JobStatistics,
+    StatsFactory,
+    UsageFactory,
+    add_observed,
+    add_records,
+    read_records,
+)
 from spark_aoai.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -41,20 +48,6 @@ COUNTED_CODES = [code.value for code in ErrorCode] + [
     "429", "content_filter", "context_length_exceeded", "BadRequest", "InternalServerError", "ServiceUnavailable",
 ]  # fmt: skip
 OBSERVATION_WAIT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class UsageFactory:
-    """The statistics hooks of a run, with the spend cap's when one is set."""
-
-    statistics: StatsFactory
-    budget: BudgetFactory | None = None
-    price: Price | None = None
-
-    def open(self) -> Hooks:
-        if self.budget is None:
-            return self.statistics.open()
-        return ComposedHooks([self.statistics.open(), self.budget.open()])
 
 
 def _is_local(spark: SparkSession | None) -> bool:
