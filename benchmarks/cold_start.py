@@ -47,9 +47,7 @@ def main() -> None:
                 rows = build().collect()
                 times[name].append(time.perf_counter() - started)
                 assert len(rows) == 4
-    rows_out = [
-        [name, f"{statistics.median(t):.2f}", f"{min(t):.2f}", f"{max(t):.2f}"] for name, t in times.items()
-    ]
+    rows_out = [[name, f"{statistics.median(t):.2f}", f"{min(t):.2f}", f"{max(t):.2f}"] for name, t in times.items()]
     print_table(
         f"Cold start: 4 rows, fresh Python workers, local[2], median of {args.repeat}",
         ["approach", "median s", "min s", "max s"],

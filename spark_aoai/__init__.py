@@ -23,10 +23,12 @@ _SPARK_NAMES = {
     "chat_udf": "spark_aoai.functions",
     "embedding_udf": "spark_aoai.functions",
     "ai": "",  # the module spark_aoai.ai itself
+    "retry_failed": "spark_aoai._rerun",
 }
 
 if TYPE_CHECKING:
     from spark_aoai import ai
+    from spark_aoai._rerun import retry_failed
     from spark_aoai.functions import chat_udf, embedding_udf
     from spark_aoai.transformers import ChatCompletion, Embedding
 
@@ -42,6 +44,7 @@ __all__ = [
     "chat_udf",
     "embedding_udf",
     "failure_of",
+    "retry_failed",
 ]
 
 

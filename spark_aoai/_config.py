@@ -134,13 +134,23 @@ class ClientConfig:
     verify: bool | str = True
     fail_on_error: bool = False
     fail_on_systemic: bool = True
+    # further deployments tried in order when this one refuses for quota or keeps failing (``deployments=``);
+    # each has its own endpoint, deployment and credential, and this config's retry and limits
+    failover: tuple[ClientConfig, ...] = ()
+
+    @property
+    def targets(self) -> tuple[ClientConfig, ...]:
+        """Every deployment requests may go to, in the order they are tried."""
+        return (self, *self.failover)
 
     def describe(self) -> str:
         """Where requests go, for error messages: host and deployment, never a credential or query."""
-        return f"endpoint host {self.endpoint.host}, deployment {self.deployment!r}"
+        places = [f"endpoint host {t.endpoint.host}, deployment {t.deployment!r}" for t in self.targets]
+        return "; then ".join(places)
 
     def secrets(self) -> list[str]:
-        return self.credential.secrets() + [value.reveal() for _, value in self.headers]
+        own = self.credential.secrets() + [value.reveal() for _, value in self.headers]
+        return own + [secret for target in self.failover for secret in target.secrets()]
 
     def __repr__(self) -> str:
         return (

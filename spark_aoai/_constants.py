@@ -37,3 +37,15 @@ MAX_INPUT_BYTES = 20 * 2**20  # Azure's limit for an image in a request
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
+
+# The response cache (cacheDir): answers are written in increments of this many, or this often
+CACHE_FLUSH_ANSWERS = 200
+CACHE_FLUSH_SECONDS = 2.0
+CACHE_FORMAT = "spark_aoai-cache-v1"  # the directory under cacheDir; a new format gets a new name
+
+# Dedup of identical requests within a task: answers remembered for repeats in later batches
+DEDUP_MEMO_ENTRIES = 20_000
+
+# Prompt packing (rowsPerRequest="auto"): prompt tokens and rows per packed request.
+MAX_PACK_TOKENS = 4000
+MAX_PACK_ROWS = 50

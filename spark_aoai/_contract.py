@@ -84,17 +84,18 @@ class Usage:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def figures(self) -> tuple[int | None, ...]:
+        return (self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens,
+                self.reasoning_tokens)  # fmt: skip
+
     def nothing(self) -> Usage:
         """Zero of each figure this usage reports: what a row answered by a duplicate or a cache carries."""
-        return Usage(**{name: None if value is None else 0 for name, value in asdict(self).items()})
+        return Usage(*(None if value is None else 0 for value in self.figures()))
 
     def split(self, weights: Sequence[int]) -> list[Usage]:
         """This usage over rows in proportion to ``weights``, in whole tokens that add up to each figure."""
-        shares: list[dict[str, int | None]] = [{} for _ in weights]
-        for name, value in asdict(self).items():
-            for share, part in zip(shares, _whole_parts(value, weights), strict=True):
-                share[name] = part
-        return [Usage(**share) for share in shares]
+        columns = [_whole_parts(value, weights) for value in self.figures()]
+        return [Usage(*parts) for parts in zip(*columns, strict=True)]
 
 
 def _whole_parts(total: int | None, weights: Sequence[int]) -> list[int | None]:
@@ -115,6 +116,9 @@ def _whole_parts(total: int | None, weights: Sequence[int]) -> list[int | None]:
 USAGE_ARROW_TYPE = pa.struct([(f.name, pa.int64()) for f in fields(Usage)])
 
 
+CACHED = "cache"  # the source of a row answered from the response cache
+
+
 class MalformedResponseError(Exception):
     """A 200 whose body does not have the shape the operation needs; retried like a transport failure."""
 
@@ -131,6 +135,8 @@ class RowResults:
         self.errors: list[RowError | None] = [None] * size
         self.usage: list[Usage | None] = [None] * size
         self.finish_reasons: list[str | None] = [None] * size
+        # where each answer came from: the deployment that answered, or CACHED for a stored answer
+        self.sources: list[str | None] = [None] * size
         self._resolved = [False] * size
         self._pending = size
         self._lock = threading.Lock()
@@ -160,6 +166,15 @@ class RowResults:
                 self.usage[row] = usage
                 self.finish_reasons[row] = finish_reason
 
+    def succeed_many(self, answers: Sequence[tuple[Sequence[int], Any, Usage | None]]) -> None:
+        """``succeed`` for many groups of rows at once (one lock): ``(rows, value, usage)`` each."""
+        with self._lock:
+            for rows, value, usage in answers:
+                self._resolve(rows)
+                for row in rows:
+                    self.values[row] = value
+                    self.usage[row] = usage
+
     def fail(self, rows: Sequence[int], error: RowError) -> None:
         with self._lock:
             self._resolve(rows)
@@ -171,6 +186,13 @@ class RowResults:
         with self._lock:
             candidates = range(len(self._resolved)) if rows is None else rows
             return [row for row in candidates if not self._resolved[row]]
+
+    def mark_source(self, rows: Sequence[int], source: str) -> None:
+        """Record where the answered rows among ``rows`` got their answer (a deployment name, or ``CACHED``)."""
+        with self._lock:
+            for row in rows:
+                if self.errors[row] is None:
+                    self.sources[row] = source
 
     def first_error(self) -> RowError | None:
         return next((error for error in self.errors if error is not None), None)
@@ -187,6 +209,8 @@ class Unit:
     attempts: int = 0
     refreshed_credential: bool = False
     context: Any = None  # what the operation carries from an answer to its follow-up unit (a re-ask)
+    target: int = 0  # the deployment (index into the failover list) the next attempt goes to
+    target_since: int = 0  # ``attempts`` when the unit moved to that deployment
 
     @property
     def rows(self) -> list[int]:
@@ -259,6 +283,10 @@ def encode_finish_reasons(results: RowResults) -> pa.Array:
     return pa.array(results.finish_reasons, type=pa.string())
 
 
+def encode_sources(results: RowResults) -> pa.Array:
+    return pa.array(results.sources, type=pa.string())
+
+
 def encode_strings(results: RowResults) -> pa.Array:
     return pa.array(results.values, type=pa.string())
 
@@ -288,3 +316,4 @@ def encode_vectors(results: RowResults) -> pa.Array:
 ERROR_FIELD = OutputField("errorCol", "error", ROW_ERROR_ARROW_TYPE, encode_errors)
 USAGE_FIELD = OutputField("usageCol", None, USAGE_ARROW_TYPE, encode_usage)
 FINISH_REASON_FIELD = OutputField("finishReasonCol", None, pa.string(), encode_finish_reasons)
+SOURCE_FIELD = OutputField("deploymentCol", None, pa.string(), encode_sources)  # every stage may add it

@@ -4,6 +4,10 @@ Each unit is sent, retried and resolved here. Whatever happens, every row of eve
 error: a unit is never dropped, a wait never exceeds its bound (``maxRetryAfterSeconds``, the per-attempt
 ``requestTimeout``, ``deadlineSeconds``), and a partition whose requests all keep failing stops sending
 (``CircuitBreaker``); a systemic failure (bad key, unknown deployment, nothing listening) aborts the task.
+
+With failover (``ClientConfig.failover``) a unit refused for quota, or still failing after ``maxAttempts`` on
+its deployment, moves to the next one; a deployment that refused for quota rests for ``maxRetryAfterSeconds``.
+A quota refusal never pauses the rate controller: once every deployment rests, the task stops sending.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import queue
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from spark_aoai._config import ClientConfig
-from spark_aoai._contract import ErrorCode, MalformedResponseError, RowError, TaskOperation, Unit
+from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, TaskOperation, Unit
 from spark_aoai._http import Outcome, Transport
 from spark_aoai._ratecontrol import RateController
 from spark_aoai._retry import (
@@ -108,19 +113,34 @@ def open_hooks(factories: tuple[HookFactory, ...]) -> Hooks:
     return opened[0] if len(opened) == 1 else ComposedHooks(opened)
 
 
+@dataclass
+class Target:
+    """One deployment a unit can go to, with its own URL, connection pool and quota rest."""
+
+    config: ClientConfig
+    url: str
+    model: str | None  # the body's ``model`` on this deployment (None when the URL names it)
+    transport: Transport
+    resting_until: float = 0.0  # refused for quota: not tried again before this (monotonic) time
+
+
 class Sender:
-    """Sender threads over one pooled session: the one retry loop of the library."""
+    """Sender threads over one pooled session per deployment: the one retry loop of the library."""
 
     def __init__(
-        self, config: ClientConfig, operation: TaskOperation, url: str, deadline: float | None, hooks: Hooks
+        self, config: ClientConfig, operation: TaskOperation, route: Route, deadline: float | None, hooks: Hooks
     ) -> None:
         limits = config.limits
-        self.config, self.operation, self.url, self.deadline, self.hooks = config, operation, url, deadline, hooks
+        self.config, self.operation, self.deadline, self.hooks = config, operation, deadline, hooks
         shares = max(1, limits.concurrent_tasks)
         rps = limits.max_requests_per_minute / 60.0 / shares if limits.max_requests_per_minute else None
         tps = limits.max_tokens_per_minute / 60.0 / shares if limits.max_tokens_per_minute else None
         self.controller = RateController(limits.concurrency, rps, tps)
-        self.transport = Transport(config, limits.concurrency)
+        self.targets = [
+            Target(t, t.endpoint.url(route, t.deployment), t.endpoint.model_for(route, t.deployment),
+                   Transport(t, limits.concurrency))
+            for t in config.targets
+        ]  # fmt: skip
         self.queue: queue.Queue[Unit | None] = queue.Queue()
         self.random = random.Random()
         self.threads: list[threading.Thread] = []
@@ -153,7 +173,8 @@ class Sender:
             self.queue.put(None)
         for thread in self.threads:
             thread.join(timeout=5)
-        self.transport.close()
+        for target in self.targets:
+            target.transport.close()
 
     def stop(self, error: RowError, systemic: bool = False) -> None:
         """From now on, every unit that has not got its answer ends with ``error`` instead of being sent."""
@@ -197,6 +218,21 @@ class Sender:
             limit = min(limit, left)
         return limit
 
+    def _target(self, unit: Unit) -> Target | None:
+        """The deployment of the unit's next attempt: its own, or the next one not resting after a quota refusal."""
+        now = time.monotonic()
+        for index in range(unit.target, len(self.targets)):
+            if self.targets[index].resting_until <= now:
+                if index != unit.target:
+                    unit.target, unit.target_since = index, unit.attempts
+                return self.targets[index]
+        return None
+
+    def _payload(self, unit: Unit, target: Target) -> dict[str, Any]:
+        if target is self.targets[0] or unit.payload.get("model") in (None, target.model):
+            return unit.payload
+        return {**unit.payload, "model": target.model}
+
     def _run(self, unit: Unit) -> None:
         policy = self.config.retry
         while True:
@@ -211,24 +247,32 @@ class Sender:
                 self._fail(unit, self.stopped or self._deadline_error())
                 return
             limit = self._attempt_limit()
-            if limit is None:
+            target = self._target(unit)
+            if limit is None or target is None or self.stopped is not None:
                 self.controller.release(None, {}, None)
-                self._fail(unit, self._deadline_error())
+                resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
+                self._fail(unit, self.stopped or (resting if target is None else self._deadline_error()))
                 return
             unit.attempts += 1
             sent = time.monotonic()
-            outcome = self.transport.post(self.url, unit.payload, limit)
+            outcome = target.transport.post(target.url, self._payload(unit, target), limit)
             elapsed = time.monotonic() - sent
             retry_after = parse_retry_after(outcome.headers, time.time())
-            paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
-            self.controller.release(outcome.status, outcome.headers, paused, elapsed)
+            error = outcome.error
+            if error is not None and quota_exhausted(error, retry_after, policy):
+                # not a rate signal: this deployment is done for a while, so no sender waits for it
+                self.controller.release(None, {}, None, elapsed)
+            else:
+                paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
+                self.controller.release(outcome.status, outcome.headers, paused, elapsed)
             self.hooks.attempt(unit, outcome, elapsed)
             if outcome.status is not None:
                 self.any_response = True
-            error = outcome.error
             if error is None:
                 try:
+                    rows = unit.rows
                     follow_ups = self.operation.accept(unit, outcome.body, outcome.request_id)
+                    unit.results.mark_source(rows, target.config.deployment)
                     self.breaker.success()
                     if not follow_ups:
                         self.hooks.store(unit, outcome.body)
@@ -237,27 +281,43 @@ class Sender:
                     return
                 except MalformedResponseError as exc:
                     error = RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)[:500])
-            if self._settled(unit, outcome, error, retry_after):
+            if self._settled(unit, target, outcome, error, retry_after):
                 return
-            delay = retry_delay(unit.attempts, retry_after, policy, self.random)
+            if unit.attempts == unit.target_since:  # handed to another deployment: no reason to wait
+                continue
+            delay = retry_delay(unit.attempts - unit.target_since, retry_after, policy, self.random)
             if self.deadline is not None and time.monotonic() + delay >= self.deadline:
                 self._fail(unit, self._deadline_error(), outcome.request_id)
                 return
             if outcome.status != 429:  # a 429 already paused every sender through the controller
                 self.closing.wait(delay)
 
-    def _settled(self, unit: Unit, outcome: Outcome, error: RowError, retry_after: float | None) -> bool:
+    def _move_on(self, unit: Unit) -> bool:
+        """Hand the unit to the next deployment that is not resting; False when there is none."""
+        now = time.monotonic()
+        for index in range(unit.target + 1, len(self.targets)):
+            if self.targets[index].resting_until <= now:
+                unit.target, unit.target_since = index, unit.attempts
+                return True
+        return False
+
+    def _settled(
+        self, unit: Unit, target: Target, outcome: Outcome, error: RowError, retry_after: float | None
+    ) -> bool:
         """Decide after a failed attempt: True when the unit is resolved (or handed on), False to retry it."""
         policy = self.config.retry
         if error.status == 401 and not unit.refreshed_credential:
             unit.refreshed_credential = True
-            if self.config.credential.refresh_after_unauthorized():
+            if target.config.credential.refresh_after_unauthorized():
                 return False
         if is_systemic(error, outcome.connect_failed, self.any_response):
             self.stop(error.with_attempts(unit.attempts, outcome.request_id), systemic=self.config.fail_on_systemic)
             self._fail(unit, error, outcome.request_id)
             return True
         if quota_exhausted(error, retry_after, policy):
+            target.resting_until = time.monotonic() + policy.max_retry_after
+            if self._move_on(unit):
+                return False
             stop_error = quota_error(error, retry_after, policy)
             self.stop(stop_error)
             self._fail(unit, stop_error, outcome.request_id)
@@ -275,7 +335,9 @@ class Sender:
             self.stop(opened)
             self._fail(unit, opened, outcome.request_id)
             return True
-        if unit.attempts >= policy.max_attempts:
+        if unit.attempts - unit.target_since >= policy.max_attempts:
+            if self._move_on(unit):
+                return False
             self._fail(unit, error, outcome.request_id)
             return True
         return False

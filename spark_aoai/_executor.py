@@ -32,6 +32,7 @@ class Plan:
     operation: Operation
     outputs: tuple[OutputColumn, ...]
     hooks: tuple[HookFactory, ...] = ()
+    dedup: bool = False
 
     def encode(self, results: RowResults) -> list[pa.Array]:
         return [column.field.encode(results) for column in self.outputs]
@@ -66,7 +67,7 @@ def arrow_partition(plan: Plan, inputs: Inputs) -> Callable[[Iterator[pa.RecordB
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work = ((inputs.items(batch), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
+        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
 

@@ -321,16 +321,19 @@ class EmbeddingTask:
             if good and self.dimensions is None:
                 self.dimensions = good[0].shape[0]
         texts = list(unit.payload["input"])
-        shares = usage.split([estimate_tokens(t) for t in texts]) if usage is not None else [None] * len(texts)
+        # a request's tokens over its texts by their length (the service bills them together)
+        shares = usage.split([len(t) for t in texts]) if usage is not None else [None] * len(texts)
         retry: list[int] = []
+        answers: list[tuple[list[int], Any, Usage | None]] = []
         for position, (text, group, vector, share) in enumerate(zip(texts, unit.groups, vectors, shares, strict=True)):
             if not isinstance(vector, np.ndarray) or vector.shape[0] != self.dimensions:
                 retry.append(position)
                 continue
             self.cache.put(text, vector)
-            unit.results.succeed(group[:1], vector, share)  # the first row of a text carries what it cost
+            answers.append((group[:1], vector, share))  # the first row of a text carries what it cost
             if len(group) > 1:
-                unit.results.succeed(group[1:], vector, share.nothing() if share is not None else None)
+                answers.append((group[1:], vector, share.nothing() if share is not None else None))
+        unit.results.succeed_many(answers)
         if retry:
             first = vectors[retry[0]]
             reason = (

@@ -145,6 +145,39 @@ class HasOutputs(Params):
 
 
 @with_getters
+class HasCache(Params):
+    """Never pay twice: a persistent response cache and the dedup of identical requests."""
+
+    cacheDir = _param(
+        "cacheDir",
+        "directory of the response cache: a local or FUSE path (/lakehouse/default/Files/..., /dbfs/...) or an "
+        "fsspec URI; answers found there are not sent again (empty: no cache)",
+        TypeConverters.toString,
+    )
+    dedup = _param(
+        "dedup", "send identical requests of a task once and fan the answer out (False to sample each row)",
+        TypeConverters.toBoolean,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {"cacheDir": "", "dedup": True}
+
+
+@with_getters
+class HasFailover(Params):
+    """Deployments tried in order when one is out of quota or keeps failing."""
+
+    deployments = _param(
+        "deployments",
+        "JSON list of {endpoint, deploymentName} tried in order (credentials are kept aside, never saved)",
+        json_text,
+    )
+    deploymentCol = _param(
+        "deploymentCol", "optional column naming the deployment that answered ('cache' for a stored answer)",
+        TypeConverters.toString,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
 class HasUsageControls(Params):
     """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
 
@@ -226,6 +259,31 @@ class HasStructuredOutput(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
 
 
+def rows_per_request(value: Any) -> int | str:
+    """``rowsPerRequest``: a whole number of rows (1: no packing) or ``"auto"``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) < 1:
+        raise TypeError(f"rowsPerRequest is a whole number of rows (1 or more) or 'auto', not {value!r}")
+    return int(value)
+
+
+@with_getters
+class HasPacking(Params):
+    """Prompt packing: several rows per chat request under one copy of the instructions (see ``_packing``)."""
+
+    rowsPerRequest = _param(
+        "rowsPerRequest",
+        "rows packed into one request: 1 (none), a number, or 'auto' (as many as fit maxPackTokens, at most "
+        f"{C.MAX_PACK_ROWS})",
+        rows_per_request,
+    )
+    maxPackTokens = _param(
+        "maxPackTokens", "with rowsPerRequest='auto': estimated prompt tokens per packed request", TypeConverters.toInt
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"rowsPerRequest": 1, "maxPackTokens": C.MAX_PACK_TOKENS}
+
+
 @with_getters
 class HasEmbeddingRequest(Params):
     """What an embeddings request asks for, and how rows are batched into requests."""
@@ -264,15 +322,9 @@ class HasReasoning(Params):
 class HasMedia(Params):
     """Images and PDFs sent with each row's prompt."""
 
-    imageCol = _param(
-        "imageCol",
-        "image per row: binary (PNG, JPEG, GIF, WebP; sent as a data URL) or a string of https:// / data: URLs",
-        TypeConverters.toString,
-    )
+    imageCol = _param("imageCol", "image per row: binary (PNG/JPEG/GIF/WebP) or a URL", TypeConverters.toString)
     fileCol = _param("fileCol", "PDF per row: a binary column, sent as a file part", TypeConverters.toString)
-    maxInputBytes = _param(
-        "maxInputBytes", "largest image or file sent; a larger one makes the row invalid_input", TypeConverters.toInt
-    )
+    maxInputBytes = _param("maxInputBytes", "largest image or file sent (else invalid_input)", TypeConverters.toInt)
     _param_defaults: ClassVar[dict[str, Any]] = {"maxInputBytes": C.MAX_INPUT_BYTES}
 
 

@@ -1,7 +1,8 @@
 """The partition runner: a stream of batches in, each batch's results out, in input order.
 
 For each batch the operation plans *units* (one request payload over a set of row indices); a unit whose
-answer the response cache already holds is answered at once, the others go to the ``Sender``. A batch is
+answer the response cache already holds is answered at once (usage 0), with ``dedup`` one identical to a unit
+in flight waits for its answer (``_dedup``), the others go to the ``Sender``. A batch is
 yielded once every row in it holds exactly one value or one error, while the next batch is already being
 worked on; at most ``MAX_PENDING_BATCHES`` batches are held, so memory stays flat.
 """
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._constants import MAX_PENDING_BATCHES
-from spark_aoai._contract import MalformedResponseError, Operation, RowResults, TaskOperation, Unit
+from spark_aoai._contract import CACHED, MalformedResponseError, Operation, RowResults, TaskOperation, Unit
+from spark_aoai._dedup import InFlight
 from spark_aoai._engine import Hooks, NoHooks, Sender
 from spark_aoai.exceptions import RequestFailedError, SystemicError
 
@@ -28,30 +30,39 @@ def run_partition(
     operation: Operation,
     config: ClientConfig,
     hooks: Hooks | None = None,
+    dedup: bool = False,
 ) -> Iterator[tuple[RowResults, T]]:
-    """Send every batch's units and yield ``(results, context)`` per batch, in input order."""
+    """Send every batch's units and yield ``(results, context)`` per batch, in input order.
+
+    With ``dedup``, a unit identical to one in flight (or recently answered) is answered with it, unsent.
+    """
     hooks = hooks or NoHooks()
+    inflight = InFlight() if dedup else None
+    settle = inflight.settle if inflight is not None else _nothing
     task = operation.for_task()
     deadline = None
     if config.limits.deadline_seconds is not None:
         deadline = time.monotonic() + config.limits.deadline_seconds
-    url = config.endpoint.url(operation.route, config.deployment)
-    sender = Sender(config, task, url, deadline, hooks)
+    sender = Sender(config, task, operation.route, deadline, hooks)
     pending: deque[tuple[RowResults, T]] = deque()
     rows_done = 0
     try:
         for items, context in batches:
             results = RowResults(len(items))
             for unit in task.plan(items, results):
-                if not _answer_from_cache(unit, task, hooks, sender):
-                    sender.submit(unit)
+                if _answer_from_cache(unit, task, hooks, sender):
+                    continue
+                if inflight is not None and inflight.follow(unit):
+                    continue
+                sender.submit(unit)
             pending.append((results, context))
+            settle()
             while pending and (pending[0][0].done.is_set() or len(pending) >= MAX_PENDING_BATCHES):
-                entry = _finished(pending.popleft(), sender, config, rows_done)
+                entry = _finished(pending.popleft(), sender, config, rows_done, settle)
                 rows_done += len(entry[0])
                 yield entry
         while pending:
-            entry = _finished(pending.popleft(), sender, config, rows_done)
+            entry = _finished(pending.popleft(), sender, config, rows_done, settle)
             rows_done += len(entry[0])
             yield entry
     finally:
@@ -67,16 +78,27 @@ def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Se
         follow_ups = task.accept(unit, body, None)
     except MalformedResponseError:
         return False  # a stored answer this version cannot read: ask again
+    results = unit.results
+    for row in unit.rows:  # a stored answer costs nothing this time
+        usage = results.usage[row]
+        results.usage[row] = None if usage is None else usage.nothing()
+    results.mark_source(unit.rows, CACHED)
     for part in follow_ups or ():
         sender.submit(part)
     return True
 
 
+def _nothing() -> None:
+    pass
+
+
 def _finished(
-    entry: tuple[RowResults, T], sender: Sender, config: ClientConfig, rows_before: int
+    entry: tuple[RowResults, T], sender: Sender, config: ClientConfig, rows_before: int, settle: Callable[[], None]
 ) -> tuple[RowResults, T]:
     results, _ = entry
+    settle()
     while not results.done.wait(_POLL_SECONDS):
+        settle()
         if sender.systemic is not None:
             raise SystemicError(sender.systemic, config.describe())
     if sender.systemic is not None:

@@ -17,15 +17,24 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
-from spark_aoai._contract import Operation
+from spark_aoai._contract import SOURCE_FIELD, Operation
 from spark_aoai._engine import HookFactory
 from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
-from spark_aoai._params import HasConnection, HasOutputs, HasThroughput, check_param_names, collect_defaults
+from spark_aoai._failover import resolve_deployments, split_deployments
+from spark_aoai._params import (
+    HasCache,
+    HasConnection,
+    HasFailover,
+    HasOutputs,
+    HasThroughput,
+    check_param_names,
+    collect_defaults,
+)
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
 
-SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")
+SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
 
 # Features that plug into the engine's seams (a response cache, statistics, a spend cap) register here a
 # function that reads the stage's Params and returns a picklable HookFactory, or None when it is off.
@@ -61,8 +70,9 @@ def infer_concurrent_tasks(spark: SparkSession | None) -> int:
 
 
 class AzureOpenAIStage(
-    Transformer, HasConnection, HasThroughput, HasOutputs, DefaultParamsReadable, DefaultParamsWritable
-):
+    Transformer, HasConnection, HasThroughput, HasOutputs, HasCache, HasFailover, DefaultParamsReadable,
+    DefaultParamsWritable,
+):  # fmt: skip
     """What every stage shares: Params, credentials, validation on the driver, then ``mapInArrow``."""
 
     _stage_defaults: ClassVar[dict[str, Any]] = {}
@@ -91,6 +101,8 @@ class AzureOpenAIStage(
                 value = kwargs.pop(name)
                 if value is not None:
                     self._secrets[name] = value
+        if kwargs.get("deployments") is not None:  # each deployment's credential is kept aside too
+            kwargs["deployments"], self._secrets["deployments"] = split_deployments(kwargs["deployments"])
         return {k: v for k, v in kwargs.items() if v is not None}
 
     def setCredentials(
@@ -145,21 +157,29 @@ class AzureOpenAIStage(
             max_attempts=self.getOrDefault(self.maxAttempts),
             max_retry_after=self.getOrDefault(self.maxRetryAfterSeconds),
         )
-        return resolve_client_config(
-            deployment=self._get(self.deploymentName),
-            endpoint=self._get(self.endpoint),
-            api_version=self._get(self.apiVersion),
-            api_style=self.getOrDefault(self.apiStyle),
-            api_key=self._secrets.get("apiKey"),
-            aad_token=self._secrets.get("aadToken"),
-            token_provider=self._secrets.get("tokenProvider"),
-            headers=self._secrets.get("headers"),
-            retry=retry,
-            limits=limits,
-            verify=self.getOrDefault(self.caBundle) or True,
-            fail_on_error=self.getOrDefault(self.failOnError),
-            fail_on_systemic=on_systemic == "fail",
-        )
+
+        def connect(deployment: str, endpoint: str | None, own: dict[str, Any]) -> ClientConfig:
+            # a deployment's own credential and headers, else the stage's
+            credential = own if any(k in own for k in SECRET_ARGUMENTS[:3]) else self._secrets
+            secrets = {**credential, "headers": own.get("headers", self._secrets.get("headers"))}
+            return resolve_client_config(
+                deployment=deployment,
+                endpoint=endpoint or self._get(self.endpoint),
+                api_version=self._get(self.apiVersion),
+                api_style=self.getOrDefault(self.apiStyle),
+                api_key=secrets.get("apiKey"),
+                aad_token=secrets.get("aadToken"),
+                token_provider=secrets.get("tokenProvider"),
+                headers=secrets.get("headers"),
+                retry=retry,
+                limits=limits,
+                verify=self.getOrDefault(self.caBundle) or True,
+                fail_on_error=self.getOrDefault(self.failOnError),
+                fail_on_systemic=on_systemic == "fail",
+            )
+
+        listed = self._get(self.deployments)
+        return resolve_deployments(listed, self._secrets.get("deployments"), self._get(self.deploymentName), connect)
 
     def _output_columns(self, operation: Operation, schema: StructType | None) -> tuple[OutputColumn, ...]:
         """Each declared output under its column name: the Param's value, else the field's default.
@@ -170,7 +190,7 @@ class AzureOpenAIStage(
         existing = set(schema.fieldNames()) if schema is not None else set()
         columns = []
         value_name = None
-        for field in operation.outputs:  # type: ignore[attr-defined]
+        for field in (*operation.outputs, SOURCE_FIELD):  # type: ignore[attr-defined]
             param = self.getParam(field.param) if self.hasParam(field.param) else None
             name = self._get(param) if param is not None else None
             name = name or field.default_name
@@ -203,7 +223,8 @@ class AzureOpenAIStage(
         operation = self._operation(config)
         built = (build(self, config, operation) for build in HOOK_BUILDERS)
         hooks = tuple(factory for factory in built if factory is not None)
-        return Plan(config, operation, self._output_columns(operation, schema), hooks), inputs
+        outputs = self._output_columns(operation, schema)
+        return Plan(config, operation, outputs, hooks, dedup=self.getOrDefault(self.dedup)), inputs
 
     # -- the Transformer ------------------------------------------------------------------------------------
 

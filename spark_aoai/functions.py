@@ -55,7 +55,7 @@ def stage_udf(stage: AzureOpenAIStage) -> Any:
     @pandas_udf(StructType(fields))  # type: ignore[call-overload]
     def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         work = ((_items(s, udf_name), None) for s in series)
-        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
+        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
             frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
             if vector:
                 from pyspark.ml.linalg import DenseVector

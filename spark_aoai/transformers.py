@@ -15,15 +15,18 @@ from typing import Any, ClassVar
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from spark_aoai import _constants as C
+from spark_aoai import _resilience  # noqa: F401  (registers the response cache's hook builder)
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
 from spark_aoai._media import Media
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
+from spark_aoai._packing import packed
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
     HasMedia,
+    HasPacking,
     HasReasoning,
     HasStructuredOutput,
     HasUsageControls,
@@ -72,7 +75,14 @@ def check_response_format(value: Any) -> None:
 
 
 class ChatCompletion(
-    UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls, HasStructuredOutput, HasMedia
+    UsageMethods,
+    AzureOpenAIStage,
+    HasChatRequest,
+    HasReasoning,
+    HasUsageControls,
+    HasStructuredOutput,
+    HasPacking,
+    HasMedia,
 ):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
@@ -96,6 +106,9 @@ class ChatCompletion(
         The answer (text, or the typed struct; null on failure) and the error struct (null on success).
     usageCol, finishReasonCol : str, optional
         Extra columns with token usage and ``finish_reason``; off unless named.
+    rowsPerRequest : int or "auto", optional
+        Pack several rows into one request (one copy of the instructions); ``"auto"`` fits ``maxPackTokens``
+        (default 4,000) prompt tokens, at most 50 rows. Not with ``messagesCol``.
     apiKey, aadToken, tokenProvider, headers
         Credentials (exactly one kind) and extra secret headers; never saved, never printed.
 
@@ -281,7 +294,11 @@ class ChatCompletion(
             output_retries=retries,
             media=self._media(),
         )
-        return replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
+        operation = replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
+        rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
+        if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
+            raise ConfigurationError("rowsPerRequest: rows with imageCol or fileCol are not packed; set it to 1")
+        return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 
 class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):

@@ -49,10 +49,10 @@ def usage_sums(rows, column: str = "usage") -> dict[str, int]:
 
 
 def test_chat_usage_column_sums_to_what_was_billed_with_duplicates(spark, billed):
-    rows = chat(billed.endpoint, usageCol="usage").transform(prompts_df(spark, 60, 20)).collect()
+    rows = chat(billed.endpoint, usageCol="usage", dedup=False).transform(prompts_df(spark, 60, 20)).collect()
     assert all(r.error is None for r in rows)
     assert usage_sums(rows) == dict(billed.billed) and billed.billed["total_tokens"] > 0
-    assert billed.statuses == {"chat 200": 60}  # chat sends every row, duplicates included
+    assert billed.statuses == {"chat 200": 60}  # with dedup=False chat sends every row, duplicates included
 
 
 def test_embedding_usage_column_sums_to_what_was_billed_with_duplicates(spark, billed):
@@ -66,7 +66,7 @@ def test_embedding_usage_column_sums_to_what_was_billed_with_duplicates(spark, b
 
 
 def test_responses_usage_column_sums_to_what_was_billed(spark, billed):
-    stage = chat(billed.endpoint, usageCol="usage", apiType="responses")
+    stage = chat(billed.endpoint, usageCol="usage", apiType="responses", dedup=False)  # the estimate counts every row
     guess = stage.estimate(prompts_df(spark, 30, 10))
     assert billed.statuses == {} and guess["requests"] == 30
     rows = stage.transform(prompts_df(spark, 30, 10)).collect()
@@ -85,7 +85,7 @@ def test_statistics_match_the_emulators_counts_on_a_run_with_faults(spark, bille
         faults=Faults(error_500_rate=0.15, seed=3, latency_ms=5),
         rate_limit=RateLimit(requests_per_minute=1200, window_seconds=1),
     )
-    stage = chat(billed.endpoint, usageCol="usage", maxAttempts=20, concurrency=8)
+    stage = chat(billed.endpoint, usageCol="usage", maxAttempts=20, concurrency=8, dedup=False)  # 119 "x" sent
     df = spark.createDataFrame([(i, "x" if i else None) for i in range(120)], "id int, prompt string")
     rows = stage.transform(df.repartition(2)).collect()
     stats = stage.statistics()

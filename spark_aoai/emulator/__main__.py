@@ -74,6 +74,8 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "wrong_dimensions_marker": (str, "input text whose embedding is one element short"),
     "non_finite_marker": (str, "input text whose embedding holds NaN and Infinity"),
     "bad_structured_rate": (_rate, "share of json_schema answers that do not fit the schema (0..1)"),
+    "pack_drop_rate": (_rate, "share of a packed answer's items left out (0..1)"),
+    "pack_corrupt_rate": (_rate, "share of packed items with a wrong or repeated id or a misfit output (0..1)"),
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
 }
 

@@ -34,6 +34,7 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
         if response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")
             content = _faults.misfit(state, faults, content, schema, messages)
+            content = _faults.broken_pack(state, faults, content, schema)
     else:
         content = chat_reply(messages)
     thinking = reasoning_tokens(model, body.get("reasoning_effort"))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
-from spark_aoai.emulator._model import last_user_text
+from spark_aoai.emulator._model import last_user_text, packed_key
 from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._structured import value_for_schema
@@ -89,3 +89,43 @@ def broken_vectors(faults: Faults, inputs: list[str], vectors: np.ndarray) -> li
             vector[:3] = [math.nan, math.inf, -math.inf]
         out.append(vector)
     return out
+
+
+PACK_CORRUPTIONS = ("unknown_id", "repeated_id", "misfit_output")
+
+
+def broken_pack(state: State, faults: Faults, content: str, schema: Any) -> str:
+    """A packed answer (``{key: [{"id", ...}]}``) with items left out or corrupted, each rolled per item."""
+    if not faults.pack_drop_rate and not faults.pack_corrupt_rate:
+        return content
+    key = packed_key(schema)
+    value = json.loads(content)
+    if key is None or not isinstance(value, dict) or not isinstance(value.get(key), list):
+        return content
+    items = value[key]
+    out = []
+    for item in items:
+        if state.roll(faults.pack_drop_rate):
+            continue
+        if state.roll(faults.pack_corrupt_rate):
+            kind = PACK_CORRUPTIONS[int(state.uniform(0, len(PACK_CORRUPTIONS)))]
+            item = dict(item)
+            if kind == "unknown_id":
+                item["id"] = f"unknown-{item['id']}"
+            elif kind == "repeated_id" and len(items) > 1:
+                item["id"] = next(other["id"] for other in items if other["id"] != item["id"])
+            else:
+                field = next((k for k in item if k != "id"), None)
+                if field is not None:
+                    item[field] = _misfit_value(item[field])
+        out.append(item)
+    return json.dumps({key: out})
+
+
+def _misfit_value(value: Any) -> Any:
+    """A value of another kind than ``value``, which no schema of ``value``'s kind accepts."""
+    if isinstance(value, str):
+        return 12345
+    if isinstance(value, dict):
+        return {}
+    return "not the expected kind"

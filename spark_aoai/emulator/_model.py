@@ -180,6 +180,12 @@ def _batched_schema(schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[s
     return None
 
 
+def packed_key(schema: Any) -> str | None:
+    """The key of a packed request's item list (``items``), when ``schema`` has the packed shape."""
+    batched = _batched_schema(schema) if isinstance(schema, dict) else None
+    return batched[0] if batched else None
+
+
 def structured_reply(messages: list[dict[str, Any]], response_format: dict[str, Any]) -> str:
     """The JSON text answered for ``response_format`` ``json_object`` or ``json_schema``.
 

@@ -172,6 +172,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(error.status, error.body(), {**rate_headers, **error.headers})
             return
         state.count(route, 200, inputs, answered=True)
+        state.bill(answer)
         if state.roll(faults.trickle_rate):
             self._send_trickle(answer, rate_headers, faults.trickle_seconds)
         else:

@@ -64,6 +64,10 @@ class Faults:
     # json_schema answers that do not fit: "not_json", "missing_field", "wrong_type", or None for any of them
     bad_structured_rate: float = 0.0
     bad_structured_kind: str | None = None
+    # packed answers ({"items": [{"id", ...}]}): items left out, or corrupted one way (an unknown id, another
+    # item's id, an output that does not fit), each rolled per item
+    pack_drop_rate: float = 0.0
+    pack_corrupt_rate: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -43,6 +43,7 @@ class State:
         self.auth: Counter[str] = Counter()
         self.headers: Counter[str] = Counter()
         self.admitted_tokens = 0
+        self.billed_tokens = 0  # total_tokens of the 200 answers' usage
         self.answers_per_second: Counter[int] = Counter()
         self.throttled_per_second: Counter[int] = Counter()
         self.first_request_at: float | None = None
@@ -145,6 +146,13 @@ class State:
             elif status == 429:
                 self.throttled_per_second[int(self.last_answer_at)] += 1
 
+    def bill(self, answer: Any) -> None:
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if isinstance(total, int):
+            with self.lock:
+                self.billed_tokens += total
+
     def snapshot(self, with_inputs: bool = True) -> dict[str, Any]:
         with self.lock:
             snap: dict[str, Any] = {
@@ -152,6 +160,7 @@ class State:
                 "inputs_per_request": list(self.input_counts) if with_inputs else [],
                 "paths": dict(self.paths),
                 "admitted_tokens": self.admitted_tokens,
+                "billed_tokens": self.billed_tokens,
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
                 "answers_per_second": {str(k): v for k, v in sorted(self.answers_per_second.items())},

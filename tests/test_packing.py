@@ -1,0 +1,188 @@
+"""Prompt packing (issue #17): the wire format and pack planning as pure tables, then over local Spark against
+the emulator, with its packed-answer faults, 500s and 429s: every row gets its own answer exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from spark_aoai import ai
+from spark_aoai._packing import Packing, response_format, user_text
+from spark_aoai._schemas import output_from
+from spark_aoai.emulator import Faults, RateLimit, chat_reply, value_for_schema
+from spark_aoai.exceptions import ConfigurationError
+from spark_aoai.transformers import ChatCompletion
+
+INSTRUCTION = "Answer briefly."
+
+# -- pure --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("packing", "tokens", "groups"),
+    [
+        (Packing(rows=2), [5, 5, 5, 5, 5], [[0, 1], [2, 3], [4]]),
+        (Packing(rows=None, max_tokens=20), [5, 5, 5, 5, 5], [[0, 1], [2, 3], [4]]),  # 10 fixed + 5 + 5
+        (Packing(rows=None, max_tokens=4000, max_rows=3), [1] * 7, [[0, 1, 2], [3, 4, 5], [6]]),
+        (Packing(rows=None, max_tokens=11), [50, 1], [[0], [1]]),  # one item over the budget goes alone
+    ],
+)
+def test_packs_are_planned_by_rows_and_tokens(packing, tokens, groups):
+    assert packing.groups(10, tokens) == groups
+
+
+def test_the_wire_format_is_the_issues():
+    assert json.loads(user_text(["a", "b"])) == {"items": [{"id": "0", "input": "a"}, {"id": "1", "input": "b"}]}
+    fmt = response_format(None)["json_schema"]
+    assert fmt["strict"] is True
+    item = fmt["schema"]["properties"]["items"]["items"]
+    assert item["required"] == ["id", "output"] and item["properties"]["output"] == {"type": "string"}
+    typed = response_format(output_from("score bigint"))["json_schema"]["schema"]
+    assert typed["properties"]["items"]["items"]["properties"]["output"]["required"] == ["score"]
+
+
+# -- over Spark, against the emulator ----------------------------------------------------------------------
+
+
+def stage(endpoint: str, **kwargs):
+    return ChatCompletion(deploymentName="gpt-4o", endpoint=endpoint, apiKey="k", systemPrompt=INSTRUCTION,
+                          errorCol="error", **kwargs)  # fmt: skip
+
+
+def prompts(n: int) -> list[str]:
+    return [f"ticket {i}: the printer on floor {i % 7} is {'broken' if i % 3 else 'great'}" for i in range(n)]
+
+
+def packed_prompts(stats: dict) -> Counter:
+    """How often each row prompt went to the emulator, read from the packed requests' JSON."""
+    sent: Counter = Counter()
+    for text, times in stats["inputs"].items():
+        try:
+            items = json.loads(text)["items"]
+        except (ValueError, KeyError, TypeError):
+            sent[text] += times
+            continue
+        for item in items:
+            sent[item["input"]] += times
+    return sent
+
+
+def test_fault_free_packed_run_sends_each_prompt_once(spark, emulator):
+    emulator.configure(faults=Faults())
+    rows = prompts(40) + prompts(10)  # 10 repeats in the same partition: sent once
+    df = spark.createDataFrame([(p,) for p in rows], "prompt string").coalesce(1)
+    got = stage(emulator.endpoint, promptCol="prompt", rowsPerRequest="auto").transform(df).collect()
+    assert len(got) == 50 and all(r.error is None for r in got)
+    assert all(r.response == chat_reply([{"role": "user", "content": r.prompt}]) for r in got)
+    stats = emulator.stats()
+    assert packed_prompts(stats) == Counter({p: 1 for p in prompts(40)})
+    assert stats["requests"] == {"chat 200": 1}  # 40 short prompts fit one pack
+    first = json.loads(next(iter(stats["inputs"])))
+    assert set(first) == {"items"} and set(first["items"][0]) == {"id", "input"}
+
+
+def test_usage_sums_equal_what_was_billed_even_when_items_are_sent_again(spark, emulator):
+    emulator.configure(faults=Faults(pack_drop_rate=0.15, seed=3))
+    df = spark.createDataFrame([(p,) for p in prompts(30)], "prompt string").coalesce(1)
+    chat = stage(emulator.endpoint, promptCol="prompt", rowsPerRequest=8, usageCol="usage")
+    got = chat.transform(df).collect()
+    assert all(r.error is None for r in got)
+    billed = chat.statistics()
+    assert billed.requests is not None and billed.requests > 4  # dropped items went again
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        assert sum(getattr(r.usage, name) for r in got) == getattr(billed, name), name
+
+
+def test_spend_cap_with_packing_stops_later_packs(spark, emulator):
+    emulator.configure(faults=Faults())
+    df = spark.createDataFrame([(p,) for p in prompts(200)], "prompt string").coalesce(1)
+    got = stage(emulator.endpoint, promptCol="prompt", rowsPerRequest=10, maxTotalTokens=300,
+                concurrency=1).transform(df).collect()  # fmt: skip
+    codes = Counter(r.error.code if r.error else "ok" for r in got)
+    assert codes["budget_exhausted"] > 0 and codes["ok"] > 0 and set(codes) <= {"ok", "budget_exhausted"}
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(pack_drop_rate=0.2, seed=1),
+        Faults(pack_corrupt_rate=0.3, seed=2),
+        Faults(pack_drop_rate=0.05, pack_corrupt_rate=0.05, error_500_rate=0.2, seed=4),
+        Faults(pack_corrupt_rate=0.1, bad_structured_rate=0.2, seed=5),
+    ],
+    ids=["dropped", "corrupted", "with-500s", "misfit-packs"],
+)
+def test_packed_runs_with_faults_give_every_row_its_own_answer_once(spark, emulator, faults):
+    emulator.configure(faults=faults)
+    rows = prompts(60)
+    df = spark.createDataFrame([(i, p) for i, p in enumerate(rows)], "id int, prompt string").repartition(3)
+    out = stage(emulator.endpoint, promptCol="prompt", rowsPerRequest="auto", maxAttempts=6).transform(df)
+    got = sorted(out.collect(), key=lambda r: r.id)
+    assert [r.id for r in got] == list(range(60))
+    assert all(r.error is None for r in got), [r.error for r in got if r.error][:3]
+    assert [r.response for r in got] == [chat_reply([{"role": "user", "content": p}]) for p in rows]
+
+
+def test_typed_output_and_429s_with_packing(spark, emulator):
+    emulator.configure(faults=Faults(pack_corrupt_rate=0.1, seed=7), rate_limit=RateLimit(requests_per_minute=120))
+    schema = "sentiment string, score bigint"
+    output = output_from(schema)
+    rows = prompts(40)
+    df = spark.createDataFrame([(p,) for p in rows], "prompt string").coalesce(1)
+    got = stage(emulator.endpoint, promptCol="prompt", outputSchema=schema, rowsPerRequest=10).transform(df).collect()
+    expected = {
+        p: output.parse(json.dumps(value_for_schema(output.shape.json_schema(),
+                                                    chat_reply([{"role": "user", "content": p}]), prompt=p)))
+        for p in rows
+    }  # fmt: skip
+    assert all(r.error is None for r in got)
+    assert {r.prompt: r.response.asDict() for r in got} == expected
+    assert emulator.stats(inputs=False)["requests"].get("chat 429", 0) > 0
+
+
+def test_task_helpers_and_responses_api_pack(spark, emulator):
+    emulator.configure(faults=Faults(pack_drop_rate=0.1, seed=9))
+    labels = ["broken", "great"]
+    rows = prompts(30)
+    df = spark.createDataFrame([(p,) for p in rows], "text string").coalesce(1)
+    for api in ("chat_completions", "responses"):
+        stage_ = ai.classify("text", labels=labels, deploymentName="gpt-4o", endpoint=emulator.endpoint, apiKey="k",
+                             rowsPerRequest="auto", apiType=api)  # fmt: skip
+        got = stage_.transform(df).collect()
+        schema = {"type": "string", "enum": labels}
+        assert all(r.error is None for r in got)
+        assert {r.text: r.label for r in got} == {p: value_for_schema(schema, "", prompt=p) for p in rows}
+
+
+def test_template_packs_and_messages_col_is_refused(spark, emulator):
+    emulator.configure(faults=Faults())
+    df = spark.createDataFrame([("a", "x"), ("b", "y")], "title string, lang string")
+    got = stage(emulator.endpoint, promptTemplate="Say {title} in {lang}", rowsPerRequest=2).transform(df).collect()
+    assert {r.title: r.response for r in got} == {
+        t: chat_reply([{"role": "user", "content": f"Say {t} in {lang}"}]) for t, lang in (("a", "x"), ("b", "y"))
+    }
+    conversations = spark.createDataFrame([([("user", "hi")],)], "messages array<struct<role:string,content:string>>")
+    with pytest.raises(ConfigurationError, match="messagesCol"):
+        stage(emulator.endpoint, messagesCol="messages", rowsPerRequest="auto").transform(conversations)
+    with pytest.raises(ConfigurationError, match="rowsPerRequest"):
+        stage(emulator.endpoint, promptCol="title", rowsPerRequest=0)
+
+
+def test_emulator_pack_faults_over_http(emulator):
+    import requests
+
+    def ask(faults: Faults) -> list[dict]:
+        emulator.configure(faults=faults)
+        body = {"messages": [{"role": "user", "content": user_text(prompts(20))}],
+                "response_format": response_format(None)}  # fmt: skip
+        url = f"{emulator.endpoint}/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        answer = requests.post(url, json=body, headers={"api-key": "k"}, timeout=10).json()
+        return json.loads(answer["choices"][0]["message"]["content"])["items"]
+
+    clean = ask(Faults())
+    assert [i["id"] for i in clean] == [str(n) for n in range(20)]
+    assert len(ask(Faults(pack_drop_rate=1.0))) == 0
+    broken = ask(Faults(pack_corrupt_rate=1.0, seed=1))
+    assert len(broken) == 20 and all(i not in clean for i in broken)
