@@ -31,6 +31,9 @@ VECTOR_CACHE_BYTES = 64 * 2**20
 OUTPUT_RETRIES = 1  # re-asks after an answer that does not fit the output schema
 RAW_ANSWER_CHARS = 500  # of a misfit answer, kept in its invalid_output message
 
+# Images and files (imageCol, fileCol)
+MAX_INPUT_BYTES = 20 * 2**20  # Azure's limit for an image in a request
+
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value

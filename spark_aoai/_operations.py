@@ -33,6 +33,7 @@ from spark_aoai._contract import (
     encode_vectors,
     invalid_input,
 )
+from spark_aoai._media import Media
 from spark_aoai._structured import MisfitError, StructuredOutput
 from spark_aoai._template import Template
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
@@ -65,7 +66,8 @@ class ChatOperation:
     columns, rendered here on the executor. With ``structured`` the answer is parsed and converted into the
     output column's type; one that does not fit is re-asked up to ``output_retries`` times with the problem
     fed back, then the row gets ``invalid_output``. ``output_for`` (picklable) gives each row its own
-    structured output from its dict (the SQL ``ai_classify(text, labels)``).
+    structured output from its dict (the SQL ``ai_classify(text, labels)``). With ``media`` the item is a
+    dict holding the row's text and its image / PDF, attached to the last user message (``_media``).
     """
 
     model: str | None
@@ -78,6 +80,7 @@ class ChatOperation:
     structured: StructuredOutput | None = None
     output_retries: int = C.OUTPUT_RETRIES
     output_for: Callable[[Mapping[str, Any]], StructuredOutput] | None = None
+    media: Media | None = None
 
     @property
     def outputs(self) -> tuple[OutputField, ...]:
@@ -99,6 +102,13 @@ class ChatOperation:
         return int(options.get("max_completion_tokens") or options.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
 
     def _request(self, item: Any) -> tuple[list[dict[str, Any]], StructuredOutput | None]:
+        if self.media is None:
+            return self._text_request(item)
+        text, attachments = self.media.split(item)
+        messages, structured = self._text_request(text)
+        return attachments.attach(messages), structured
+
+    def _text_request(self, item: Any) -> tuple[list[dict[str, Any]], StructuredOutput | None]:
         if self.template is None:
             return chat_wire.to_messages(item, self.system_prompt), self.structured
         if not isinstance(item, Mapping):

@@ -318,6 +318,16 @@ class HasReasoning(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"apiType": "chat_completions"}
 
 
+@with_getters
+class HasMedia(Params):
+    """Images and PDFs sent with each row's prompt."""
+
+    imageCol = _param("imageCol", "image per row: binary (PNG/JPEG/GIF/WebP) or a URL", TypeConverters.toString)
+    fileCol = _param("fileCol", "PDF per row: a binary column, sent as a file part", TypeConverters.toString)
+    maxInputBytes = _param("maxInputBytes", "largest image or file sent (else invalid_input)", TypeConverters.toInt)
+    _param_defaults: ClassVar[dict[str, Any]] = {"maxInputBytes": C.MAX_INPUT_BYTES}
+
+
 # -- the AI task helpers' own settings (their defaults come from each task, in ``_tasks``) ----------------------
 
 

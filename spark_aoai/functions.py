@@ -12,6 +12,10 @@ With ``promptTemplate``, call the UDF on a struct of the columns the template na
 placeholders): ``ask(F.struct("title", "lang", "body"))``; a placeholder the struct lacks makes the row
 ``invalid_input``. With ``outputSchema`` the ``response`` field is the typed struct.
 
+With ``imageCol`` / ``fileCol``, call it on a struct holding the text under ``prompt`` (or the ``promptCol`` /
+``messagesCol`` name) and the media under those names:
+``ask(F.struct(F.col("q").alias("prompt"), F.col("content").alias("image")))`` for ``imageCol="image"``.
+
 They run the same partition engine: an iterator UDF keeps one pooled session and rate controller per task.
 The UDFs are non-deterministic for Spark, so a filter on their result never calls the service twice per row.
 """

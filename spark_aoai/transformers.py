@@ -12,18 +12,20 @@ import logging
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from pyspark.sql.types import StructType
+from pyspark.sql.types import BinaryType, StringType, StructType
 
 from spark_aoai import _constants as C
 from spark_aoai import _resilience  # noqa: F401  (registers the response cache's hook builder)
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
+from spark_aoai._media import Media
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
 from spark_aoai._packing import packed
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
+    HasMedia,
     HasPacking,
     HasReasoning,
     HasStructuredOutput,
@@ -73,7 +75,14 @@ def check_response_format(value: Any) -> None:
 
 
 class ChatCompletion(
-    UsageMethods, AzureOpenAIStage, HasChatRequest, HasReasoning, HasUsageControls, HasStructuredOutput, HasPacking
+    UsageMethods,
+    AzureOpenAIStage,
+    HasChatRequest,
+    HasReasoning,
+    HasUsageControls,
+    HasStructuredOutput,
+    HasPacking,
+    HasMedia,
 ):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
@@ -90,6 +99,9 @@ class ChatCompletion(
     outputSchema : str, StructType, dict or pydantic model, optional
         Typed output: ``outputCol`` becomes a struct of this schema, asked for as a strict ``json_schema``;
         an answer that does not fit is re-asked ``outputRetries`` times, then the row is ``invalid_output``.
+    imageCol, fileCol : str, optional
+        An image per row (binary, sent as a data URL; or https:// / data: URL strings) and a PDF per row
+        (binary), sent with the prompt; ``spark.read.format("binaryFile")``'s ``content`` column works.
     outputCol, errorCol : str
         The answer (text, or the typed struct; null on failure) and the error struct (null on success).
     usageCol, finishReasonCol : str, optional
@@ -142,6 +154,39 @@ class ChatCompletion(
         return Template.parse(text), Template.parse(system, "systemPrompt") if system else None
 
     def _inputs(self, schema: StructType) -> Inputs:
+        inputs, media = self._text_inputs(schema), self._media()
+        if media is None:
+            return inputs
+        if media.image_key:
+            image_type = require_column(schema, media.image_key, "imageCol")
+            if not isinstance(image_type, (BinaryType, StringType)):
+                raise ConfigurationError(
+                    f"imageCol: column {media.image_key!r} is {image_type.simpleString()}, not binary or string"
+                )
+        if media.file_key:
+            file_type = require_column(schema, media.file_key, "fileCol")
+            if not isinstance(file_type, BinaryType):
+                message = f"fileCol: column {media.file_key!r} is {file_type.simpleString()}, not binary"
+                raise ConfigurationError(message)
+        return Inputs(tuple(dict.fromkeys(inputs.columns + media.columns)), as_rows=True)
+
+    def _media(self) -> Media | None:
+        """Where each row's image and PDF are (``imageCol``, ``fileCol``), or None without media."""
+        image, file = self._get(self.imageCol) or None, self._get(self.fileCol) or None
+        if image is None and file is None:
+            return None
+        max_bytes = self.getOrDefault(self.maxInputBytes)
+        if max_bytes < 1:
+            raise ConfigurationError(f"maxInputBytes must be at least 1, got {max_bytes}")
+        prompt = None
+        if not self._get(self.promptTemplate):  # a template reads the row's fields; else one column is the text
+            prompt = self._get(self.promptCol) or self._get(self.messagesCol) or "prompt"
+        names = [n for n in (prompt, image, file) if n]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"imageCol and fileCol must name other columns than the prompt's, got {names}")
+        return Media(prompt, image, file, max_bytes)
+
+    def _text_inputs(self, schema: StructType) -> Inputs:
         template, system = self._templates()
         if template is None:
             return super()._inputs(schema)
@@ -247,9 +292,12 @@ class ChatCompletion(
             null_placeholder=self._get(self.nullPlaceholder),
             structured=self._structured_output(),
             output_retries=retries,
+            media=self._media(),
         )
         operation = replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
         rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
+        if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
+            raise ConfigurationError("rowsPerRequest: rows with imageCol or fileCol are not packed; set it to 1")
         return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 

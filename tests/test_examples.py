@@ -81,3 +81,19 @@ def test_ai_functions_triage(spark, emulator):
         assert row.summary == chat_reply([{"role": "user", "content": text}])
         assert 0 < row.title_match < 1
         assert all(row[c] is None for c in out.columns if c.endswith("_error"))
+
+
+def test_describe_images_runs_against_the_emulator():
+    from describe_images import COLOURS, QUESTION, solid_png
+
+    from spark_aoai.emulator._media import short_hash
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_OPENAI")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "describe_images.py")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, rgb in COLOURS.items():
+        answer = f"Emulated answer to: {QUESTION} [image/png {short_hash(solid_png(rgb))}]"
+        assert f"{name}.png ({len(solid_png(rgb))} bytes): {answer}" in done.stdout

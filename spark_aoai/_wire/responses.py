@@ -1,7 +1,8 @@
 """The Responses API on the wire: chat-style messages and options mapped onto its request, and its ``output``
 read back into the same ``Answer`` chat completions give, so every option works the same with both APIs.
 
-Request: the system message becomes ``instructions``, the rest ``input``; ``max_tokens`` is
+Request: the system message becomes ``instructions``, the rest ``input`` (image and file parts as
+``input_image`` / ``input_file``); ``max_tokens`` is
 ``max_output_tokens``; ``response_format`` is ``text.format``; ``reasoning_effort`` is ``reasoning.effort``;
 ``verbosity`` is ``text.verbosity``. Answer: the concatenated ``output_text`` parts of the ``message`` items.
 """
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
+from spark_aoai._media import responses_content
 from spark_aoai._wire.chat import Answer, _count
 
 # v1: ``{base}/openai/v1/responses`` on Azure (the older ``/openai/responses?api-version=`` when one is given)
@@ -26,7 +28,9 @@ def build_body(messages: list[dict[str, Any]], options: Mapping[str, Any], model
     """The request for one conversation, from chat-completions-style messages and options."""
     instructions = [m["content"] for m in messages if m["role"] in ("system", "developer")]
     conversation = [m for m in messages if m["role"] not in ("system", "developer")]
-    body: dict[str, Any] = {"input": [{"role": m["role"], "content": m["content"]} for m in conversation]}
+    body: dict[str, Any] = {
+        "input": [{"role": m["role"], "content": responses_content(m["content"])} for m in conversation]
+    }
     if instructions:
         body["instructions"] = "\n\n".join(instructions)
     text: dict[str, Any] = {}
