@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_aoai import _stage
@@ -125,6 +125,26 @@ def _column(name: str) -> Any:
     return F.col(f"`{name}`")
 
 
+_METRICS: dict[tuple[int, str, str | None], list[Column]] = {}
+
+
+def _metrics(session: Any, error_col: str, usage_col: str | None) -> list[Column]:
+    """The observed aggregates over the output columns; built once per session and pair of names (each
+    Column op is a round trip to the JVM on classic Spark: about 60 ms of a 4-row job otherwise)."""
+    key = (id(session), error_col, usage_col)
+    if key not in _METRICS:
+        if len(_METRICS) > 64:
+            _METRICS.clear()
+        error = _column(error_col)
+        metrics = [F.count(F.lit(1)).alias("rows"), F.count(error).alias("failed")]
+        metrics += [F.count_if(error["code"] == code).alias(f"code_{i}") for i, code in enumerate(COUNTED_CODES)]
+        if usage_col is not None:
+            usage = _column(usage_col)
+            metrics += [F.sum(usage[name]).alias(f"usage_{name}") for name in TOKEN_FIELDS]
+        _METRICS[key] = metrics
+    return _METRICS[key]
+
+
 def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -> DataFrame:
     """The ``OUTPUT_OBSERVERS`` entry: count rows and errors as the action runs; start the progress line."""
     factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
@@ -135,13 +155,8 @@ def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -
     if out.isStreaming:  # Observation does not support streaming; the task records still count
         return out
     names = {column.field.param: column.name for column in plan.outputs}
-    error = _column(names["errorCol"])
-    metrics = [F.count(F.lit(1)).alias("rows"), F.count(error).alias("failed")]
-    metrics += [F.count_if(error["code"] == code).alias(f"code_{i}") for i, code in enumerate(COUNTED_CODES)]
     run.usage_col = names.get("usageCol")
-    if run.usage_col is not None:
-        usage = _column(run.usage_col)
-        metrics += [F.sum(usage[name]).alias(f"usage_{name}") for name in TOKEN_FIELDS]
+    metrics = _metrics(out.sparkSession, names["errorCol"], run.usage_col)
     run.observation = Observation(f"spark_aoai_{factory.statistics.run_id}")
     out = out.observe(run.observation, *metrics)
     if not _is_connect(run.observation):
