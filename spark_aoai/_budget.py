@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_aoai._contract import ErrorCode, RowError, Unit
+from spark_aoai._engine import NoHooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage
@@ -79,7 +80,7 @@ class Ledger:
             os.close(fd)
 
 
-class BudgetHooks:
+class BudgetHooks(NoHooks):
     """One task's side of the ledger: a gate before each attempt, and the bill after it."""
 
     def __init__(self, spec: BudgetFactory, path: Path) -> None:
@@ -99,12 +100,6 @@ class BudgetHooks:
             (self.spec.max_tokens and tokens >= self.spec.max_tokens)
             or (self.spec.max_cost and cost >= self.spec.max_cost)
         )
-
-    def lookup(self, unit: Unit) -> Any | None:
-        return None
-
-    def store(self, unit: Unit, body: Any) -> None:
-        pass
 
     def admit(self, unit: Unit) -> RowError | None:
         tokens, cost = self._estimate(unit)

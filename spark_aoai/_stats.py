@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from spark_aoai._budget import BudgetFactory
-from spark_aoai._contract import RowError, RowResults, Unit
-from spark_aoai._engine import ComposedHooks, Hooks
+from spark_aoai._contract import RowResults, Unit
+from spark_aoai._engine import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage
@@ -46,7 +46,7 @@ class StatsFactory:
         return StatsHooks(Path(self.directory) / self.run_id)
 
 
-class StatsHooks:
+class StatsHooks(NoHooks):
     """One task's counters; an observer only (never answers, never refuses)."""
 
     def __init__(self, folder: Path) -> None:
@@ -64,12 +64,6 @@ class StatsHooks:
     def lookup(self, unit: Unit) -> Any | None:
         with self.lock:
             self.batches.setdefault(id(unit.results), unit.results)
-        return None
-
-    def store(self, unit: Unit, body: Any) -> None:
-        pass
-
-    def admit(self, unit: Unit) -> RowError | None:
         return None
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import (
     ErrorCode,
     InvalidInputError,
@@ -140,7 +141,7 @@ def _empty_answer_error(message: Mapping[str, Any], finish_reason: str | None) -
     """Why a 200 without content is final; None for a filtered answer (an empty response, flagged)."""
     refusal = message.get("refusal")
     if refusal:
-        return RowError(200, ErrorCode.REFUSAL, str(refusal)[:2000])
+        return RowError(200, ErrorCode.REFUSAL, str(refusal)[:MAX_MESSAGE_CHARS])
     tool_calls = message.get("tool_calls")
     if isinstance(tool_calls, list) and tool_calls:
         names = [

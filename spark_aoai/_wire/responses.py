@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
 from spark_aoai._media import responses_content
 from spark_aoai._wire.chat import Answer, _count
@@ -121,7 +122,9 @@ def parse_answer(body: Any) -> Answer:
     if texts:
         return Answer("".join(texts), None, usage, finish_reason)
     if refusals:
-        return Answer(None, RowError(200, ErrorCode.REFUSAL, " ".join(refusals)[:2000]), usage, finish_reason)
+        return Answer(
+            None, RowError(200, ErrorCode.REFUSAL, " ".join(refusals)[:MAX_MESSAGE_CHARS]), usage, finish_reason
+        )
     if calls:
         message = f"the model answered with tool calls ({', '.join(calls)}), not text"
         return Answer(None, RowError(200, ErrorCode.TOOL_CALL, message), usage, finish_reason)
