@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from spark_aoai._arrow import array, validity
+
 
 class ErrorCode(str, enum.Enum):
     """The codes the library produces in ``error.code``. A service error keeps Azure's own code instead."""
@@ -271,24 +273,27 @@ def invalid_input(message: str) -> RowError:
 # -- encoders shared by the output declarations ----------------------------------------------------------
 
 
+# (``_arrow.array``, not ``pa.array``: that one imports pandas on every fresh Python worker)
+
+
 def encode_errors(results: RowResults) -> pa.Array:
-    return pa.array([None if e is None else e.as_dict() for e in results.errors], type=ROW_ERROR_ARROW_TYPE)
+    return array([None if e is None else e.as_dict() for e in results.errors], ROW_ERROR_ARROW_TYPE)
 
 
 def encode_usage(results: RowResults) -> pa.Array:
-    return pa.array([None if u is None else u.as_dict() for u in results.usage], type=USAGE_ARROW_TYPE)
+    return array([None if u is None else u.as_dict() for u in results.usage], USAGE_ARROW_TYPE)
 
 
 def encode_finish_reasons(results: RowResults) -> pa.Array:
-    return pa.array(results.finish_reasons, type=pa.string())
+    return array(results.finish_reasons, pa.string())
 
 
 def encode_sources(results: RowResults) -> pa.Array:
-    return pa.array(results.sources, type=pa.string())
+    return array(results.sources, pa.string())
 
 
 def encode_strings(results: RowResults) -> pa.Array:
-    return pa.array(results.values, type=pa.string())
+    return array(results.values, pa.string())
 
 
 @dataclass(frozen=True)
@@ -298,7 +303,7 @@ class encode_typed:  # noqa: N801 - used as an encoder function, like the others
     arrow_type: pa.DataType
 
     def __call__(self, results: RowResults) -> pa.Array:
-        return pa.array(results.values, type=self.arrow_type)
+        return array(results.values, self.arrow_type)
 
 
 def encode_vectors(results: RowResults) -> pa.Array:
@@ -309,8 +314,11 @@ def encode_vectors(results: RowResults) -> pa.Array:
     np.cumsum(lengths, out=offsets[1:])
     present = [v for v in vectors if v is not None]
     flat = np.concatenate(present).astype(np.float32, copy=False) if present else np.zeros(0, dtype=np.float32)
-    mask = pa.array(np.fromiter((v is None for v in vectors), dtype=bool, count=len(vectors)))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), mask=mask)
+    valid = np.fromiter((v is not None for v in vectors), dtype=bool, count=len(vectors))
+    values = pa.Array.from_buffers(pa.float32(), len(flat), [None, pa.py_buffer(flat)])
+    return pa.Array.from_buffers(
+        pa.list_(pa.float32()), len(vectors), [validity(valid), pa.py_buffer(offsets)], children=[values]
+    )
 
 
 ERROR_FIELD = OutputField("errorCol", "error", ROW_ERROR_ARROW_TYPE, encode_errors)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from spark_aoai._arrow import array
 from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, RowError, RowResults
 from spark_aoai._engine import open_hooks
 from spark_aoai._executor import Plan
@@ -39,8 +40,8 @@ def cosines(results: RowResults, rows: int) -> tuple[list[float | None], list[Ro
 
 def encode(values: list[float | None], errors: list[RowError | None]) -> list[pa.Array]:
     return [
-        pa.array(values, type=pa.float64()),
-        pa.array([None if e is None else e.as_dict() for e in errors], type=ROW_ERROR_ARROW_TYPE),
+        array(values, pa.float64()),
+        array([None if e is None else e.as_dict() for e in errors], ROW_ERROR_ARROW_TYPE),
     ]
 
 
