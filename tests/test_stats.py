@@ -106,6 +106,18 @@ def test_statistics_match_the_emulators_counts_on_a_run_with_faults(spark, bille
     assert "rows 120: 119 ok, 1 failed (invalid_input 1)" in str(stats)
 
 
+@pytest.mark.parametrize("progress", [False, True])  # local mode: the task records; with progress: observe
+def test_row_figures_are_the_first_actions_on_both_paths(spark, billed, progress):
+    stage = chat(billed.endpoint, progress=progress)
+    rows = [(i, None if i % 10 == 0 else "" if i % 10 == 1 else f"q {i}") for i in range(60)]
+    out = stage.transform(spark.createDataFrame(rows, "id int, prompt string").repartition(3))
+    assert out.count() == 60 and len(out.collect()) == 60  # two actions: the rows are counted once
+    stats = stage.statistics()
+    assert (stats.rows, stats.rows_failed) == (60, 12)
+    assert stats.errors_by_code == {"invalid_input": 12}
+    assert stats.requests - stats.retries == 2 * 48  # each action sends again (no cache)
+
+
 def test_estimate_sends_nothing_and_counts_prompts_within_ten_percent(spark, billed):
     df = prompts_df(spark, 40, 40)
     stage = chat(billed.endpoint, usageCol="usage", maxTokens=50)
