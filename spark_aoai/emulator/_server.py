@@ -18,12 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from spark_aoai.emulator import _answers, _faults, _responses
-from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
+from spark_aoai.emulator import _dispatch, _faults
 from spark_aoai.emulator._errors import (
     ApiError,
     bad_request,
-    deployment_not_found,
     not_found,
     rate_limited,
     server_error,
@@ -32,7 +30,7 @@ from spark_aoai.emulator._errors import (
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import warm_up
-from spark_aoai.emulator._validate import inputs_of, validate
+from spark_aoai.emulator._validate import inputs_of
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
@@ -154,17 +152,17 @@ class Handler(BaseHTTPRequestHandler):
             self._check_auth()
             settings = state.settings
             faults = settings.faults
-            model = self._model(settings, deployment, next(iter(query.get("api-version", [])), None))
-            tokens = validate(route, body, inputs, model, faults)
-            wait, rate_headers = state.admit(deployment, tokens)
+            api_version = next(iter(query.get("api-version", [])), None)
+            checked = _dispatch.check(settings, route, deployment, body, inputs, api_version)
+            wait, rate_headers = state.admit(deployment, checked.tokens)
             if wait > 0:
                 raise rate_limited(wait)
-            refusal = _faults.throttle(state, faults, route, (query.get("api-version") or [""])[0])
+            refusal = _faults.throttle(state, faults, route, api_version or "")
             if refusal is not None:
                 raise refusal
             if self._inject_transport_faults(route, inputs, faults):
                 return
-            answer = self._answer(route, model, body, inputs, tokens, faults)
+            answer = _dispatch.respond(state, checked, faults)
         except ApiError as error:
             state.count(route, error.status, inputs, answered=False)
             if not rate_headers:  # refused before the limiter: report the budgets as they stand
@@ -214,24 +212,6 @@ class Handler(BaseHTTPRequestHandler):
                 raise bad_request("Missing required parameter: 'model'.")
         return _ROUTES[op], deployment, body
 
-    @staticmethod
-    def _model(settings: Settings, deployment: str, api_version: str | None) -> str:
-        """The model behind ``deployment``; with a registry, unknown deployments and api-versions are refused."""
-        if settings.deployments is None:
-            return deployment
-        if deployment not in settings.deployments:
-            raise deployment_not_found()
-        model = settings.deployments[deployment]
-        if api_version is not None:
-            if api_version not in API_VERSIONS:
-                raise bad_request("API version not supported")
-            facts = find_model(model)
-            if facts is not None and facts.reasoning and api_version < REASONING_MIN_API_VERSION:
-                raise bad_request(
-                    f"Model {model} is enabled only for api versions {REASONING_MIN_API_VERSION} and later"
-                )
-        return model
-
     def _auth_scheme(self) -> str:
         if self.headers.get("api-key"):
             return "api-key"
@@ -269,17 +249,6 @@ class Handler(BaseHTTPRequestHandler):
             self._send_bytes(200, b'{"id": "chatcmpl-malformed", "choices": [{"message": ')
             return True
         return False
-
-    def _answer(
-        self, route: str, model: str, body: dict[str, Any], inputs: list[str], tokens: int, faults: Faults
-    ) -> dict[str, Any] | bytes:
-        """The 200 body; ``tokens`` is what ``validate`` counted (an embeddings request's usage)."""
-        if route == "embeddings":
-            order = self.server.state.shuffled(len(inputs)) if faults.shuffle_embeddings else None
-            return _answers.embeddings(model, body, inputs, tokens, faults, order)
-        if route == "chat":
-            return _answers.chat(model, body, faults, self.server.state)
-        return _responses.answer(model, body, self.server.state)
 
 
 class EmulatorServer(ThreadingHTTPServer):
