@@ -31,6 +31,14 @@ class Checked:
     tokens: int
 
 
+def api_version_of(query: dict[str, list[str]], required: bool) -> str | None:
+    """The request's api-version; Azure's 400 when a versioned route has none."""
+    version = next(iter(query.get("api-version", [])), None)
+    if required and not version:
+        raise bad_request("Missing required query parameter 'api-version'. Please specify one.")
+    return version
+
+
 def model_of(settings: Settings, deployment: str, api_version: str | None) -> str:
     """The model behind ``deployment``; with a registry, unknown deployments and api-versions are refused."""
     if settings.deployments is None:

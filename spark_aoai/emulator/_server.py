@@ -1,10 +1,12 @@
-"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses.
+"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses,
+and the Files and Batch APIs.
 
 One ``ThreadingHTTPServer`` (a thread per keep-alive connection, so latency faults overlap like a real service),
 a :class:`~spark_aoai.emulator._state.State` holding settings, rate-limit buckets and counters, and a handler
 that routes by the path's suffix so any prefix works (an Azure resource, an API Management URL, Fabric's
 ``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers`` and ``_responses``, refusals in
-``_errors``, answer-changing faults in ``_faults``.
+``_errors``, answer-changing faults in ``_faults``; ``_dispatch`` runs the checks and the answer of one request
+(for the handler and for the batch worker of ``_batches``); ``_batch_api`` serves the Files and Batch routes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from spark_aoai.emulator import _dispatch, _faults
+from spark_aoai.emulator import _batch_api, _dispatch, _faults
+from spark_aoai.emulator._batches import Batches
 from spark_aoai.emulator._errors import (
     ApiError,
     bad_request,
@@ -27,6 +30,7 @@ from spark_aoai.emulator._errors import (
     server_error,
     unauthorized,
 )
+from spark_aoai.emulator._files import FileStore
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import warm_up
@@ -71,11 +75,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send_bytes(status, payload, headers)
 
     def _send_bytes(
-        self, status: int, payload: bytes, headers: dict[str, str] | None = None, length: int | None = None
+        self,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+        content_type: str = "application/json",
     ) -> None:
         """Send the status, headers and ``payload`` (the first part of a ``length``-byte body, if given)."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload) if length is None else length))
         request_id = str(uuid.uuid4())
         self.send_header("apim-request-id", request_id)
@@ -104,6 +113,16 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._log(started)
 
+    def do_DELETE(self) -> None:
+        started, self._status = time.perf_counter(), 0
+        try:
+            parts = urlsplit(self.path)
+            raw = self._read_body()
+            if not self._serve_batch_api(parts.path, parts.query, raw):
+                self._send_json(404, not_found().body())
+        finally:
+            self._log(started)
+
     def _get(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/_emulator/stats":
@@ -111,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, self.server.state.snapshot(with_inputs))
         elif parts.path == "/_emulator/health":
             self._send_json(200, {"status": "ok"})
-        else:
+        elif not self._serve_batch_api(parts.path, parts.query, b""):
             self._send_json(404, not_found().body())
 
     def _post(self) -> None:
@@ -137,7 +156,23 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.state.reset_stats()
             self._send_json(200, {"status": "ok"})
             return
-        self._serve_api(parts.path, parse_qs(parts.query), raw)
+        if not self._serve_batch_api(parts.path, parts.query, raw):
+            self._serve_api(parts.path, parse_qs(parts.query), raw)
+
+    def _serve_batch_api(self, path: str, query: str, raw: bytes) -> bool:
+        """Serve a Files or Batch API call; False when ``path`` is none of their routes."""
+        route = _batch_api.match(path)
+        if route is None:
+            return False
+        try:
+            self._check_auth()
+            content_type = self.headers.get("Content-Type", "")
+            reply = _batch_api.serve(self.server.batches, self.command, route, parse_qs(query), content_type, raw)
+        except ApiError as error:
+            self._send_json(error.status, error.body(), error.headers)
+            return True
+        self._send_bytes(reply.status, reply.payload, content_type=reply.content_type)
+        return True
 
     # -- the API --------------------------------------------------------------------------------------------
 
@@ -152,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
             self._check_auth()
             settings = state.settings
             faults = settings.faults
-            api_version = next(iter(query.get("api-version", [])), None)
+            api_version = _dispatch.api_version_of(query, required=False)
             checked = _dispatch.check(settings, route, deployment, body, inputs, api_version)
             wait, rate_headers = state.admit(deployment, checked.tokens)
             if wait > 0:
@@ -194,9 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         doubled = path.count("/openai/deployments/") > (1 if match else 0)  # an endpoint pasted with its path
         if (not match and not in_body) or doubled:
             raise not_found()
-        versioned = match or (in_body is not None and in_body.re is _AZURE_RESPONSES_ROUTE)
-        if versioned and not query.get("api-version"):
-            raise bad_request("Missing required query parameter 'api-version'. Please specify one.")
+        _dispatch.api_version_of(query, bool(match) or (in_body is not None and in_body.re is _AZURE_RESPONSES_ROUTE))
         try:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
@@ -267,6 +300,8 @@ class EmulatorServer(ThreadingHTTPServer):
     ) -> None:
         super().__init__(address, Handler)
         self.state = State(settings)
+        self.files = FileStore()
+        self.batches = Batches(self.state, self.files)
         self.log_requests = log_requests
         warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
@@ -275,6 +310,10 @@ class EmulatorServer(ThreadingHTTPServer):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
             self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    def server_close(self) -> None:
+        self.batches.close()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that time out and hang up are part of the job; anything else is still printed."""
