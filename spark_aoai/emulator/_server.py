@@ -298,10 +298,10 @@ class EmulatorServer(ThreadingHTTPServer):
         tls: tuple[str, str] | None = None,
         log_requests: bool = False,
     ) -> None:
-        super().__init__(address, Handler)
         self.state = State(settings)
         self.files = FileStore()
-        self.batches = Batches(self.state, self.files)
+        self.batches = Batches(self.state, self.files)  # before binding: a failed bind calls server_close
+        super().__init__(address, Handler)
         self.log_requests = log_requests
         warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
