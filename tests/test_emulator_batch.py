@@ -181,9 +181,10 @@ def test_request_counts_grow_while_the_batch_runs(emulator):
 
 
 def test_a_content_filtered_line_is_a_400_in_the_error_file(emulator):
-    emulator.configure(faults=Faults(content_filter_marker="<<bad>>", finish_content_filter_marker="<<cut>>"))
+    faults = Faults(content_filter_marker="<<bad>>", finish_content_filter_marker="<<cut>>", tool_calls_marker="<<t>>")
+    emulator.configure(faults=faults)
     client = azure(emulator)
-    lines = [chat_line("fine", "hello"), chat_line("bad", "hello <<bad>>"), chat_line("cut", "hello <<cut>>")]
+    lines = [chat_line("fine", "hello <<t>>"), chat_line("bad", "hello <<bad>>"), chat_line("cut", "hello <<cut>>")]
     batch = run(client, lines)
     assert batch.status == "completed"
     assert batch.request_counts is not None
@@ -197,6 +198,7 @@ def test_a_content_filtered_line_is_a_400_in_the_error_file(emulator):
     answered = records(client, batch.output_file_id)
     assert set(answered) == {"fine", "cut"}
     assert answered["cut"]["response"]["body"]["choices"][0]["finish_reason"] == "content_filter"
+    assert answered["fine"]["response"]["body"]["choices"][0]["finish_reason"] == "tool_calls"
     assert emulator.stats()["batch_lines"] == {"chat 200": 2, "chat 400": 1}
 
 
@@ -276,11 +278,16 @@ def test_invalid_lines_fail_the_batch_with_their_line_numbers(emulator):
     assert emulator.stats()["batch_lines"] == {} and emulator.stats()["batches"] == {"created": 1, "failed": 1}
 
 
-def test_an_empty_file_fails_its_batch(emulator):
+def test_an_empty_file_or_one_with_a_byte_order_mark_fails_its_batch(emulator):
     client = azure(emulator)
     batch = run(client, [])
     assert batch.status == "failed" and batch.errors and batch.errors.data
     assert batch.errors.data[0].code == "empty_file"
+    uploaded = client.files.create(file=("bom.jsonl", b"\xef\xbb\xbf" + jsonl([chat_line("a", "x")])), purpose="batch")
+    create = client.batches.create(input_file_id=uploaded.id, endpoint="/chat/completions", completion_window="24h")
+    batch = wait(client, create)[0]
+    assert batch.status == "failed" and batch.errors and batch.errors.data
+    assert batch.errors.data[0].code == "invalid_json_line" and "byte-order mark" in str(batch.errors.data[0].message)
 
 
 def test_limits_a_large_file_is_refused_at_upload_a_long_one_fails_validation(emulator):

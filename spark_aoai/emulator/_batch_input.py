@@ -86,14 +86,15 @@ def _check(
 ) -> Line | dict[str, Any]:
     """The line as a request, or its first problem."""
     try:
-        item = json.loads(text)
+        item = json.loads(text.decode("utf-8"))  # strictly UTF-8: Azure refuses a byte-order mark
     except (ValueError, UnicodeDecodeError):
         item = None
     if not isinstance(item, dict):
+        bom = " (a UTF-8 byte-order mark is not supported)" if text.startswith(b"\xef\xbb\xbf") else ""
         return error(
             "invalid_json_line",
-            f"Line {number} of the input file is not a valid JSON object. Please ensure no typos, proper opening "
-            "and closing brackets, and quotes as per JSON standard, and resubmit the request.",
+            f"Line {number} of the input file is not a valid JSON object{bom}. Please ensure no typos, proper "
+            "opening and closing brackets, and quotes as per JSON standard, and resubmit the request.",
             number,
         )
     custom_id, body = item.get("custom_id"), item.get("body")

@@ -184,6 +184,7 @@ class Batches:
             with self._lock:
                 job.status, job.times["failed"] = "failed", int(time.time())
                 job.errors = [error("internal_error", f"The emulator failed: {failure!r}")]
+            self.state.count_batch("failed")
 
     def _process(self, job: Job) -> None:
         limits = job.settings.batch
