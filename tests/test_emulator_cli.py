@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import spark_aoai
-from spark_aoai.emulator.__main__ import _FAULT_FLAGS, build_parser
+from spark_aoai.emulator.__main__ import _BATCH_FLAGS, _FAULT_FLAGS, build_parser
 
 CLI = [sys.executable, "-m", "spark_aoai.emulator"]
 CHAT_PATH = "/openai/deployments/gpt-4o/chat/completions"
@@ -57,7 +57,7 @@ def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_every_flag_has_help_and_every_number_its_unit():
     actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
     assert all(a.help for a in actions), [a.dest for a in actions if not a.help]
-    units = ("second", "millisecond", "0..1", "per minute", "tokens", "fraction", "port", "seed")
+    units = ("second", "millisecond", "0..1", "per minute", "tokens", "fraction", "port", "seed", "lines", "bytes")
     for action in actions:
         if action.type not in (None, str) and action.dest != "bad_structured_kind":
             assert any(unit in str(action.help) for unit in units), (action.dest, action.help)
@@ -80,6 +80,8 @@ def test_version():
         (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "TLS file not found"),
         (["--tls-cert", "cert.pem"], "go together"),
         (["--deployment", "no-model"], "NAME=MODEL"),
+        (["--batch-line-error-rate", "2"], "between 0 and 1"),
+        (["--batch-max-lines", "0"], "--batch-max-lines"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(args, needle):
@@ -150,6 +152,18 @@ def test_fault_flags_cover_every_fault_setting():
 
     flagged = set(_FAULT_FLAGS) | {"bad_structured_kind", "shuffle_embeddings"}  # shuffling: Python only
     assert {f.name for f in fields(Faults)} == flagged
+
+
+def test_batch_flags_cover_every_batch_setting_and_apply():
+    from dataclasses import fields
+
+    from spark_aoai.emulator import BatchSettings
+
+    assert {f.name for f in fields(BatchSettings)} == set(_BATCH_FLAGS)
+    with serving("--quiet", "--batch-max-bytes", "10") as (endpoint, _):
+        files = {"file": ("in.jsonl", b'{"custom_id": "a"}'), "purpose": (None, "batch")}
+        refused = requests.post(f"{endpoint}/openai/v1/files", files=files, timeout=10)
+        assert refused.status_code == 400 and "File is too large" in refused.json()["error"]["message"]
 
 
 def test_deployment_flag_makes_it_strict():

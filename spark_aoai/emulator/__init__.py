@@ -11,6 +11,9 @@ or from Python, on a free port, in a background thread (default) or a child proc
     with Emulator(faults=Faults(error_500_rate=0.1)) as emu:
         ...  # point the client at emu.endpoint
         emu.stats()["requests"]   # {"chat 200": 97, "chat 500": 11}
+
+It serves the Files and Batch APIs too (``/openai/files``, ``/openai/batches``), shaped by :class:`BatchSettings`;
+their lines are counted apart (``emu.stats()["batch_lines"]``), never as online requests.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ from typing import Any
 
 import requests
 
+from spark_aoai.emulator._batches import batch_line_fails
 from spark_aoai.emulator._model import chat_reply, embed_text, embed_texts, embedding_dimensions
 from spark_aoai.emulator._server import EmulatorServer
-from spark_aoai.emulator._settings import Faults, RateLimit, Settings, settings_to_dict
+from spark_aoai.emulator._settings import BatchSettings, Faults, RateLimit, Settings, settings_to_dict
 from spark_aoai.emulator._structured import value_for_schema
 
 __all__ = [
+    "BatchSettings",
     "Emulator",
     "EmulatorServer",
     "Faults",
     "RateLimit",
     "Settings",
+    "batch_line_fails",
     "chat_reply",
     "embed_text",
     "embed_texts",
@@ -58,6 +64,8 @@ class Emulator:
         Deployment name -> model (``{"chat": "gpt-4o", "emb": "text-embedding-3-small"}``): a strict
         emulator that refuses other deployments (404 ``DeploymentNotFound``) and unpublished api-versions.
         Without it any deployment is served, taken to be named after its model.
+    batch : BatchSettings, optional
+        The Batch API's limits (Azure's 100,000 lines, 200 MB), how long a batch takes, and its faults.
     process : bool
         Run the server in a child process, so that it does not share the caller's GIL (benchmarks).
     tls : (certfile, keyfile), optional
@@ -74,6 +82,7 @@ class Emulator:
         process: bool = False,
         tls: tuple[str, str] | None = None,
         deployments: dict[str, str] | None = None,
+        batch: BatchSettings | None = None,
     ) -> None:
         self.host, self.port, self.process, self.tls = host, port, process, tls
         self.settings = Settings(
@@ -81,6 +90,7 @@ class Emulator:
             rate_limit=rate_limit or RateLimit(),
             faults=faults or Faults(),
             deployments=dict(deployments) if deployments is not None else None,
+            batch=batch or BatchSettings(),
         )
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -160,8 +170,12 @@ class Emulator:
         rate_limit: RateLimit | None = None,
         faults: Faults | None = None,
         deployments: Any = _KEEP,
+        batch: BatchSettings | None = None,
     ) -> None:
-        """Replace settings (those not given are kept) and reset rate-limit buckets."""
+        """Replace settings (those not given are kept) and reset rate-limit buckets.
+
+        Batches already created keep the settings they were created with.
+        """
         if api_key is not _KEEP:
             self.settings.api_key = api_key
         if deployments is not _KEEP:
@@ -170,6 +184,8 @@ class Emulator:
             self.settings.rate_limit = rate_limit
         if faults is not None:
             self.settings.faults = faults
+        if batch is not None:
+            self.settings.batch = batch
         body = json.dumps(settings_to_dict(self.settings))
         self._control("post", "/_emulator/config", data=body).raise_for_status()
         self._server_key = self.settings.api_key
@@ -180,6 +196,11 @@ class Emulator:
         ``inputs`` and ``answered_inputs`` map each input text (the last message of a chat request) to how
         often it was received and answered with a 200; ``inputs_per_request`` lists each request's input count.
         A dropped connection counts as status 0, a malformed 200 as -200.
+
+        The Batch API has its own keys, and its lines are in none of the above: ``files`` (uploads),
+        ``batch_api`` (calls by ``"METHOD route"``: ``"GET batches/{id}"``), ``batches`` (``created`` and each
+        batch's final status), ``batch_lines`` (``"chat 200"``, ``"chat 400"``, ``"chat request_timeout"``,
+        ``"chat batch_expired"``, ...), ``batch_billed_tokens`` and ``batch_answered_inputs``.
         """
         response = self._control("get", "/_emulator/stats", params={"inputs": int(inputs)})
         response.raise_for_status()

@@ -15,7 +15,7 @@ import sys
 from typing import Any, NoReturn
 
 from spark_aoai.emulator._server import EmulatorServer
-from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults, RateLimit, Settings
+from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, BatchSettings, Faults, RateLimit, Settings
 
 PROG = "python -m spark_aoai.emulator"
 
@@ -45,6 +45,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, not {text}")
     return value
 
 
@@ -80,6 +87,18 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
 }
 
 
+# BatchSettings field -> (argparse type, help); the flag of ``max_lines`` is ``--batch-max-lines``.
+_BATCH_FLAGS: dict[str, tuple[Any, str]] = {
+    "seconds": (_non_negative, "how long a batch takes from created to completed, in seconds"),
+    "max_lines": (_positive_int, "most requests (lines) in a batch input file; more fails the batch (too_many_tasks)"),
+    "max_bytes": (_positive_int, "largest batch input file in bytes; a larger upload is refused with a 400"),
+    "line_error_rate": (_rate, "share of batch lines with no response, error request_timeout, by custom_id (0..1)"),
+    "fail_rate": (_rate, "share of batches that fail with token_limit_exceeded (0..1)"),
+    "fail_marker": (str, "input-file text that makes its batch fail with token_limit_exceeded"),
+    "expire_after_lines": (_count, "a batch stops after this many lines and ends expired (the rest: batch_expired)"),
+}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line on stderr and status 2, without the usage block."""
@@ -91,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog=PROG,
-        description="Serve an emulator of the Azure OpenAI chat completions, embeddings and responses REST API.",
+        description="Serve an emulator of the Azure OpenAI chat completions, embeddings, responses, Files and Batch "
+        "REST APIs.",
     )
     parser.add_argument("--version", action="version", version=f"spark_aoai {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -113,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, name)
         shown = f" (default: {default})" if default not in (None, 0.0) else ""
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text + shown)
+    batch_defaults = BatchSettings()
+    for name, (kind, text) in _BATCH_FLAGS.items():
+        default = getattr(batch_defaults, name)
+        shown = f" (default: {default})" if default not in (None, 0.0) else ""
+        parser.add_argument(f"--batch-{name.replace('_', '-')}", type=kind, default=default, help=text + shown)
     parser.add_argument(
         "--bad-structured-kind",
         choices=BAD_STRUCTURED_KINDS,
@@ -136,6 +161,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def faults_from_args(args: argparse.Namespace) -> Faults:
     names = [f.name for f in dataclasses.fields(Faults) if hasattr(args, f.name)]
     return Faults(**{name: getattr(args, name) for name in names})
+
+
+def batch_from_args(args: argparse.Namespace) -> BatchSettings:
+    return BatchSettings(**{name: getattr(args, f"batch_{name}") for name in _BATCH_FLAGS})
 
 
 def deployments_from_args(pairs: list[str] | None) -> dict[str, str] | None:
@@ -170,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
         faults=faults_from_args(args),
         deployments=deployments_from_args(args.deployment),
+        batch=batch_from_args(args),
     )
     if bool(args.tls_cert) != bool(args.tls_key):
         _fail("--tls-cert and --tls-key go together")

@@ -39,6 +39,8 @@ PREVIEW_API_VERSIONS = (
 API_VERSIONS = frozenset(GA_API_VERSIONS + PREVIEW_API_VERSIONS)
 # Reasoning models answer only from this api-version on (Azure: "enabled only for api versions ... and later").
 REASONING_MIN_API_VERSION = "2024-12-01-preview"
+# The Files and Batch APIs (purpose "batch") are served from this api-version on; 2024-10-21 is the first GA one.
+BATCH_MIN_API_VERSION = "2024-07-01-preview"
 
 
 @dataclass(frozen=True)

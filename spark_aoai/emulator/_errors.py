@@ -162,3 +162,21 @@ def operation_not_supported(operation: str, model: str) -> ApiError:
         "model and try again. You can learn more about which models can be used with each operation here: "
         "https://go.microsoft.com/fwlink/?linkid=2197993.",
     )
+
+
+def no_such(kind: str, object_id: str) -> ApiError:
+    """The Files and Batch APIs' 404 for an id they do not know (``kind`` is ``file`` or ``batch``)."""
+    return ApiError(404, "NotFound", f"No {kind} with id '{object_id}' was found.", {"param": "id"})
+
+
+def file_too_large(size: int, limit: int) -> ApiError:
+    """An upload over the batch input limit: OpenAI's ``File is too large.``, with the sizes."""
+    return invalid(
+        "file",
+        f"File is too large. It has {size:,} bytes; a batch input file may have at most {limit:,} bytes.",
+        "invalid_request_error",
+    )
+
+
+def cannot_cancel(status: str) -> ApiError:
+    return ApiError(409, "conflict", f"Cannot cancel a batch with status '{status}'.")

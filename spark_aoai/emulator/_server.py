@@ -1,10 +1,12 @@
-"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses.
+"""The emulator's HTTP server: Azure OpenAI's data-plane contract for chat completions, embeddings, responses,
+and the Files and Batch APIs.
 
 One ``ThreadingHTTPServer`` (a thread per keep-alive connection, so latency faults overlap like a real service),
 a :class:`~spark_aoai.emulator._state.State` holding settings, rate-limit buckets and counters, and a handler
 that routes by the path's suffix so any prefix works (an Azure resource, an API Management URL, Fabric's
 ``.../cognitive/openai``). Checks live in ``_validate``, answers in ``_answers`` and ``_responses``, refusals in
-``_errors``, answer-changing faults in ``_faults``.
+``_errors``, answer-changing faults in ``_faults``; ``_dispatch`` runs the checks and the answer of one request
+(for the handler and for the batch worker of ``_batches``); ``_batch_api`` serves the Files and Batch routes.
 """
 
 from __future__ import annotations
@@ -18,21 +20,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from spark_aoai.emulator import _answers, _faults, _responses
-from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
+from spark_aoai.emulator import _batch_api, _dispatch, _faults
+from spark_aoai.emulator._batches import Batches
 from spark_aoai.emulator._errors import (
     ApiError,
     bad_request,
-    deployment_not_found,
     not_found,
     rate_limited,
     server_error,
     unauthorized,
 )
+from spark_aoai.emulator._files import FileStore
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._tokencount import warm_up
-from spark_aoai.emulator._validate import inputs_of, validate
+from spark_aoai.emulator._validate import inputs_of
 
 _DEPLOYMENT_ROUTE = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|embeddings)$")
 _V1_ROUTE = re.compile(r"/v1/(?P<op>chat/completions|embeddings|responses)$")
@@ -73,11 +75,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send_bytes(status, payload, headers)
 
     def _send_bytes(
-        self, status: int, payload: bytes, headers: dict[str, str] | None = None, length: int | None = None
+        self,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+        content_type: str = "application/json",
     ) -> None:
         """Send the status, headers and ``payload`` (the first part of a ``length``-byte body, if given)."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload) if length is None else length))
         request_id = str(uuid.uuid4())
         self.send_header("apim-request-id", request_id)
@@ -106,6 +113,16 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._log(started)
 
+    def do_DELETE(self) -> None:
+        started, self._status = time.perf_counter(), 0
+        try:
+            parts = urlsplit(self.path)
+            raw = self._read_body()
+            if not self._serve_batch_api(parts.path, parts.query, raw):
+                self._send_json(404, not_found().body())
+        finally:
+            self._log(started)
+
     def _get(self) -> None:
         parts = urlsplit(self.path)
         if parts.path == "/_emulator/stats":
@@ -113,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, self.server.state.snapshot(with_inputs))
         elif parts.path == "/_emulator/health":
             self._send_json(200, {"status": "ok"})
-        else:
+        elif not self._serve_batch_api(parts.path, parts.query, b""):
             self._send_json(404, not_found().body())
 
     def _post(self) -> None:
@@ -139,7 +156,23 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.state.reset_stats()
             self._send_json(200, {"status": "ok"})
             return
-        self._serve_api(parts.path, parse_qs(parts.query), raw)
+        if not self._serve_batch_api(parts.path, parts.query, raw):
+            self._serve_api(parts.path, parse_qs(parts.query), raw)
+
+    def _serve_batch_api(self, path: str, query: str, raw: bytes) -> bool:
+        """Serve a Files or Batch API call; False when ``path`` is none of their routes."""
+        route = _batch_api.match(path)
+        if route is None:
+            return False
+        try:
+            self._check_auth()
+            content_type = self.headers.get("Content-Type", "")
+            reply = _batch_api.serve(self.server.batches, self.command, route, parse_qs(query), content_type, raw)
+        except ApiError as error:
+            self._send_json(error.status, error.body(), error.headers)
+            return True
+        self._send_bytes(reply.status, reply.payload, content_type=reply.content_type)
+        return True
 
     # -- the API --------------------------------------------------------------------------------------------
 
@@ -154,17 +187,17 @@ class Handler(BaseHTTPRequestHandler):
             self._check_auth()
             settings = state.settings
             faults = settings.faults
-            model = self._model(settings, deployment, next(iter(query.get("api-version", [])), None))
-            tokens = validate(route, body, inputs, model, faults)
-            wait, rate_headers = state.admit(deployment, tokens)
+            api_version = _dispatch.api_version_of(query, required=False)
+            checked = _dispatch.check(settings, route, deployment, body, inputs, api_version)
+            wait, rate_headers = state.admit(deployment, checked.tokens)
             if wait > 0:
                 raise rate_limited(wait)
-            refusal = _faults.throttle(state, faults, route, (query.get("api-version") or [""])[0])
+            refusal = _faults.throttle(state, faults, route, api_version or "")
             if refusal is not None:
                 raise refusal
             if self._inject_transport_faults(route, inputs, faults):
                 return
-            answer = self._answer(route, model, body, inputs, tokens, faults)
+            answer = _dispatch.respond(state, checked, faults)
         except ApiError as error:
             state.count(route, error.status, inputs, answered=False)
             if not rate_headers:  # refused before the limiter: report the budgets as they stand
@@ -196,9 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         doubled = path.count("/openai/deployments/") > (1 if match else 0)  # an endpoint pasted with its path
         if (not match and not in_body) or doubled:
             raise not_found()
-        versioned = match or (in_body is not None and in_body.re is _AZURE_RESPONSES_ROUTE)
-        if versioned and not query.get("api-version"):
-            raise bad_request("Missing required query parameter 'api-version'. Please specify one.")
+        _dispatch.api_version_of(query, bool(match) or (in_body is not None and in_body.re is _AZURE_RESPONSES_ROUTE))
         try:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
@@ -213,24 +244,6 @@ class Handler(BaseHTTPRequestHandler):
             if not deployment:
                 raise bad_request("Missing required parameter: 'model'.")
         return _ROUTES[op], deployment, body
-
-    @staticmethod
-    def _model(settings: Settings, deployment: str, api_version: str | None) -> str:
-        """The model behind ``deployment``; with a registry, unknown deployments and api-versions are refused."""
-        if settings.deployments is None:
-            return deployment
-        if deployment not in settings.deployments:
-            raise deployment_not_found()
-        model = settings.deployments[deployment]
-        if api_version is not None:
-            if api_version not in API_VERSIONS:
-                raise bad_request("API version not supported")
-            facts = find_model(model)
-            if facts is not None and facts.reasoning and api_version < REASONING_MIN_API_VERSION:
-                raise bad_request(
-                    f"Model {model} is enabled only for api versions {REASONING_MIN_API_VERSION} and later"
-                )
-        return model
 
     def _auth_scheme(self) -> str:
         if self.headers.get("api-key"):
@@ -270,17 +283,6 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def _answer(
-        self, route: str, model: str, body: dict[str, Any], inputs: list[str], tokens: int, faults: Faults
-    ) -> dict[str, Any] | bytes:
-        """The 200 body; ``tokens`` is what ``validate`` counted (an embeddings request's usage)."""
-        if route == "embeddings":
-            order = self.server.state.shuffled(len(inputs)) if faults.shuffle_embeddings else None
-            return _answers.embeddings(model, body, inputs, tokens, faults, order)
-        if route == "chat":
-            return _answers.chat(model, body, faults, self.server.state)
-        return _responses.answer(model, body, self.server.state)
-
 
 class EmulatorServer(ThreadingHTTPServer):
     """A threading HTTP server that carries the emulator's state."""
@@ -296,8 +298,10 @@ class EmulatorServer(ThreadingHTTPServer):
         tls: tuple[str, str] | None = None,
         log_requests: bool = False,
     ) -> None:
-        super().__init__(address, Handler)
         self.state = State(settings)
+        self.files = FileStore()
+        self.batches = Batches(self.state, self.files)  # before binding: a failed bind calls server_close
+        super().__init__(address, Handler)
         self.log_requests = log_requests
         warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
@@ -306,6 +310,10 @@ class EmulatorServer(ThreadingHTTPServer):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
             self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    def server_close(self) -> None:
+        self.batches.close()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that time out and hang up are part of the job; anything else is still printed."""

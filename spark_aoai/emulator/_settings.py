@@ -1,4 +1,5 @@
-"""The emulator's settings: rate limits, faults and the API key, as small dataclasses with every default here.
+"""The emulator's settings: rate limits, faults, the Batch API and the API key, as small dataclasses with every
+default here.
 
 ``Settings`` travels as JSON to ``POST /_emulator/config`` (:func:`settings_to_dict` / :meth:`Settings.from_dict`),
 so a test changes a running emulator, in this process or a child, the same way.
@@ -88,6 +89,38 @@ BAD_STRUCTURED_KINDS = ("not_json", "missing_field", "wrong_type")
 
 
 @dataclass
+class BatchSettings:
+    """The Batch API: Azure's input limits, how long a batch takes, and its faults (all off by default).
+
+    A file over ``max_bytes`` is refused at upload (400); one over ``max_lines`` requests fails its batch at
+    validation (``too_many_tasks``), as Azure does. A batch runs with the settings in force when it was created.
+    """
+
+    seconds: float = 0.2  # created -> completed; the lines are answered evenly over the middle 80%
+    max_lines: int = 100_000
+    max_bytes: int = 200_000_000
+    # a line answered with no response, error code request_timeout; chosen by its custom_id's hash
+    line_error_rate: float = 0.0
+    # a batch that fails (token_limit_exceeded): rolled per batch, or when its input file holds the marker
+    fail_rate: float = 0.0
+    fail_marker: str | None = None
+    # a batch that stops after this many lines and ends expired (the rest: batch_expired in the error file)
+    expire_after_lines: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("line_error_rate", "fail_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"BatchSettings.{name} is a probability between 0 and 1, not {getattr(self, name)}")
+        if self.seconds < 0:
+            raise ValueError(f"BatchSettings.seconds cannot be negative, not {self.seconds}")
+        for name in ("max_lines", "max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BatchSettings.{name} must be at least 1, not {getattr(self, name)}")
+        if self.expire_after_lines is not None and self.expire_after_lines < 0:
+            raise ValueError(f"BatchSettings.expire_after_lines cannot be negative, not {self.expire_after_lines}")
+
+
+@dataclass
 class Settings:
     """Everything that shapes the emulator's answers; replaced whole by ``/_emulator/config``."""
 
@@ -96,6 +129,7 @@ class Settings:
     faults: Faults = field(default_factory=Faults)
     # deployment name -> model; None accepts any deployment, taken to be named after its model
     deployments: dict[str, str] | None = None
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -104,6 +138,7 @@ class Settings:
             api_key=data.get("api_key"),
             rate_limit=RateLimit(**(data.get("rate_limit") or {})),
             faults=Faults(**(data.get("faults") or {})),
+            batch=BatchSettings(**(data.get("batch") or {})),
             deployments=None if deployments is None else {str(k): str(v) for k, v in dict(deployments).items()},
         )
 

@@ -1,7 +1,8 @@
 """What outlives one request: the settings in force, the rate-limit buckets, the fault dice and the counters.
 
 All of it sits behind one lock, so the handler threads of a ``ThreadingHTTPServer`` share it safely; tests read
-the counters through ``GET /_emulator/stats`` (:meth:`State.snapshot`).
+the counters through ``GET /_emulator/stats`` (:meth:`State.snapshot`). The Batch API's calls, batches and lines
+have counters of their own: a batch line is never an online request, and its tokens are billed apart.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class State:
         self.throttled_per_second: Counter[int] = Counter()
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
+        self.files = 0  # input files uploaded
+        self.batch_api: Counter[str] = Counter()  # "POST batches", "GET batches/{id}", ...
+        self.batches: Counter[str] = Counter()  # "created", then each batch's final status
+        self.batch_lines: Counter[str] = Counter()  # "chat 200", "chat 400", "chat batch_expired", ...
+        self.batch_answered_inputs: Counter[str] = Counter()
+        self.batch_billed_tokens = 0
 
     def configure(self, settings: Settings) -> None:
         with self.lock:
@@ -147,11 +154,30 @@ class State:
                 self.throttled_per_second[int(self.last_answer_at)] += 1
 
     def bill(self, answer: Any) -> None:
-        usage = answer.get("usage") if isinstance(answer, dict) else None
-        total = usage.get("total_tokens") if isinstance(usage, dict) else None
-        if isinstance(total, int):
-            with self.lock:
-                self.billed_tokens += total
+        total = _total_tokens(answer)
+        with self.lock:
+            self.billed_tokens += total
+
+    def count_batch_api(self, call: str) -> None:
+        with self.lock:
+            self.batch_api[call] += 1
+
+    def count_upload(self) -> None:
+        with self.lock:
+            self.files += 1
+
+    def count_batch(self, status: str) -> None:
+        with self.lock:
+            self.batches[status] += 1
+
+    def count_batch_line(self, route: str, outcome: str, inputs: list[str], answer: Any = None) -> None:
+        """One batch line: ``outcome`` is its status code, or its error code when it got no response."""
+        total = _total_tokens(answer)
+        with self.lock:
+            self.batch_lines[f"{route} {outcome}"] += 1
+            if outcome == "200":
+                self.batch_answered_inputs.update(inputs)
+                self.batch_billed_tokens += total
 
     def snapshot(self, with_inputs: bool = True) -> dict[str, Any]:
         with self.lock:
@@ -167,8 +193,21 @@ class State:
                 "throttled_per_second": {str(k): v for k, v in sorted(self.throttled_per_second.items())},
                 "auth": dict(self.auth),
                 "headers": dict(self.headers),
+                "files": self.files,
+                "batch_api": dict(self.batch_api),
+                "batches": dict(self.batches),
+                "batch_lines": dict(self.batch_lines),
+                "batch_billed_tokens": self.batch_billed_tokens,
             }
             if with_inputs:
                 snap["inputs"] = dict(self.inputs)
                 snap["answered_inputs"] = dict(self.answered_inputs)
+                snap["batch_answered_inputs"] = dict(self.batch_answered_inputs)
             return snap
+
+
+def _total_tokens(answer: Any) -> int:
+    """``usage.total_tokens`` of a 200 body (0 when it has none)."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else 0
