@@ -87,8 +87,9 @@ class FsspecFiles:
         self.fs.pipe_file(f"{self.root}/{name}", data)
 
 
-def open_files(directory: str) -> LocalFiles | FsspecFiles:
-    root = f"{directory.rstrip('/')}/{C.CACHE_FORMAT}"
+def open_files(directory: str, folder: str = C.CACHE_FORMAT) -> LocalFiles | FsspecFiles:
+    """The files under ``directory/folder``: a local (or FUSE) path, or an fsspec URI."""
+    root = f"{directory.rstrip('/')}/{folder}"
     if "://" in directory and not directory.startswith("file://"):
         return FsspecFiles(root)
     return LocalFiles(root.removeprefix("file://"))

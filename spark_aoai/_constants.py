@@ -49,3 +49,10 @@ DEDUP_MEMO_ENTRIES = 20_000
 # Prompt packing (rowsPerRequest="auto"): prompt tokens and rows per packed request.
 MAX_PACK_TOKENS = 4000
 MAX_PACK_ROWS = 50
+
+# Batch mode (Azure's Batch API)
+BATCH_MAX_LINES_PER_FILE = 100_000  # Azure's limits of one input file
+BATCH_MAX_BYTES_PER_FILE = 200 * 10**6
+BATCH_TIMEOUT_HOURS = 24.0
+BATCH_POLL_SECONDS = 60.0  # the longest wait between two polls (they start at BATCH_FIRST_POLL_SECONDS)
+BATCH_FIRST_POLL_SECONDS = 1.0

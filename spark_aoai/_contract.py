@@ -39,6 +39,9 @@ class ErrorCode(str, enum.Enum):
     QUOTA_EXCEEDED = "quota_exceeded"
     BUDGET_EXHAUSTED = "budget_exhausted"
     CLIENT_ERROR = "client_error"
+    BATCH_FAILED = "batch_failed"
+    BATCH_EXPIRED = "batch_expired"
+    BATCH_CANCELLED = "batch_cancelled"
     INTERNAL_ERROR = "internal_error"
     INVALID_OUTPUT = "invalid_output"
 
@@ -188,6 +191,13 @@ class RowResults:
         with self._lock:
             candidates = range(len(self._resolved)) if rows is None else rows
             return [row for row in candidates if not self._resolved[row]]
+
+    def charge_nothing(self, rows: Sequence[int]) -> None:
+        """Zero the usage of ``rows``: their answer was paid for elsewhere (a stored answer, a duplicate)."""
+        with self._lock:
+            for row in rows:
+                usage = self.usage[row]
+                self.usage[row] = None if usage is None else usage.nothing()
 
     def mark_source(self, rows: Sequence[int], source: str) -> None:
         """Record where the answered rows among ``rows`` got their answer (a deployment name, or ``CACHED``)."""

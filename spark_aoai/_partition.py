@@ -80,11 +80,8 @@ def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Se
         follow_ups = task.accept(unit, body, None)
     except MalformedResponseError:
         return False  # a stored answer this version cannot read: ask again
-    results = unit.results
-    for row in unit.rows:  # a stored answer costs nothing this time
-        usage = results.usage[row]
-        results.usage[row] = None if usage is None else usage.nothing()
-    results.mark_source(unit.rows, CACHED)
+    unit.results.charge_nothing(unit.rows)  # a stored answer costs nothing this time
+    unit.results.mark_source(unit.rows, CACHED)
     for part in follow_ups or ():
         sender.submit(part)
     return True

@@ -1,0 +1,49 @@
+"""The Params of batch mode (``mode="batch"``): where its manifests live, how long to wait, file limits."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pyspark.ml.param import Params, TypeConverters
+
+from spark_aoai import _constants as C
+from spark_aoai._params import _param, with_getters
+
+MODES = ("online", "batch")
+
+
+@with_getters
+class HasBatch(Params):
+    """Online requests (the default) or Azure's Batch API: half the price, answers within 24 hours."""
+
+    mode = _param(
+        "mode", "online (requests as the job runs) | batch (Azure's Batch API: JSONL files, answers within 24 h)",
+        TypeConverters.toString,
+    )  # fmt: skip
+    batchDir = _param(
+        "batchDir",
+        "batch mode: directory of the job manifests (a local or FUSE path, or an fsspec URI), which make a "
+        "restarted job pick up its batches instead of submitting again",
+        TypeConverters.toString,
+    )
+    batchTimeoutHours = _param(
+        "batchTimeoutHours", "batch mode: hours transform waits before cancelling; unanswered rows are batch_expired",
+        TypeConverters.toFloat,
+    )  # fmt: skip
+    batchPollSeconds = _param(
+        "batchPollSeconds", "batch mode: the longest wait between two polls of the batches", TypeConverters.toFloat
+    )
+    batchMaxLinesPerFile = _param(
+        "batchMaxLinesPerFile", "batch mode: requests per input file (Azure's limit: 100,000)", TypeConverters.toInt
+    )
+    batchMaxBytesPerFile = _param(
+        "batchMaxBytesPerFile", "batch mode: bytes per input file (Azure's limit: 200 MB)", TypeConverters.toInt
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {
+        "mode": "online",
+        "batchDir": "",
+        "batchTimeoutHours": C.BATCH_TIMEOUT_HOURS,
+        "batchPollSeconds": C.BATCH_POLL_SECONDS,
+        "batchMaxLinesPerFile": C.BATCH_MAX_LINES_PER_FILE,
+        "batchMaxBytesPerFile": C.BATCH_MAX_BYTES_PER_FILE,
+    }
