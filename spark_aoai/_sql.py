@@ -62,7 +62,7 @@ def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
 
 def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **changes: Any) -> Any:
     """``stage``'s plan with its prompt the row's ``text`` and its instructions rendered from the row."""
-    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    plan = stage._udf_plan()
     operation = dataclasses.replace(
         plan.operation,  # type: ignore[type-var]
         template=Template.parse("{text}"),
@@ -77,7 +77,7 @@ def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **cha
 
 
 def _similarity_udf(stage: AzureOpenAIStage) -> Any:
-    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    plan = stage._udf_plan()
     result = StructType([StructField("result", DoubleType()), StructField("error", spark_type(ROW_ERROR_ARROW_TYPE))])
 
     @pandas_udf(result)  # type: ignore[call-overload]

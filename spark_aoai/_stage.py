@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pyspark.ml import Transformer
@@ -16,6 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from spark_aoai._batch_params import MODES, HasBatch
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import SOURCE_FIELD, Operation
 from spark_aoai._engine import HookFactory
@@ -70,7 +72,7 @@ def infer_concurrent_tasks(spark: SparkSession | None) -> int:
 
 
 class AzureOpenAIStage(
-    Transformer, HasConnection, HasThroughput, HasOutputs, HasCache, HasFailover, DefaultParamsReadable,
+    Transformer, HasConnection, HasThroughput, HasOutputs, HasCache, HasFailover, HasBatch, DefaultParamsReadable,
     DefaultParamsWritable,
 ):  # fmt: skip
     """What every stage shares: Params, credentials, validation on the driver, then ``mapInArrow``."""
@@ -138,6 +140,8 @@ class AzureOpenAIStage(
     # -- Params -> settings, in one place ------------------------------------------------------------------
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
+        if self.getOrDefault(self.mode) not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {self.getOrDefault(self.mode)!r}")
         on_systemic = self.getOrDefault(self.onSystemicError)
         if on_systemic not in ("fail", "mark"):
             raise ConfigurationError(f"onSystemicError must be 'fail' or 'mark', got {on_systemic!r}")
@@ -226,9 +230,27 @@ class AzureOpenAIStage(
         outputs = self._output_columns(operation, schema)
         return Plan(config, operation, outputs, hooks, dedup=self.getOrDefault(self.dedup)), inputs
 
+    def _udf_plan(self) -> Plan:
+        """The plan of a column-expression UDF or a SQL function: those send online, inside the user's query."""
+        if self.getOrDefault(self.mode) == "batch":
+            raise ConfigurationError(
+                "mode='batch' is for transform, submit and collect_batch; a UDF or SQL function sends online"
+            )
+        return self._plan(None, SparkSession.getActiveSession())[0]
+
     # -- the Transformer ------------------------------------------------------------------------------------
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        if self.getOrDefault(self.mode) == "batch":
+            from spark_aoai._batch_job import BatchJob
+
+            return BatchJob(self, dataset).run()
+        prepared = self._prepare(dataset)
+        function = arrow_partition(prepared.plan, prepared.inputs)
+        return self._finish(prepared, prepared.renamed.mapInArrow(function, prepared.out_schema))
+
+    def _prepare(self, dataset: DataFrame) -> Prepared:
+        """Plan on the driver and rename the input for ``mapInArrow`` (which cannot take dotted names)."""
         schema = dataset.schema
         plan, inputs = self._plan(schema, dataset.sparkSession)
         assert inputs is not None
@@ -239,21 +261,66 @@ class AzureOpenAIStage(
         for column in plan.outputs:
             require_new_column(schema, column.name, column.field.param)
         original = schema.fieldNames()
-        safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]  # mapInArrow cannot take dotted names
-        renamed = dataset.toDF(*safe)
+        safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
         out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
-        out_schema = StructType(fields + out_fields)
-        function = arrow_partition(plan, inputs.renamed(dict(zip(original, safe, strict=True))))
-        out = renamed.mapInArrow(function, out_schema).toDF(*original, *plan.names)
+        return Prepared(
+            plan,
+            inputs.renamed(dict(zip(original, safe, strict=True))),
+            dataset.toDF(*safe),
+            tuple(original),
+            StructType(fields + out_fields),
+        )
+
+    def _finish(self, prepared: Prepared, out: DataFrame) -> DataFrame:
+        """The user's column names back, vectors as Vectors, and the observers (statistics, progress)."""
+        plan = prepared.plan
+        out = out.toDF(*prepared.original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
         for observe in OUTPUT_OBSERVERS:
             out = observe(self, plan, out)
         return out
 
+    # -- batch mode (Azure's Batch API; see _batch_job) -----------------------------------------------------
+
+    def submit(self, dataset: DataFrame) -> Any:
+        """Batch mode: upload ``dataset``'s requests and create the batches; returns at once with the job
+        (``job.status()``). ``collect_batch`` (or ``transform``) with the same input joins the answers later.
+
+        >>> job = chat.submit(df); job.status()                     # doctest: +SKIP
+        {'batches': 2, 'total': 1000, 'completed': 0, 'failed': 0, 'status': {'in_progress': 2}}
+        """
+        from spark_aoai._batch_job import BatchJob
+
+        self._require_batch_mode("submit")
+        return BatchJob(self, dataset).submit()
+
+    def collect_batch(self, dataset: DataFrame) -> DataFrame:
+        """Batch mode: the output of the job submitted for ``dataset``, once its batches are done (waiting up to
+        ``batchTimeoutHours``); submits it first if that was not done."""
+        from spark_aoai._batch_job import BatchJob
+
+        self._require_batch_mode("collect_batch")
+        return BatchJob(self, dataset).run()
+
+    def _require_batch_mode(self, method: str) -> None:
+        if self.getOrDefault(self.mode) != "batch":
+            raise ConfigurationError(f"{method}() is for batch mode: set mode='batch' and batchDir=...")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(uid={self.uid!r}, deploymentName={self._get(self.deploymentName)!r})"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A transform's plan with the renamed input that ``mapInArrow`` reads and the schema it returns."""
+
+    plan: Plan
+    inputs: Inputs
+    renamed: DataFrame
+    original: tuple[str, ...]
+    out_schema: StructType
 
 
 def _to_vector(column: Column) -> Column:

@@ -28,7 +28,7 @@ from spark_aoai._budget import BudgetFactory
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Operation
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
-from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
+from spark_aoai._pricing import BATCH_PRICE_FACTOR, PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
 from spark_aoai._stats import (
     TOKEN_FIELDS,
@@ -72,6 +72,8 @@ def build_usage_hooks(
     except ValueError as exc:
         raise ConfigurationError(f"prices: {exc}") from None
     price = price_for(config.deployment, override)
+    if price is not None and override is None and stage.getOrDefault(stage.getParam("mode")) == "batch":
+        price = price.scaled(BATCH_PRICE_FACTOR)  # the table's prices are online ones; given prices are as given
     max_tokens = stage.getOrDefault(stage.getParam("maxTotalTokens"))
     max_cost = stage.getOrDefault(stage.getParam("maxCost"))
     if max_tokens < 0 or max_cost < 0:

@@ -159,6 +159,10 @@ class Similarity(Embedding, HasPair):
         return str(self._get(self.leftCol))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        if self.getOrDefault(self.mode) == "batch":
+            raise ConfigurationError(
+                "ai.similarity runs online only (not mode='batch'): embed each column with ai.embed(..., mode='batch')"
+            )
         schema = dataset.schema
         plan, _ = self._plan(schema, dataset.sparkSession)
         names = [str(self.getOrDefault(self.outputCol)), str(self.getOrDefault(self.errorCol))]

@@ -27,7 +27,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import SparkSession
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StructField, StructType
 
@@ -41,7 +40,7 @@ from spark_aoai.transformers import ChatCompletion, Embedding
 
 def stage_udf(stage: AzureOpenAIStage) -> Any:
     """The pandas UDF that runs ``stage`` over one column and returns its output columns as one struct."""
-    plan, _ = stage._plan(None, SparkSession.getActiveSession())
+    plan = stage._udf_plan()
     vector = stage._vector_output()
     fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
     if vector:

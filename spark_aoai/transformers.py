@@ -295,6 +295,8 @@ class ChatCompletion(
             media=self._media(),
         )
         operation = replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
+        if self.getOrDefault(self.mode) == "batch":
+            return operation  # one row per request line: packing is for online throughput (ignored, warned)
         rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
         if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
             raise ConfigurationError("rowsPerRequest: rows with imageCol or fileCol are not packed; set it to 1")

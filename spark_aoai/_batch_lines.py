@@ -1,0 +1,295 @@
+"""Batch mode on the executors: rows into JSONL request lines (and uploaded files), and the batches' output
+lines back onto rows. Free of pyspark.
+
+A line is the request the online engine would send for a unit (the same wire format, the same planning),
+with the deployment as ``model``; its ``custom_id`` is a hash of the line's ``url`` and body, so
+
+- identical requests in a partition are one line (answered once, the others carry zero usage),
+- a row finds its answer again from its own content, whatever the order of the output file, and
+- a partition is known by the hash of its ids (``key``): the manifest maps it to the files it uploaded.
+
+Rows whose request is in the response cache are not written; they are answered from it when joined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from spark_aoai._arrow import array
+from spark_aoai._batch_api import BatchApi, BatchApiError, line_url, parse_lines
+from spark_aoai._cache import CacheFactory
+from spark_aoai._constants import MAX_MESSAGE_CHARS
+from spark_aoai._contract import CACHED, ErrorCode, MalformedResponseError, RowError, RowResults, Unit
+from spark_aoai._engine import Hooks, open_hooks
+from spark_aoai._executor import Inputs, Plan
+from spark_aoai._http import Outcome, error_from_response
+
+RECORD_FIELDS = (("key", pa.string()), ("first", pa.string()), ("lines", pa.int64()), ("bytes", pa.int64()),
+                 ("file_id", pa.string()), ("rows", pa.int64()))  # fmt: skip
+RECORD_DDL = "key string, first string, lines long, bytes long, file_id string, rows long"
+NO_REASK = "batch mode does not re-ask (online mode re-asks up to outputRetries times)"
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """Azure's limits of one batch input file (``batchMaxLinesPerFile``, ``batchMaxBytesPerFile``)."""
+
+    max_lines: int
+    max_bytes: int
+
+
+def request_line(unit: Unit, url: str, deployment: str) -> tuple[str, bytes]:
+    """``(custom_id, JSONL line)`` of a unit: its body with the deployment as ``model``."""
+    body = {**unit.payload, "model": deployment}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    custom_id = "r-" + hashlib.sha256(f"{url}\n{canonical}".encode()).hexdigest()[:40]
+    line = {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
+    return custom_id, json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class JsonlParts:
+    """Lines spilled to local files, a new one whenever the next line would pass a limit."""
+
+    def __init__(self, limits: FileLimits) -> None:
+        self.limits = limits
+        self.folder = tempfile.mkdtemp(prefix="spark_aoai_batch_")
+        self.parts: list[list[Any]] = []  # [path, lines, bytes]
+        self.handle: Any = None
+
+    def add(self, line: bytes) -> None:
+        if len(line) > self.limits.max_bytes:
+            raise ValueError(f"one request line is {len(line):,} bytes, over batchMaxBytesPerFile")
+        current = self.parts[-1] if self.parts else None
+        if current is None or current[1] + 1 > self.limits.max_lines or current[2] + len(line) > self.limits.max_bytes:
+            if self.handle is not None:
+                self.handle.close()
+            current = [os.path.join(self.folder, f"part-{len(self.parts)}.jsonl"), 0, 0]
+            self.parts.append(current)
+            self.handle = open(current[0], "wb")  # noqa: SIM115 - closed on the next part or in close()
+        self.handle.write(line)
+        current[1] += 1
+        current[2] += len(line)
+
+    def close(self) -> list[list[Any]]:
+        if self.handle is not None:
+            self.handle.close()
+        return self.parts
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _cache_only(plan: Plan) -> Hooks:
+    """The response cache's hooks alone: the request pass looks answers up, and observes nothing."""
+    return open_hooks(tuple(f for f in plan.hooks if isinstance(f, CacheFactory)))
+
+
+def request_partition(
+    plan: Plan, inputs: Inputs, limits: FileLimits, upload_as: str | None
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function of the request pass: one record per partition (its key, first id, lines,
+    bytes) or, with ``upload_as`` (a name prefix), one per uploaded file (with its ``file_id``)."""
+    route, deployment = plan.operation.route, plan.config.deployment
+
+    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        task, hooks = plan.operation.for_task(), _cache_only(plan)
+        url = line_url(plan.config, route)
+        ids: set[str] = set()
+        written: set[str] = set()
+        first, rows = "", 0
+        parts = JsonlParts(limits)
+        try:
+            for batch in batches:
+                items = inputs.items(batch)
+                rows += len(items)
+                for unit in task.plan(items, RowResults(len(items))):
+                    custom_id, line = request_line(unit, url, deployment)
+                    first = first or custom_id
+                    ids.add(custom_id)
+                    if custom_id in written or hooks.lookup(unit) is not None:
+                        continue
+                    written.add(custom_id)
+                    parts.add(line)
+            files = parts.close()
+            key = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest() if ids else ""
+            records = [(None, sum(p[1] for p in files), sum(p[2] for p in files))]
+            if upload_as is not None and files:
+                api = BatchApi(plan.config)
+                try:
+                    uploaded = [api.upload(f"{upload_as}-{key[:16]}-{i}.jsonl", p[0]) for i, p in enumerate(files)]
+                finally:
+                    api.close()
+                records = [(u["id"], p[1], p[2]) for u, p in zip(uploaded, files, strict=True)]
+        finally:
+            hooks.close()
+            parts.remove()
+        columns = list(
+            zip(*[(key, first, lines, size, file_id, rows) for file_id, lines, size in records], strict=True)
+        )
+        arrays = [array(list(values), kind) for values, (_, kind) in zip(columns, RECORD_FIELDS, strict=True)]
+        yield pa.RecordBatch.from_arrays(arrays, names=[name for name, _ in RECORD_FIELDS])
+
+    return partition
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch left: its status, its output and error files, and why it ended (when not completed)."""
+
+    batch_id: str
+    status: str
+    output_file_id: str | None
+    error_file_id: str | None
+    message: str = ""
+    timed_out: bool = False
+
+    def missing_error(self) -> RowError:
+        """The error of a row whose request has no line in either file."""
+        if self.timed_out or self.status == "expired":
+            code, why = ErrorCode.BATCH_EXPIRED, "the batch expired (or batchTimeoutHours passed) before this request"
+        elif self.status == "cancelled":
+            code, why = ErrorCode.BATCH_CANCELLED, "the batch was cancelled before this request"
+        elif self.status == "failed":
+            code, why = ErrorCode.BATCH_FAILED, "the batch failed"
+        else:
+            code, why = ErrorCode.BATCH_FAILED, "the batch ended without a line for this request"
+        message = f"{why} (batch {self.batch_id}, {self.status})" + (f": {self.message}" if self.message else "")
+        return RowError(None, code, message[:MAX_MESSAGE_CHARS])
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Shipped with the answer pass: the batches of each partition (by its first id), and all of them."""
+
+    by_first: dict[str, tuple[int, ...]]
+    batches: tuple[BatchOutcome, ...]
+
+    def of(self, first: str) -> list[BatchOutcome]:
+        """The batches holding a partition's lines; all of them when the partition is not known (the input
+        was split differently than when it was submitted)."""
+        found = self.by_first.get(first)
+        return [self.batches[i] for i in found] if found is not None else list(self.batches)
+
+
+_SEVERITY = {"failed": 3, "expired": 2, "cancelled": 1}
+
+
+class Answers:
+    """One partition's output and error lines, downloaded once, by ``custom_id``."""
+
+    def __init__(self, plan: Plan, batches: Sequence[BatchOutcome]) -> None:
+        self.lines: dict[str, dict[str, Any]] = {}
+        worst = max(batches, key=lambda b: (b.timed_out, _SEVERITY.get(b.status, 0)), default=None)
+        self.missing = (worst or BatchOutcome("-", "unknown", None, None)).missing_error()
+        api = BatchApi(plan.config)
+        try:
+            for outcome in batches:
+                for file_id in (outcome.error_file_id, outcome.output_file_id):  # an output line wins
+                    if file_id:
+                        self.lines.update(_timed_out(parse_lines(api.content(file_id)), outcome))
+        except BatchApiError as exc:  # a result file gone (deleted, or past the service's retention)
+            message = f"the batch's results could not be read ({exc}); delete the job's manifest to submit again"
+            self.missing = RowError(exc.error.status, ErrorCode.BATCH_FAILED, message[:MAX_MESSAGE_CHARS])
+        finally:
+            api.close()
+
+
+def _timed_out(lines: dict[str, dict[str, Any]], outcome: BatchOutcome) -> dict[str, dict[str, Any]]:
+    """A batch cancelled because ``batchTimeoutHours`` passed: its cancelled lines are expired ones."""
+    if outcome.timed_out:
+        for line in lines.values():
+            error = line.get("error")
+            if not line.get("response") and isinstance(error, dict) and error.get("code") == "batch_cancelled":
+                message = f"batchTimeoutHours passed before this request (batch {outcome.batch_id})"
+                line["error"] = {**error, "code": ErrorCode.BATCH_EXPIRED.value, "message": message}
+    return lines
+
+
+def answer_partition(
+    plan: Plan, inputs: Inputs, job: JobFiles
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function of the answer pass: input batches in, the same rows plus results out."""
+    route, deployment = plan.operation.route, plan.config.deployment
+
+    def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        task, hooks = plan.operation.for_task(), open_hooks(plan.hooks)
+        url = line_url(plan.config, route)
+        answers: Answers | None = None
+        answered: set[str] = set()
+        try:
+            for batch in batches:
+                items = inputs.items(batch)
+                results = RowResults(len(items))
+                for unit in task.plan(items, results):
+                    custom_id, _ = request_line(unit, url, deployment)
+                    if answers is None:
+                        answers = Answers(plan, job.of(custom_id))
+                    _resolve(unit, custom_id, answers, task, hooks, answered, deployment)
+                hooks.settled(results)
+                columns = list(batch.columns) + plan.encode(results)
+                yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
+        finally:
+            hooks.close()
+
+    return partition
+
+
+def _resolve(
+    unit: Unit, custom_id: str, answers: Answers, task: Any, hooks: Hooks, answered: set[str], deployment: str
+) -> None:
+    """Put a unit's answer on its rows: from the cache, else from its line, else the missing line's error."""
+    results, rows = unit.results, unit.rows
+    cached = hooks.lookup(unit)
+    if cached is not None:
+        _accept(unit, cached, None, task)
+        results.charge_nothing(rows)  # a stored answer costs nothing this time
+        results.mark_source(rows, CACHED)
+        return
+    line = answers.lines.get(custom_id)
+    if line is None:
+        results.fail(rows, answers.missing)
+        return
+    response = line.get("response")
+    if not isinstance(response, dict):  # a line the service could not process
+        found = line.get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
+        code = str(error.get("code") or ErrorCode.BATCH_FAILED.value)
+        results.fail(rows, RowError(None, code, str(error.get("message") or "no response")[:MAX_MESSAGE_CHARS]))
+        return
+    status, body, request_id = int(response.get("status_code") or 0), response.get("body"), response.get("request_id")
+    repeat = custom_id in answered
+    answered.add(custom_id)
+    if not repeat:  # a request is billed once, whatever the rows it answers
+        hooks.attempt(unit, Outcome(status, body=body if status == 200 else None, request_id=request_id), 0.0)
+    if status != 200:
+        refused = error_from_response(status, json.dumps(body) if body is not None else "")
+        results.fail(rows, refused.with_attempts(1, request_id))
+        return
+    _accept(unit, body, request_id, task)
+    if repeat:
+        results.charge_nothing(rows)
+    results.mark_source(rows, deployment)
+    if not repeat:
+        hooks.store(unit, body)
+
+
+def _accept(unit: Unit, body: Any, request_id: str | None, task: Any) -> None:
+    """The operation's own reading of a 200 body; what would be asked again online is an error here."""
+    results = unit.results
+    try:
+        follow_ups = task.accept(unit, body, request_id)
+    except MalformedResponseError as exc:
+        results.fail(results.unresolved(unit.rows), RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)))
+        return
+    for follow_up in follow_ups or ():
+        message = f"the answer does not fit the output schema; {NO_REASK}"
+        follow_up.results.fail(follow_up.rows, RowError(200, ErrorCode.INVALID_OUTPUT, message, 1, request_id))
