@@ -1,0 +1,260 @@
+"""Batch mode against the emulator's Files and Batch APIs over real HTTP and a local Spark: the same answers
+and error values as online mode with no online request, resume after a killed driver, expired, failed and
+timed-out batches, files split at Azure's limits, the cache, the task helpers and statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark_aoai import ChatCompletion, Embedding, ai
+from spark_aoai.emulator import BatchSettings, Emulator, Faults
+from spark_aoai.exceptions import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[1]
+FILTERED = "forbidden topic"
+
+
+def questions(spark, rows: int, partitions: int = 2):
+    """Rows with duplicates, a null prompt every 97th and a content-filtered one every 50th."""
+    text = (
+        F.when(F.col("id") % 97 == 3, F.lit(None))
+        .when(F.col("id") % 50 == 7, F.concat(F.lit(f"{FILTERED} "), F.col("id")))
+        .otherwise(F.concat(F.lit("question "), F.col("id") % 400))
+    )
+    return spark.range(0, rows, 1, partitions).select("id", text.alias("prompt"))
+
+
+def batch_chat(endpoint: str, batch_dir: str, **params) -> ChatCompletion:
+    return ChatCompletion(**{**chat_params(endpoint), "mode": "batch", "batchDir": batch_dir,
+                             "batchPollSeconds": 0.2, **params})  # fmt: skip
+
+
+def chat_params(endpoint: str) -> dict:
+    return {"deploymentName": "gpt-4o", "promptCol": "prompt", "endpoint": endpoint, "apiKey": "k", "usageCol": "usage"}
+
+
+@pytest.fixture
+def emu():
+    with Emulator(faults=Faults(content_filter_marker=FILTERED), batch=BatchSettings(seconds=0.3)) as emulator:
+        yield emulator
+
+
+def by_id(rows, *columns: str) -> dict:
+    return {r.id: tuple(_plain(r[c]) for c in columns) for r in rows}
+
+
+def _plain(value):
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if hasattr(value, "asDict"):
+        return {k: _plain(v) for k, v in value.asDict().items() if k not in ("request_id",)}
+    if hasattr(value, "toArray"):
+        return [round(float(x), 6) for x in value.toArray()]
+    return [_plain(v) for v in value]
+
+
+def online_requests(emulator) -> int:
+    return sum(emulator.stats()["requests"].values())
+
+
+def test_a_thousand_rows_in_batch_mode_get_exactly_the_online_answers(spark, emu, tmp_path):
+    df = questions(spark, 1000)
+    online = ChatCompletion(**chat_params(emu.endpoint)).transform(df).collect()
+    assert online_requests(emu) > 0
+    emu.reset_stats()
+    stage = batch_chat(emu.endpoint, str(tmp_path))
+    batch = stage.transform(df).collect()
+    stats = emu.stats()
+    assert online_requests(emu) == 0  # zero online requests
+    assert len(batch) == 1000 and len({r.id for r in batch}) == 1000
+    assert by_id(batch, "response", "usage") == by_id(online, "response", "usage")
+    status = lambda rows: {r.id: (r.error.status, r.error.code) if r.error else None for r in rows}  # noqa: E731
+    assert status(batch) == status(online)
+    assert {v[1] for v in status(batch).values() if v} == {"content_filter", "invalid_input"}
+    # one line per distinct request of a partition (ids 0-499 and 500-999), the filtered ones refused
+    distinct = {(r.id >= 500, r.prompt) for r in batch if r.prompt is not None}
+    filtered = sum(1 for r in batch if r.error is not None and r.error.code == "content_filter")
+    assert stats["batch_lines"] == {"chat 200": len(distinct) - filtered, "chat 400": filtered}
+
+
+def test_embeddings_in_batch_mode_equal_the_online_vectors(spark, emu, tmp_path):
+    df = questions(spark, 300).where(~F.col("prompt").startswith(FILTERED))
+    params = {"deploymentName": "text-embedding-3-small", "inputCol": "prompt", "endpoint": emu.endpoint,
+              "apiKey": "k", "usageCol": "usage"}  # fmt: skip
+    online = Embedding(**params).transform(df).collect()
+    emu.reset_stats()
+    batch = Embedding(**params, mode="batch", batchDir=str(tmp_path), batchPollSeconds=0.2).transform(df).collect()
+    assert online_requests(emu) == 0 and sum(emu.stats()["batch_lines"].values()) > 0
+    assert by_id(batch, "embedding", "error") == by_id(online, "embedding", "error")
+    total = lambda rows: sum(r.usage.total_tokens for r in rows if r.usage)  # noqa: E731
+    assert total(batch) == total(online) > 0  # duplicates carry zero, as online
+
+
+def test_a_driver_killed_while_its_batches_run_is_resumed_without_submitting_again(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=25.0))
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, str(ROOT / "tests" / "batch_job.py"), emu.endpoint, str(tmp_path), "400"]
+    job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while emu.stats()["batches"].get("created", 0) < 2 or not _manifest_has_batches(tmp_path, 2):
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)  # the driver and its whole Spark, at once
+    job.wait()
+    before = emu.stats()
+    emu.configure(batch=BatchSettings(seconds=0.3))  # new batches would be quick; the running ones go on
+    out = batch_chat(emu.endpoint, str(tmp_path)).transform(questions(spark, 400)).collect()
+    after = emu.stats()
+    assert after["batches"].get("created") == before["batches"].get("created") == 2  # nothing submitted again
+    assert after["batch_api"].get("POST files") == before["batch_api"].get("POST files")
+    assert len(out) == 400 and all(r.error is None or r.error.code in ("content_filter", "invalid_input") for r in out)
+    assert online_requests(emu) == 0
+
+
+def _manifest_has_batches(folder: Path, count: int) -> bool:
+    for path in folder.rglob("*.json"):
+        try:
+            files = json.loads(path.read_text())["files"].values()
+        except (ValueError, KeyError):
+            continue
+        if sum(1 for f in files if f.get("batch")) >= count:
+            return True
+    return False
+
+
+def test_a_batch_created_but_not_saved_is_adopted_not_submitted_twice(spark, emu, tmp_path):
+    df = questions(spark, 100)
+    job = batch_chat(emu.endpoint, str(tmp_path)).submit(df)
+    manifest = next(tmp_path.rglob("*.json"))
+    saved = json.loads(manifest.read_text())
+    for info in saved["files"].values():
+        info.pop("batch")  # the driver died after creating the batches, before saving them
+    manifest.write_text(json.dumps(saved))
+    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    assert emu.stats()["batches"]["created"] == job.status()["batches"] == 2
+    assert len(out) == 100 and sum(r.error is None for r in out) > 80
+
+
+def test_submit_returns_at_once_and_collect_batch_joins_later(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=3.0))
+    df = questions(spark, 200)
+    started = time.monotonic()
+    job = batch_chat(emu.endpoint, str(tmp_path)).submit(df)
+    assert time.monotonic() - started < 30 and not job.status()["done"]
+    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    state = job.status()
+    assert state["done"] and state["completed"] + state["failed"] == state["total"] and state["failed"] == 4
+    assert len(out) == 200 and emu.stats()["batches"]["created"] == 2
+
+
+def test_an_expired_and_a_failed_batch_mark_their_rows(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=0.3, expire_after_lines=30))
+    out = batch_chat(emu.endpoint, str(tmp_path / "a")).transform(questions(spark, 200, partitions=1)).collect()
+    codes = [r.error.code if r.error else None for r in out]
+    assert codes.count("batch_expired") > 100 and codes.count(None) >= 25
+    emu.configure(batch=BatchSettings(seconds=0.3, fail_rate=1.0))
+    out = batch_chat(emu.endpoint, str(tmp_path / "b")).transform(questions(spark, 200)).collect()
+    failed = [r.error for r in out if r.error is not None and r.error.code != "invalid_input"]
+    assert len(failed) == 200 - sum(r.prompt is None for r in out)
+    assert all(e.code == "batch_failed" and "token_limit_exceeded" in e.message for e in failed)
+
+
+def test_a_job_past_its_timeout_is_cancelled_and_its_rows_expire(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=60.0))
+    stage = batch_chat(emu.endpoint, str(tmp_path), batchTimeoutHours=2 / 3600)
+    started = time.monotonic()
+    out = stage.transform(questions(spark, 100)).collect()
+    assert time.monotonic() - started < 60
+    assert emu.stats()["batches"].get("cancelled") == 2
+    assert {r.error.code for r in out if r.prompt is not None} == {"batch_expired"}
+
+
+def test_inputs_over_the_file_limits_are_split(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=0.3, max_lines=60, max_bytes=20_000))
+    df = questions(spark, 300, partitions=1).where(F.col("prompt").isNotNull())
+    out = batch_chat(emu.endpoint, str(tmp_path), batchMaxLinesPerFile=60, batchMaxBytesPerFile=20_000).transform(df)
+    rows = out.collect()
+    assert sum(r.error is None for r in rows) > 250
+    created = emu.stats()["batches"]["created"]
+    assert created >= 5  # 300 rows, 294 distinct requests: at least 5 files of at most 60 lines
+    manifest = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    assert all(f["lines"] <= 60 and f["bytes"] <= 20_000 for f in manifest["files"].values())
+
+
+def test_the_cache_makes_a_second_batch_job_submit_only_what_failed(spark, emu, tmp_path):
+    df = questions(spark, 200)
+    cache = {"cacheDir": str(tmp_path / "c")}
+    first = batch_chat(emu.endpoint, str(tmp_path / "b1"), **cache).transform(df).collect()
+    filtered = sum(1 for r in first if r.error is not None and r.error.code == "content_filter")
+    assert filtered == 4
+    emu.reset_stats()
+    again = batch_chat(emu.endpoint, str(tmp_path / "b2"), **cache).transform(df).collect()
+    assert emu.stats()["batch_lines"] == {"chat 400": filtered}  # errors are not stored: asked again, alone
+    assert by_id(again, "response", "error") == by_id(first, "response", "error")
+    assert all(r.usage is None or r.usage.total_tokens == 0 for r in again)  # a stored answer costs nothing
+    emu.reset_stats()
+    online = ChatCompletion(**chat_params(emu.endpoint), **cache).transform(df).collect()  # online reads it too
+    assert by_id(online, "response") == by_id(first, "response")
+    assert emu.stats()["requests"] == {"chat 400": filtered}
+
+
+def test_the_responses_api_in_batch_mode_equals_online(spark, emu, tmp_path):
+    df = questions(spark, 150)
+    online = ChatCompletion(**chat_params(emu.endpoint), apiType="responses").transform(df).collect()
+    batch = batch_chat(emu.endpoint, str(tmp_path), apiType="responses").transform(df).collect()
+    assert by_id(batch, "response", "usage") == by_id(online, "response", "usage")
+    assert sum(emu.stats()["batch_lines"].values()) > 0 and sum(r.error is None for r in batch) > 130
+
+
+def test_classify_in_batch_mode_equals_online(spark, emu, tmp_path):
+    df = questions(spark, 120).where(F.col("prompt").isNotNull())
+    labels = ["weather", "sport", "other"]
+    common = {"deploymentName": "gpt-4o", "endpoint": emu.endpoint, "apiKey": "k"}
+    online = ai.classify("prompt", labels=labels, outputCol="label", **common).transform(df).collect()
+    batch = ai.classify("prompt", labels=labels, outputCol="label", mode="batch", batchDir=str(tmp_path),
+                        batchPollSeconds=0.2, **common).transform(df).collect()  # fmt: skip
+    assert online_requests(emu) > 0 and sum(emu.stats()["batch_lines"].values()) > 0
+    assert by_id(batch, "label", "error") == by_id(online, "label", "error")
+    assert {r.label for r in batch if r.error is None} <= set(labels) and sum(r.error is None for r in batch) > 100
+
+
+def test_statistics_in_batch_mode_count_rows_tokens_and_half_the_price(spark, emu, tmp_path):
+    stage = batch_chat(emu.endpoint, str(tmp_path))
+    rows = stage.transform(questions(spark, 200)).collect()
+    stats = stage.statistics()
+    assert stats.rows == 200 and stats.rows_failed == sum(r.error is not None for r in rows)
+    billed = emu.stats()["batch_billed_tokens"]
+    assert stats.total_tokens == sum(r.usage.total_tokens for r in rows if r.usage) == billed > 0
+    online = ChatCompletion(**chat_params(emu.endpoint))
+    online.transform(questions(spark, 200)).collect()
+    full = online.statistics()
+    assert stats.estimated_cost == pytest.approx(full.estimated_cost / 2)
+
+
+def test_batch_mode_is_checked_on_the_driver(spark, emu, tmp_path):
+    df = questions(spark, 10)
+    with pytest.raises(ConfigurationError, match="batchDir"):
+        ChatCompletion(**chat_params(emu.endpoint), mode="batch").transform(df)
+    with pytest.raises(ConfigurationError, match="mode must be one of"):
+        ChatCompletion(**chat_params(emu.endpoint), mode="offline").transform(df)
+    with pytest.raises(ConfigurationError, match="similarity runs online only"):
+        ai.similarity("prompt", "prompt", deploymentName="e", endpoint=emu.endpoint, apiKey="k", mode="batch",
+                      batchDir=str(tmp_path)).transform(df)  # fmt: skip
+    with pytest.raises(ConfigurationError, match="batch mode"):
+        ChatCompletion(**chat_params(emu.endpoint)).submit(df)
+    from spark_aoai.functions import chat_udf
+
+    with pytest.raises(ConfigurationError, match="a UDF or SQL function sends online"):
+        chat_udf(**chat_params(emu.endpoint), mode="batch", batchDir=str(tmp_path))
+    with pytest.warns(UserWarning, match="ignores concurrency, rowsPerRequest"):
+        batch_chat(emu.endpoint, str(tmp_path), concurrency=4, rowsPerRequest=5).transform(df).collect()
+    assert online_requests(emu) == 0
