@@ -234,7 +234,6 @@ def answer_partition(
                     if answers is None:
                         answers = Answers(plan, job.of(custom_id))
                     _resolve(unit, custom_id, answers, task, hooks, answered, deployment)
-                hooks.settled(results)
                 columns = list(batch.columns) + plan.encode(results)
                 yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
         finally:

@@ -21,15 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from spark_aoai._config import ClientConfig
-from spark_aoai._contract import (
-    ErrorCode,
-    MalformedResponseError,
-    Route,
-    RowError,
-    RowResults,
-    TaskOperation,
-    Unit,
-)
+from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, TaskOperation, Unit
 from spark_aoai._http import Outcome, Transport
 from spark_aoai._ratecontrol import RateController
 from spark_aoai._retry import (
@@ -61,9 +53,6 @@ class Hooks(Protocol):
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         """Called after every attempt, whatever its outcome."""
 
-    def settled(self, results: RowResults) -> None:
-        """A batch's rows are all resolved and leave the task now (once per batch)."""
-
     def close(self) -> None:
         """The task's partition is done (or failed): flush what is kept."""
 
@@ -85,9 +74,6 @@ class NoHooks:
         return None
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
-        pass
-
-    def settled(self, results: RowResults) -> None:
         pass
 
     def close(self) -> None:
@@ -113,10 +99,6 @@ class ComposedHooks:
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         for hook in self.hooks:
             hook.attempt(unit, outcome, seconds)
-
-    def settled(self, results: RowResults) -> None:
-        for hook in self.hooks:
-            hook.settled(results)
 
     def close(self) -> None:
         for hook in self.hooks:

@@ -60,12 +60,10 @@ def run_partition(
             while pending and (pending[0][0].done.is_set() or len(pending) >= MAX_PENDING_BATCHES):
                 entry = _finished(pending.popleft(), sender, config, rows_done, settle)
                 rows_done += len(entry[0])
-                hooks.settled(entry[0])
                 yield entry
         while pending:
             entry = _finished(pending.popleft(), sender, config, rows_done, settle)
             rows_done += len(entry[0])
-            hooks.settled(entry[0])
             yield entry
     finally:
         sender.close()

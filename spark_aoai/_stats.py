@@ -8,9 +8,7 @@ and nothing goes through the JVM, so it works the same on classic Spark and Spar
 the records when the directory is visible to it (local mode, or a shared path on a cluster).
 
 Rows and error codes come from the output itself (``DataFrame.observe`` in ``_usage``), which needs no
-shared path; on classic Spark in local mode, where the driver always sees the records, they come from the
-records instead (each names its partition and counts its rows' error codes), which spares a 4-row job the
-observation's cost. ``JobStatistics`` puts the figures together and says which are missing.
+shared path; ``JobStatistics`` puts the two together and says which figures are missing.
 """
 
 from __future__ import annotations
@@ -60,9 +58,6 @@ class StatsHooks(NoHooks):
         self.started = time.time()
         self.flushed = 0.0
         self.rows_done = self.error_rows = 0
-        self.rows_out = 0  # rows of the batches that left the task, and their error codes
-        self.codes: Counter[str] = Counter()
-        self.partition = _task_partition()
         self.batches: dict[int, RowResults] = {}  # batches not yet finished (rows counted at each flush)
         self.writable = True
 
@@ -83,11 +78,6 @@ class StatsHooks(NoHooks):
             due = time.time() - self.flushed >= FLUSH_SECONDS
         if due:
             self.flush()
-
-    def settled(self, results: RowResults) -> None:
-        with self.lock:
-            self.rows_out += len(results)
-            self.codes.update(error.code for error in results.errors if error is not None)
 
     def close(self) -> None:
         self.flush(closed=True)
@@ -116,9 +106,6 @@ class StatsHooks(NoHooks):
                 "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
                 "rows_done": rows_done,
                 "error_rows": error_rows,
-                "rows_out": self.rows_out,
-                "codes": dict(self.codes),
-                "partition": self.partition,
                 "started": self.started,
                 "updated": time.time(),
                 "closed": closed,
@@ -136,16 +123,6 @@ class StatsHooks(NoHooks):
             os.replace(temporary, self.path)
         except OSError:
             self.writable = False  # the directory is not writable here: these figures will be missing
-
-
-def _task_partition() -> int | None:
-    """The Spark partition this task computes (None outside a Spark task)."""
-    try:
-        from pyspark.taskcontext import TaskContext  # loaded already in a Python worker
-    except ImportError:
-        return None
-    context = TaskContext.get()
-    return context.partitionId() if context is not None else None
 
 
 def read_records(directory: str, run_id: str) -> list[dict[str, Any]]:
@@ -235,26 +212,6 @@ def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Pric
         stats.prices_as_of = as_of
 
 
-def rows_from_records(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Row figures in ``observe``'s shape from the closed task records: per partition, the first record
-    that ended (the first action's; a later action or a retried task computes the same rows again)."""
-    first: dict[Any, dict[str, Any]] = {}
-    for record in records:
-        if not record.get("closed"):
-            continue
-        key = record.get("partition")
-        key = key if key is not None else id(record)
-        if key not in first or record["started"] < first[key]["started"]:
-            first[key] = record
-    if not first:
-        return None
-    codes: Counter[str] = Counter()
-    for record in first.values():
-        codes.update(record.get("codes", {}))
-    rows = sum(r.get("rows_out", 0) for r in first.values())
-    return {"rows": rows, "failed": sum(codes.values()), "codes": dict(codes)}
-
-
 def add_observed(stats: JobStatistics, observed: Mapping[str, Any] | None, codes: list[str]) -> None:
     """Fill the row figures of ``stats`` from the output's observed metrics (``None``: no action yet)."""
     if not observed:
@@ -263,9 +220,6 @@ def add_observed(stats: JobStatistics, observed: Mapping[str, Any] | None, codes
     stats.rows = int(observed["rows"])
     stats.rows_failed = int(observed["failed"])
     stats.rows_succeeded = stats.rows - stats.rows_failed
-    if "codes" in observed:  # from the task records: every code, counted exactly
-        stats.errors_by_code = {code: count for code, count in observed["codes"].items() if count}
-        return
     by_code = {code: int(observed[f"code_{i}"]) for i, code in enumerate(codes)}
     by_code["other"] = stats.rows_failed - sum(by_code.values())
     stats.errors_by_code = {code: count for code, count in by_code.items() if count}

@@ -4,9 +4,7 @@ statistics' hooks, and the progress line; registered into ``_stage`` when this m
 Where each figure comes from, on classic Spark and Spark Connect alike (DataFrame API only):
 
 - rows, rows failed and their error codes: ``DataFrame.observe`` over the output's error column (and usage
-  sums when ``usageCol`` is set), delivered to the driver with the first action's result; on classic Spark
-  in local mode without a progress line, the task records instead (the driver sees them there, and the
-  observation would cost a small job ~50 ms);
+  sums when ``usageCol`` is set), delivered to the driver with the first action's result;
 - requests, retries, 429s and billed tokens: the tasks' records in ``statisticsDir`` (``_stats``), readable
   on the driver in local mode or when that directory is a shared path.
 """
@@ -38,7 +36,6 @@ from spark_aoai._stats import (
     add_observed,
     add_records,
     read_records,
-    rows_from_records,
 )
 from spark_aoai.exceptions import ConfigurationError
 
@@ -126,10 +123,6 @@ def _is_connect(observation: Any) -> bool:
     return type(observation).__module__.startswith("pyspark.sql.connect")
 
 
-def _is_connect_frame(frame: DataFrame) -> bool:
-    return type(frame).__module__.startswith("pyspark.sql.connect")
-
-
 def _column(name: str) -> Any:
     return F.col(f"`{name}`")
 
@@ -165,16 +158,13 @@ def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -
         return out
     names = {column.field.param: column.name for column in plan.outputs}
     run.usage_col = names.get("usageCol")
-    wanted = stage._get(stage.getParam("progress"))
-    show_progress = wanted or (wanted is None and interactive())
-    if not show_progress and not _is_connect_frame(out) and _is_local(out.sparkSession):
-        return out  # rows and codes from the task records (``rows_from_records``)
     metrics = _metrics(out.sparkSession, names["errorCol"], run.usage_col)
     run.observation = Observation(f"spark_aoai_{factory.statistics.run_id}")
     out = out.observe(run.observation, *metrics)
     if not _is_connect(run.observation):
         threading.Thread(target=run._wait, name="spark_aoai-observation", daemon=True).start()
-    if show_progress:
+    wanted = stage._get(stage.getParam("progress"))
+    if wanted or (wanted is None and interactive()):
         known = getattr(stage, "_estimated_rows", None)
         total = known[1] if known is not None and known[0] is _input_of(stage) else None
         stats = factory.statistics
@@ -211,11 +201,9 @@ class UsageMethods:
         while not run.finished() and time.monotonic() < deadline and run.observation is not None:
             run.done.wait(0.05)
         stats = JobStatistics()
+        add_observed(stats, run.observed, COUNTED_CODES)
         spec = run.factory.statistics
-        records = read_records(spec.directory, spec.run_id)
-        observed = run.observed if run.observation is not None else rows_from_records(records)
-        add_observed(stats, observed, COUNTED_CODES)
-        add_records(stats, records, run.factory.price, PRICES_AS_OF)
+        add_records(stats, read_records(spec.directory, spec.run_id), run.factory.price, PRICES_AS_OF)
         if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
             for name in TOKEN_FIELDS:
                 setattr(stats, name, run.observed.get(f"usage_{name}"))
