@@ -4,31 +4,31 @@ Used on the executors (upload, download) and on the driver (create, poll, cancel
 through ``Endpoint.url`` like every other API: ``{base}/openai/files?api-version=...`` on Azure,
 ``{base}/openai/v1/files`` on ``/openai/v1`` and ``{base}/files`` on OpenAI-compatible servers.
 
-Throttling (429), server errors (5xx) and network failures are retried with backoff (``Retry-After`` when
-given); anything else raises :class:`BatchApiError` carrying the service's error as a ``RowError``.
+Throttling (429), server errors (5xx) and network failures are retried with the stages' retry policy
+(``Retry-After`` when given; a 401 once after refreshing the token), except creating a batch, which is not
+idempotent; anything else raises :class:`BatchApiError` carrying the service's error as a ``RowError``.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
 
+from spark_aoai import _constants as C
 from spark_aoai._auth import redact
 from spark_aoai._config import ClientConfig
-from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, Route, RowError
 from spark_aoai._http import error_from_response
+from spark_aoai._retry import RETRYABLE_STATUS, parse_retry_after, retry_delay
 
 FILES = Route("files", deployment_scoped=False)
 BATCHES = Route("batches", deployment_scoped=False)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-COMPLETION_WINDOW = "24h"
-MAX_BACKOFF_SECONDS = 30.0
-TIMEOUT_SECONDS = (10.0, 600.0)  # connect, read: an output file of 200 MB takes a while
 
 
 class BatchApiError(Exception):
@@ -53,59 +53,90 @@ class BatchApi:
         self.session.verify = config.verify
         self.headers = {"User-Agent": "spark-aoai"}
         self.headers.update({name: value.reveal() for name, value in config.headers})
+        self.rng = random.Random()
 
     def _url(self, route: Route, suffix: str = "") -> str:
         url = self.config.endpoint.url(route, self.config.deployment)
         path, _, query = url.partition("?")
         return f"{path}{suffix}" + (f"?{query}" if query else "")
 
-    def _call(self, what: str, method: str, url: str, **kwargs: Any) -> requests.Response:
-        attempts = max(1, self.config.retry.max_attempts)
+    def _call(
+        self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None, attempts: int = 0
+    ) -> requests.Response:
+        """One call, retried on 429/5xx/network failures (``attempts``, default the policy's); ``body`` makes
+        the request's ``json``/``data``/``files`` afresh for each attempt (a file is read again from its start)."""
+        policy = self.config.retry
+        attempts = attempts or max(1, policy.max_attempts)
+        refreshed = False
         for attempt in range(1, attempts + 1):
-            headers = {**self.headers, **self.config.credential.headers()}
+            retry_after = None
             try:
+                headers = {**self.headers, **self.config.credential.headers()}
                 response = self.session.request(
-                    method, url, headers=headers, timeout=TIMEOUT_SECONDS, verify=self.config.verify, **kwargs
-                )
+                    method, url, headers=headers, timeout=C.BATCH_HTTP_TIMEOUT, verify=self.config.verify,
+                    **(body() if body is not None else {}),
+                )  # fmt: skip
             except requests.RequestException as exc:
                 error = RowError(None, ErrorCode.CONNECTION_ERROR, self._clean(f"{type(exc).__name__}: {exc}"))
-                wait = min(MAX_BACKOFF_SECONDS, 2.0**attempt)
+            except Exception as exc:  # the token provider failed
+                message = f"the credential could not produce a token: {type(exc).__name__}: {exc}"
+                error = RowError(None, ErrorCode.CREDENTIAL_ERROR, self._clean(message))
             else:
                 if response.status_code < 300:
                     return response
                 found = error_from_response(response.status_code, response.text)
                 error = RowError(found.status, found.code, self._clean(found.message), attempt)
-                if response.status_code != 429 and response.status_code < 500:
+                if (
+                    response.status_code == 401
+                    and not refreshed
+                    and self.config.credential.refresh_after_unauthorized()
+                ):
+                    refreshed = True
+                    continue
+                if response.status_code not in RETRYABLE_STATUS:
                     raise BatchApiError(what, error)
-                wait = _retry_after(response) or min(MAX_BACKOFF_SECONDS, 2.0**attempt)
+                retry_after = parse_retry_after(response.headers, time.time())
             if attempt == attempts:
                 raise BatchApiError(what, error.with_attempts(attempt))
-            time.sleep(wait)
+            time.sleep(retry_delay(attempt, retry_after, policy, self.rng))
         raise AssertionError("unreachable")
 
-    def _json(self, what: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._call(what, method, url, **kwargs)
+    def _json(self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None,
+              attempts: int = 0) -> dict[str, Any]:  # fmt: skip
+        response = self._call(what, method, url, body, attempts)
         try:
-            body = response.json()
+            found = response.json()
         except ValueError:
-            body = None
-        if not isinstance(body, dict):
+            found = None
+        if not isinstance(found, dict):
             message = f"the service answered {response.status_code} with a body that is not a JSON object"
             raise BatchApiError(what, RowError(response.status_code, ErrorCode.MALFORMED_RESPONSE, message))
-        return body
+        return found
 
     def upload(self, name: str, path: str) -> dict[str, Any]:
-        """Upload the JSONL file at ``path`` with ``purpose=batch``; the file object (``id``, ``bytes``)."""
+        """Upload the JSONL file at ``path`` with ``purpose=batch``; the file object (``id``, ``status``)."""
         with open(path, "rb") as handle:
-            files = {"file": (name, handle, "application/jsonl")}
-            return self._json(f"uploading {name}", "POST", self._url(FILES), data={"purpose": "batch"}, files=files)
+
+            def body() -> dict[str, Any]:
+                handle.seek(0)  # each attempt sends the whole file
+                return {"data": {"purpose": "batch"}, "files": {"file": (name, handle, "application/jsonl")}}
+
+            uploaded = self._json(f"uploading {name}", "POST", self._url(FILES), body)
+        if not isinstance(uploaded.get("id"), str):
+            raise BatchApiError(f"uploading {name}", RowError(200, ErrorCode.MALFORMED_RESPONSE, "no file id"))
+        return uploaded
+
+    def file(self, file_id: str) -> dict[str, Any]:
+        return self._json(f"reading file {file_id}", "GET", self._url(FILES, f"/{file_id}"))
 
     def create(self, file_id: str, endpoint: str) -> dict[str, Any]:
-        """Create the batch of an uploaded file; the batch object."""
-        body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": COMPLETION_WINDOW}
-        return self._json(f"creating the batch of {file_id}", "POST", self._url(BATCHES), json=body)
+        """Create the batch of an uploaded file, once: a failure is not retried here, since the batch may have
+        been created all the same (the caller looks for it before trying again)."""
+        request = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": C.BATCH_COMPLETION_WINDOW}
+        return self._json(f"creating the batch of {file_id}", "POST", self._url(BATCHES), lambda: {"json": request}, 1)
 
     def get(self, batch_id: str) -> dict[str, Any]:
+        """The batch object (status, ``request_counts``, output and error file ids)."""
         return self._json(f"reading batch {batch_id}", "GET", self._url(BATCHES, f"/{batch_id}"))
 
     def list_batches(self) -> Iterator[dict[str, Any]]:
@@ -122,6 +153,7 @@ class BatchApi:
             after = str(page.get("last_id") or data[-1].get("id"))
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
+        """Ask the service to cancel a batch (it ends ``cancelled``; the requests done are kept)."""
         return self._json(f"cancelling batch {batch_id}", "POST", self._url(BATCHES, f"/{batch_id}/cancel"))
 
     def content(self, file_id: str) -> bytes:
@@ -129,20 +161,10 @@ class BatchApi:
         return self._call(f"downloading {file_id}", "GET", self._url(FILES, f"/{file_id}/content")).content
 
     def _clean(self, message: str) -> str:
-        return redact(message, self.config.secrets())[:MAX_MESSAGE_CHARS]
+        return redact(message, self.config.secrets())[: C.MAX_MESSAGE_CHARS]
 
     def close(self) -> None:
         self.session.close()
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = response.headers.get(name)
-        try:
-            return min(MAX_BACKOFF_SECONDS, float(value) / scale) if value else None
-        except ValueError:
-            continue
-    return None
 
 
 def parse_lines(data: bytes, wanted: set[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -95,20 +95,20 @@ def open_files(directory: str, folder: str = C.CACHE_FORMAT) -> LocalFiles | Fss
     return LocalFiles(root.removeprefix("file://"))
 
 
-def check_directory(directory: str) -> None:
-    """On the driver: refuse a cacheDir that cannot be written, naming it."""
+def check_directory(directory: str, folder: str = C.CACHE_FORMAT, param: str = "cacheDir") -> None:
+    """On the driver: refuse a directory (``cacheDir``, ``batchDir``) that cannot be written, naming it."""
     try:
-        files = open_files(directory)
+        files = open_files(directory, folder)
         probe = f"probe/{uuid.uuid4().hex}"
         files.write(probe, b"{}")
         if files.read(probe) != b"{}":
             raise OSError("a file written there could not be read back")
     except ImportError as exc:
         raise ConfigurationError(
-            f"cacheDir {directory!r} is a URI: it needs fsspec and the package of its protocol ({exc})"
+            f"{param} {directory!r} is a URI: it needs fsspec and the package of its protocol ({exc})"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cacheDir {directory!r} cannot be written: {exc}") from None
+        raise ConfigurationError(f"{param} {directory!r} cannot be written: {exc}") from None
 
 
 def entry_name(key: str) -> str:
