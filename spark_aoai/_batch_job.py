@@ -2,15 +2,18 @@
 
 A job is one stage over one input. Its steps, each resumable from the manifest in ``batchDir``:
 
-1. **Request pass** (executors): every partition plans its rows exactly as online mode would and hashes the
-   requests' ids into a key; the input's fingerprint is the hash of those keys with the route, deployment and
-   endpoint. A manifest under that fingerprint means the job was submitted already: nothing is uploaded again.
+1. **Request pass** (executors): every partition plans its rows exactly as online mode would; the input's
+   fingerprint is a hash of the route, deployment, endpoint and the sum of every request's id (so neither the
+   order of the rows nor their partitioning changes it). A manifest under that fingerprint means the job was
+   submitted already: nothing is uploaded again.
 2. **Upload** (executors): the same pass writes each partition's lines to JSONL files within the per-file limits
-   and uploads them (``purpose=batch``); the driver records the file ids.
-3. **Batches** (driver): one per file, ``completion_window: 24h``; the manifest is saved after each, and a file
-   whose batch exists on the service but is not in the manifest (a driver killed in between) is adopted, not
-   submitted twice.
-4. **Polling** (driver) with backoff up to ``batchPollSeconds``, a progress line from ``request_counts``; after
+   and uploads them (``purpose=batch``); the driver records the file ids (and refuses an input that changed
+   between the two reads).
+3. **Batches** (driver, ``_batch_service``): one per file, once the file is processed; the manifest is saved
+   after each; a batch created but not saved (a driver killed in between, a lost answer) is found on the
+   service and adopted, never created twice; a creation that failed is tried again by a later run.
+4. **Polling** (driver) with backoff up to ``batchPollSeconds``, a progress line from ``request_counts``; a batch
+   that failed for the enqueued-token quota (``token_limit_exceeded``) is submitted again with backoff; after
    ``batchTimeoutHours`` the batches still running are cancelled and their unanswered rows are ``batch_expired``.
 5. **Answer pass** (executors): each partition downloads its batches' output and error files and joins each line
    back to its rows by ``custom_id`` (``_batch_lines``).
@@ -28,21 +31,21 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from spark_aoai import _constants as C
-from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
+from spark_aoai._batch_api import TERMINAL, BatchApi, line_url
 from spark_aoai._batch_lines import RECORD_DDL, BatchOutcome, FileLimits, JobFiles, answer_partition, request_partition
-from spark_aoai._cache import open_files
+from spark_aoai._batch_service import Creator, batch_fields, quota_failure
+from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
+from spark_aoai._usage import progress_wanted
 from spark_aoai.exceptions import ConfigurationError
 
 BATCH_FOLDER = "spark_aoai-batches-v1"
 BATCH_ROUTES = ("chat/completions", "embeddings", "responses")
-MAX_FILES = 500  # Azure's input files per resource
 # Params that only make sense online: ignored in batch mode, with one warning when set.
 ONLINE_ONLY = (
     "concurrency", "maxRequestsPerMinute", "maxTokensPerMinute", "concurrentTasks", "deadlineSeconds",
     "rowsPerRequest", "maxPackTokens", "maxTotalTokens", "maxCost", "deployments",
 )  # fmt: skip
-_CANCEL_WAIT_SECONDS = 120.0
 
 
 class BatchJob:
@@ -52,7 +55,15 @@ class BatchJob:
         directory = stage.getOrDefault(stage.batchDir)
         if not directory:
             raise ConfigurationError("mode='batch' needs batchDir: a directory for the job's manifest")
-        self.stage = stage
+        hours, poll = stage.getOrDefault(stage.batchTimeoutHours), stage.getOrDefault(stage.batchPollSeconds)
+        if not hours > 0 or not poll > 0:
+            raise ConfigurationError(f"batchTimeoutHours and batchPollSeconds must be positive, got {hours}, {poll}")
+        self.limits = FileLimits(
+            stage.getOrDefault(stage.batchMaxLinesPerFile), stage.getOrDefault(stage.batchMaxBytesPerFile)
+        )
+        if self.limits.max_lines < 1 or self.limits.max_bytes < 1:
+            raise ConfigurationError("batchMaxLinesPerFile and batchMaxBytesPerFile must be at least 1")
+        self.stage, self.hours, self.longest_poll = stage, hours, poll
         self.prepared: Prepared = stage._prepare(dataset)
         self.plan = self.prepared.plan
         route = self.plan.operation.route
@@ -60,17 +71,21 @@ class BatchJob:
             raise ConfigurationError(
                 f"mode='batch' serves chat completions, the Responses API and embeddings, not {route.path}"
             )
+        check_directory(directory, BATCH_FOLDER, "batchDir")
         _warn_online_only(stage)
         self.config = self.plan.config
-        self.limits = FileLimits(
-            stage.getOrDefault(stage.batchMaxLinesPerFile), stage.getOrDefault(stage.batchMaxBytesPerFile)
-        )
-        if self.limits.max_lines < 1 or self.limits.max_bytes < 1:
-            raise ConfigurationError("batchMaxLinesPerFile and batchMaxBytesPerFile must be at least 1")
         self.store = open_files(directory, BATCH_FOLDER)
         self.endpoint = line_url(self.config, route)
-        self.manifest: dict[str, Any] | None = None
-        self.fingerprint: str | None = None
+        self.manifest: dict[str, Any] = {}
+        self.fingerprint = ""
+
+    # -- the manifest ---------------------------------------------------------------------------------------
+
+    def _name(self) -> str:
+        return f"{self.fingerprint}.json"
+
+    def _save(self) -> None:
+        self.store.write(self._name(), json.dumps(self.manifest, indent=1).encode("utf-8"))
 
     # -- the steps ------------------------------------------------------------------------------------------
 
@@ -78,183 +93,132 @@ class BatchJob:
         function = request_partition(self.plan, self.prepared.inputs, self.limits, upload_as)
         return self.prepared.renamed.mapInArrow(function, RECORD_DDL).collect()
 
-    def _fingerprint(self) -> str:
-        records = self._request_pass(None)
-        digest = hashlib.sha256(f"{self.endpoint}\n{self.config.deployment}\n{self.config.endpoint.base_url}".encode())
-        for key in sorted(r["key"] for r in records):
-            digest.update(f"\n{key}".encode())
-        self._lines = sum(r["lines"] for r in records)
-        files = sum(-(-r["lines"] // self.limits.max_lines) for r in records)
-        if files > MAX_FILES:
-            warnings.warn(
-                f"spark_aoai: this batch job needs about {files} input files (one or more per partition), over "
-                f"Azure's {MAX_FILES} per resource: coalesce the input to fewer partitions", stacklevel=4,
-            )  # fmt: skip
-        return digest.hexdigest()[:32]
-
-    def _name(self) -> str:
-        return f"{self.fingerprint}.json"
-
-    def _load(self) -> dict[str, Any] | None:
-        data = self.store.read(self._name())
-        return json.loads(data) if data else None
-
-    def _save(self) -> None:
-        self.store.write(self._name(), json.dumps(self.manifest, indent=1).encode("utf-8"))
+    def _fingerprint(self, records: list[Any]) -> str:
+        partitions = {(r["key"], r["digest"]) for r in records}  # the upload pass has a record per file
+        digest = sum(int(d, 16) for _, d in partitions) % (1 << 160)
+        head = f"{self.endpoint}\n{self.config.deployment}\n{self.config.endpoint.base_url}\n{digest:x}"
+        return hashlib.sha256(head.encode()).hexdigest()[:32]
 
     def submit(self) -> BatchJob:
         """Upload the requests and create the batches, unless the manifest says it was done; returns at once."""
-        self.fingerprint = self._fingerprint()
-        self.manifest = self._load()
-        if self.manifest is None:
+        planned = self._request_pass(None)
+        self.fingerprint = self._fingerprint(planned)
+        stored = self.store.read(self._name())
+        if stored is None:
             self.manifest = {
                 "version": 1, "fingerprint": self.fingerprint, "deployment": self.config.deployment,
                 "endpoint": self.endpoint, "created": time.time(), "partitions": {}, "files": {},
             }  # fmt: skip
-            if self._lines:
+            if sum(r["lines"] for r in planned):
+                _warn_file_count(planned, self.limits)
                 self._upload()
             self._save()
-        self._create_batches()
+        else:
+            self.manifest = json.loads(stored)
+        Creator(BatchApi(self.config), self.manifest, self._save, self.endpoint).create_missing()
         return self
 
     def _upload(self) -> None:
-        assert self.manifest is not None
         try:
             records = self._request_pass(f"spark_aoai-{self.fingerprint}")
         except Exception as exc:  # the executors' BatchApiError arrives wrapped by Spark
             raise RuntimeError(f"batch mode: uploading the requests failed: {_cause(exc)}") from None
+        if self._fingerprint(records) != self.fingerprint:
+            raise RuntimeError(
+                "batch mode: the input changed between two reads of it (rand(), sample(), a table written "
+                "meanwhile?): cache or save it first, so that its rows and their answers can be joined"
+            )
         for record in records:
             part = self.manifest["partitions"].setdefault(record["key"], {"first": record["first"], "files": []})
             if record["file_id"]:
                 part["files"].append(record["file_id"])
                 self.manifest["files"][record["file_id"]] = {"lines": record["lines"], "bytes": record["bytes"]}
 
-    def _create_batches(self) -> None:
-        assert self.manifest is not None
-        waiting = [f for f, info in self.manifest["files"].items() if not info.get("batch") and not info.get("error")]
-        if not waiting:
-            return
-        api = BatchApi(self.config)
-        try:
-            existing = self._existing_batches(api, set(waiting))
-            for file_id in waiting:
-                info = self.manifest["files"][file_id]
-                try:
-                    batch = existing.get(file_id) or api.create(file_id, self.endpoint)
-                except BatchApiError as exc:  # its rows become batch_failed; the other files go on
-                    info["error"] = str(exc)
-                else:
-                    info["batch"] = _batch_fields(batch)
-                self._save()
-        finally:
-            api.close()
-
-    def _existing_batches(self, api: BatchApi, files: set[str]) -> dict[str, dict[str, Any]]:
-        """Batches already created for ``files`` by a driver that died before saving them (looked up only
-        when an earlier driver had begun creating batches, so a first run makes no extra call)."""
-        assert self.manifest is not None
-        if not self.manifest.get("creating"):
-            self.manifest["creating"] = True
-            self._save()
-            return {}
-        found: dict[str, dict[str, Any]] = {}
-        for batch in api.list_batches():
-            file_id = batch.get("input_file_id")
-            if file_id in files and file_id not in found:
-                found[file_id] = batch
-        return found
-
     def poll(self) -> dict[str, Any]:
-        """Read every unfinished batch once; the counts of the whole job."""
-        assert self.manifest is not None
+        """Read every unfinished batch once, submit again what failed for quota; the job's counts."""
         api = BatchApi(self.config)
-        changed = False
+        creator = Creator(api, self.manifest, self._save, self.endpoint, backoff=self.longest_poll)
         try:
             for info in self.manifest["files"].values():
                 batch = info.get("batch")
                 if batch and batch["status"] not in TERMINAL:
-                    info["batch"] = _batch_fields(api.get(batch["id"]))
-                    changed = True
+                    info["batch"] = batch_fields(api.get(batch["id"]))
+                    self._save()
+                if time.time() < self._deadline():
+                    creator.resubmit_after_quota(info)
         finally:
             api.close()
-        if changed:
-            self._save()
         return self.status(poll=False)
 
     def status(self, poll: bool = True) -> dict[str, Any]:
         """``{'batches', 'total', 'completed', 'failed', 'status': {status: batches}, 'done'}`` for the job."""
         if poll:
             return self.poll()
-        assert self.manifest is not None
         counts = {"batches": 0, "total": 0, "completed": 0, "failed": 0}
         statuses: dict[str, int] = {}
+        waiting = False  # a batch to be submitted again (for quota) before the deadline
         for info in self.manifest["files"].values():
             batch = info.get("batch")
-            status = batch["status"] if batch else "failed"
+            status = batch["status"] if batch else "not_created"
             statuses[status] = statuses.get(status, 0) + 1
+            waiting = waiting or (quota_failure(info) and time.time() < self._deadline())
             counts["batches"] += 1
             requests = (batch or {}).get("request_counts") or {}
             counts["total"] += int(requests.get("total") or info["lines"])
             counts["completed"] += int(requests.get("completed") or 0)
             counts["failed"] += int(requests.get("failed") or 0)
-        done = all(s in TERMINAL for s in statuses)
+        done = not waiting and all(s in (*TERMINAL, "not_created") for s in statuses)
         return {**counts, "status": statuses, "done": done, "fingerprint": self.fingerprint}
+
+    def _deadline(self) -> float:
+        return float(self.manifest["created"]) + self.hours * 3600.0
 
     def wait(self) -> None:
         """Poll until every batch has ended; after ``batchTimeoutHours`` cancel those still running."""
-        assert self.manifest is not None
-        hours = self.stage.getOrDefault(self.stage.batchTimeoutHours)
-        longest = max(0.05, self.stage.getOrDefault(self.stage.batchPollSeconds))
-        deadline = self.manifest["created"] + hours * 3600.0
-        pause = min(C.BATCH_FIRST_POLL_SECONDS, longest)
-        progress = _progress_wanted(self.stage)
+        pause = min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        progress = progress_wanted(self.stage)
         while True:
             state = self.poll()
             if progress:
                 _show(self.config.deployment, state)
             if state["done"]:
                 return
-            if time.time() >= deadline:
+            if time.time() >= self._deadline():
                 self._cancel_all()
                 return
-            time.sleep(min(pause, max(0.0, deadline - time.time()) + 0.01))
-            pause = min(longest, pause * 2)
+            time.sleep(min(pause, max(0.0, self._deadline() - time.time()) + 0.01))
+            pause = min(self.longest_poll, pause * 2)
 
     def _cancel_all(self) -> None:
-        """The timeout: cancel what still runs, wait (briefly) for it to end, and remember why it ended."""
-        assert self.manifest is not None
+        """The timeout: cancel what still runs and wait for it to end (what it answered is kept)."""
         api = BatchApi(self.config)
         try:
-            running = [
-                i for i in self.manifest["files"].values() if i.get("batch") and i["batch"]["status"] not in TERMINAL
-            ]
-            for info in running:
-                info["timed_out"] = True
-                try:
-                    info["batch"] = _batch_fields(api.cancel(info["batch"]["id"]))
-                except BatchApiError as exc:
-                    info["error"] = str(exc)
+            for info in self.manifest["files"].values():
+                batch = info.get("batch")
+                if batch and batch["status"] not in TERMINAL:
+                    info["timed_out"] = True
+                    info["batch"] = batch_fields(api.cancel(batch["id"]))
             self._save()
-            until = time.time() + _CANCEL_WAIT_SECONDS
-            while time.time() < until and not self.status(poll=True)["done"]:
-                time.sleep(1.0)
         finally:
             api.close()
+        until, pause = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        while time.time() < until and not self.status(poll=True)["done"]:
+            time.sleep(pause)
+            pause = min(self.longest_poll, pause * 2)
 
     def collect(self) -> DataFrame:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""
-        assert self.manifest is not None
         function = answer_partition(self.plan, self.prepared.inputs, self._job_files())
         out = self.prepared.renamed.mapInArrow(function, self.prepared.out_schema)
         return self.stage._finish(self.prepared, out)
 
     def run(self) -> DataFrame:
+        """``submit``, ``wait``, ``collect``: what ``transform`` and ``collect_batch`` do in batch mode."""
         self.submit()
         self.wait()
         return self.collect()
 
     def _job_files(self) -> JobFiles:
-        assert self.manifest is not None
         index: dict[str, int] = {}
         outcomes: list[BatchOutcome] = []
         for file_id, info in self.manifest["files"].items():
@@ -264,12 +228,7 @@ class BatchJob:
         for part in self.manifest["partitions"].values():
             found = tuple(index[f] for f in part["files"] if f in index)
             by_first[part["first"]] = by_first.get(part["first"], ()) + found
-        return JobFiles(by_first, tuple(outcomes))
-
-
-def _batch_fields(batch: dict[str, Any]) -> dict[str, Any]:
-    keep = ("id", "status", "output_file_id", "error_file_id", "request_counts", "errors", "input_file_id")
-    return {name: batch.get(name) for name in keep}
+        return JobFiles(by_first, tuple(outcomes), self.limits)
 
 
 def _outcome(info: dict[str, Any]) -> BatchOutcome:
@@ -287,16 +246,16 @@ def _outcome(info: dict[str, Any]) -> BatchOutcome:
 def _warn_online_only(stage: AzureOpenAIStage) -> None:
     ignored = [name for name in ONLINE_ONLY if stage.hasParam(name) and stage.isSet(stage.getParam(name))]
     if ignored:
-        warnings.warn(f"spark_aoai: mode='batch' ignores {', '.join(ignored)} (online only)", stacklevel=4)
+        warnings.warn(f"spark_aoai: mode='batch' ignores {', '.join(ignored)} (online only)", stacklevel=5)
 
 
-def _progress_wanted(stage: AzureOpenAIStage) -> bool:
-    if not stage.hasParam("progress"):
-        return False
-    from spark_aoai._progress import interactive
-
-    wanted = stage._get(stage.getParam("progress"))
-    return bool(wanted or (wanted is None and interactive()))
+def _warn_file_count(records: list[Any], limits: FileLimits) -> None:
+    files = sum(max(-(-r["lines"] // limits.max_lines), -(-r["bytes"] // limits.max_bytes)) for r in records)
+    if files > C.BATCH_MAX_FILES:
+        warnings.warn(
+            f"spark_aoai: this batch job needs about {files} input files (one or more per partition), over "
+            f"Azure's {C.BATCH_MAX_FILES} per resource: coalesce the input to fewer partitions", stacklevel=5,
+        )  # fmt: skip
 
 
 def _show(deployment: str, state: dict[str, Any]) -> None:
@@ -310,9 +269,7 @@ def _show(deployment: str, state: dict[str, Any]) -> None:
 
 
 def _cause(exc: BaseException) -> str:
-    """The executor's error message out of Spark's wrapping (the last line naming BatchApiError)."""
-    text = str(exc)
-    lines = [line for line in text.splitlines() if "BatchApiError" in line]
-    return (lines[-1].split("BatchApiError:", 1)[-1].strip() if lines else text.splitlines()[0] if text else repr(exc))[
-        : C.MAX_MESSAGE_CHARS
-    ]
+    """The executor's error out of Spark's wrapping: the last line naming ``BatchApiError``, else the first."""
+    lines = str(exc).splitlines() or [repr(exc)]
+    named = [line.split("BatchApiError:", 1)[-1].strip() for line in lines if "BatchApiError" in line]
+    return (named[-1] if named else lines[0])[: C.MAX_MESSAGE_CHARS]

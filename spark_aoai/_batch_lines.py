@@ -28,15 +28,25 @@ from spark_aoai._arrow import array
 from spark_aoai._batch_api import BatchApi, BatchApiError, line_url, parse_lines
 from spark_aoai._cache import CacheFactory
 from spark_aoai._constants import MAX_MESSAGE_CHARS
-from spark_aoai._contract import CACHED, ErrorCode, MalformedResponseError, RowError, RowResults, Unit
+from spark_aoai._contract import (
+    CACHED,
+    ErrorCode,
+    MalformedResponseError,
+    RowError,
+    RowResults,
+    Unit,
+    invalid_input,
+)
 from spark_aoai._engine import Hooks, open_hooks
 from spark_aoai._executor import Inputs, Plan
 from spark_aoai._http import Outcome, error_from_response
+from spark_aoai.exceptions import RequestFailedError
 
-RECORD_FIELDS = (("key", pa.string()), ("first", pa.string()), ("lines", pa.int64()), ("bytes", pa.int64()),
-                 ("file_id", pa.string()), ("rows", pa.int64()))  # fmt: skip
-RECORD_DDL = "key string, first string, lines long, bytes long, file_id string, rows long"
+RECORD_FIELDS = (("key", pa.string()), ("first", pa.string()), ("digest", pa.string()), ("lines", pa.int64()),
+                 ("bytes", pa.int64()), ("file_id", pa.string()), ("rows", pa.int64()))  # fmt: skip
+RECORD_DDL = ", ".join(f"{name} {'string' if kind == pa.string() else 'long'}" for name, kind in RECORD_FIELDS)
 NO_REASK = "batch mode does not re-ask (online mode re-asks up to outputRetries times)"
+_ID_BITS = 160  # a custom_id carries 40 hex digits of sha256
 
 
 @dataclass(frozen=True)
@@ -47,45 +57,69 @@ class FileLimits:
     max_bytes: int
 
 
-def request_line(unit: Unit, url: str, deployment: str) -> tuple[str, bytes]:
-    """``(custom_id, JSONL line)`` of a unit: its body with the deployment as ``model``."""
-    body = {**unit.payload, "model": deployment}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    custom_id = "r-" + hashlib.sha256(f"{url}\n{canonical}".encode()).hexdigest()[:40]
-    line = {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
-    return custom_id, json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+class LineIds:
+    """The ``custom_id`` and JSONL line of each unit of a partition, in the order the units are planned.
+
+    Identical requests share an id (one line answers them), unless ``dedup`` is off: then the n-th copy of a
+    request in the partition gets its own id and line, as online mode sends each copy.
+    """
+
+    def __init__(self, url: str, deployment: str, dedup: bool) -> None:
+        self.url, self.deployment, self.dedup = url, deployment, dedup
+        self.copies: dict[str, int] = {}
+
+    def line(self, unit: Unit) -> tuple[str, bytes]:
+        body = {**unit.payload, "model": self.deployment}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        custom_id = "r-" + hashlib.sha256(f"{self.url}\n{canonical}".encode()).hexdigest()[: _ID_BITS // 4]
+        if not self.dedup:
+            copy = self.copies[custom_id] = self.copies.get(custom_id, -1) + 1
+            custom_id = f"{custom_id}-{copy}"
+        line = {"custom_id": custom_id, "method": "POST", "url": self.url, "body": body}
+        return custom_id, json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def too_large(line: bytes, limits: FileLimits) -> RowError:
+    message = f"the request is {len(line):,} bytes, over batchMaxBytesPerFile ({limits.max_bytes:,})"
+    return invalid_input(message)
 
 
 class JsonlParts:
-    """Lines spilled to local files, a new one whenever the next line would pass a limit."""
+    """Lines counted into parts within the limits, and written to local files when ``write``."""
 
-    def __init__(self, limits: FileLimits) -> None:
+    def __init__(self, limits: FileLimits, write: bool) -> None:
         self.limits = limits
-        self.folder = tempfile.mkdtemp(prefix="spark_aoai_batch_")
+        self.folder = tempfile.mkdtemp(prefix="spark_aoai_batch_") if write else None
         self.parts: list[list[Any]] = []  # [path, lines, bytes]
         self.handle: Any = None
 
     def add(self, line: bytes) -> None:
-        if len(line) > self.limits.max_bytes:
-            raise ValueError(f"one request line is {len(line):,} bytes, over batchMaxBytesPerFile")
         current = self.parts[-1] if self.parts else None
         if current is None or current[1] + 1 > self.limits.max_lines or current[2] + len(line) > self.limits.max_bytes:
-            if self.handle is not None:
-                self.handle.close()
-            current = [os.path.join(self.folder, f"part-{len(self.parts)}.jsonl"), 0, 0]
+            self._close_handle()
+            path = os.path.join(self.folder, f"part-{len(self.parts)}.jsonl") if self.folder else ""
+            current = [path, 0, 0]
             self.parts.append(current)
-            self.handle = open(current[0], "wb")  # noqa: SIM115 - closed on the next part or in close()
-        self.handle.write(line)
+            if path:
+                self.handle = open(path, "wb")  # noqa: SIM115 - closed on the next part, in close() or remove()
+        if self.handle is not None:
+            self.handle.write(line)
         current[1] += 1
         current[2] += len(line)
 
-    def close(self) -> list[list[Any]]:
+    def _close_handle(self) -> None:
         if self.handle is not None:
             self.handle.close()
+            self.handle = None
+
+    def close(self) -> list[list[Any]]:
+        self._close_handle()
         return self.parts
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._close_handle()
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _cache_only(plan: Plan) -> Hooks:
@@ -96,31 +130,31 @@ def _cache_only(plan: Plan) -> Hooks:
 def request_partition(
     plan: Plan, inputs: Inputs, limits: FileLimits, upload_as: str | None
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The ``mapInArrow`` function of the request pass: one record per partition (its key, first id, lines,
-    bytes) or, with ``upload_as`` (a name prefix), one per uploaded file (with its ``file_id``)."""
+    """The ``mapInArrow`` function of the request pass: one record per partition (its key, first id, the sum
+    of its ids, lines, bytes) or, with ``upload_as`` (a name prefix), one per uploaded file (its ``file_id``)."""
     route, deployment = plan.operation.route, plan.config.deployment
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         task, hooks = plan.operation.for_task(), _cache_only(plan)
-        url = line_url(plan.config, route)
+        lines = LineIds(line_url(plan.config, route), deployment, plan.dedup)
         ids: set[str] = set()
-        written: set[str] = set()
         first, rows = "", 0
-        parts = JsonlParts(limits)
+        parts = JsonlParts(limits, write=upload_as is not None)
         try:
             for batch in batches:
                 items = inputs.items(batch)
                 rows += len(items)
                 for unit in task.plan(items, RowResults(len(items))):
-                    custom_id, line = request_line(unit, url, deployment)
+                    custom_id, line = lines.line(unit)
                     first = first or custom_id
-                    ids.add(custom_id)
-                    if custom_id in written or hooks.lookup(unit) is not None:
+                    if custom_id in ids:
                         continue
-                    written.add(custom_id)
-                    parts.add(line)
+                    ids.add(custom_id)
+                    if len(line) <= limits.max_bytes and hooks.lookup(unit) is None:
+                        parts.add(line)  # (a line over the limit is that row's invalid_input)
             files = parts.close()
             key = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest() if ids else ""
+            digest = sum(int(i[2 : 2 + _ID_BITS // 4], 16) for i in ids) % (1 << _ID_BITS)  # order-free
             records = [(None, sum(p[1] for p in files), sum(p[2] for p in files))]
             if upload_as is not None and files:
                 api = BatchApi(plan.config)
@@ -132,10 +166,9 @@ def request_partition(
         finally:
             hooks.close()
             parts.remove()
-        columns = list(
-            zip(*[(key, first, lines, size, file_id, rows) for file_id, lines, size in records], strict=True)
-        )
-        arrays = [array(list(values), kind) for values, (_, kind) in zip(columns, RECORD_FIELDS, strict=True)]
+        values = [(key, first, f"{digest:x}", count, size, file_id, rows) for file_id, count, size in records]
+        columns = list(zip(*values, strict=True))
+        arrays = [array(list(column), kind) for column, (_, kind) in zip(columns, RECORD_FIELDS, strict=True)]
         yield pa.RecordBatch.from_arrays(arrays, names=[name for name, _ in RECORD_FIELDS])
 
     return partition
@@ -172,6 +205,7 @@ class JobFiles:
 
     by_first: dict[str, tuple[int, ...]]
     batches: tuple[BatchOutcome, ...]
+    limits: FileLimits
 
     def of(self, first: str) -> list[BatchOutcome]:
         """The batches holding a partition's lines; all of them when the partition is not known (the input
@@ -222,18 +256,26 @@ def answer_partition(
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         task, hooks = plan.operation.for_task(), open_hooks(plan.hooks)
-        url = line_url(plan.config, route)
+        lines = LineIds(line_url(plan.config, route), deployment, plan.dedup)
         answers: Answers | None = None
         answered: set[str] = set()
+        rows_before = 0
         try:
             for batch in batches:
                 items = inputs.items(batch)
                 results = RowResults(len(items))
                 for unit in task.plan(items, results):
-                    custom_id, _ = request_line(unit, url, deployment)
+                    custom_id, line = lines.line(unit)
                     if answers is None:
                         answers = Answers(plan, job.of(custom_id))
+                    if len(line) > job.limits.max_bytes:
+                        results.fail(unit.rows, too_large(line, job.limits))
+                        continue
                     _resolve(unit, custom_id, answers, task, hooks, answered, deployment)
+                if plan.config.fail_on_error and results.first_error() is not None:
+                    failed = sum(error is not None for error in results.errors)
+                    raise RequestFailedError(results.first_error(), failed_rows=failed, rows_before=rows_before)  # type: ignore[arg-type]
+                rows_before += len(items)
                 columns = list(batch.columns) + plan.encode(results)
                 yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
         finally:
