@@ -27,7 +27,7 @@ class Price:
     max_output_tokens: int | None = None  # the model's longest answer, the high end of ``estimate``
 
     def scaled(self, factor: float) -> Price:
-        """Every rate times ``factor`` (batch mode bills ``BATCH_PRICE_FACTOR`` of the standard price)."""
+        """Every rate times ``factor`` (batch mode bills ``C.BATCH_PRICE_FACTOR`` of the standard price)."""
         cached = None if self.cached_input is None else self.cached_input * factor
         return Price(self.input * factor, cached, self.output * factor, self.max_output_tokens)
 
@@ -41,8 +41,6 @@ class Price:
         cached_rate = self.input if self.cached_input is None else self.cached_input
         return ((prompt - cached) * self.input + cached * cached_rate + completion * self.output) / 1e6
 
-
-BATCH_PRICE_FACTOR = 0.5  # Azure's Global Batch: 50% of the Global Standard price
 
 PRICE_TABLE: Mapping[str, Price] = {
     "gpt-5": Price(1.25, 0.125, 10.0, 128_000),

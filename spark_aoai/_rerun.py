@@ -13,7 +13,8 @@ from spark_aoai._retry import RETRYABLE_STATUS
 from spark_aoai._stage import AzureOpenAIStage
 from spark_aoai.exceptions import ConfigurationError
 
-# What a later try may cure: throttling, quota and budget stops, server errors, the network, garbled answers.
+# What a later try may cure: throttling, quota and budget stops, server errors, the network, garbled answers,
+# and batches that did not finish.
 RETRYABLE_CODES = (
     ErrorCode.TIMEOUT.value,
     ErrorCode.CONNECTION_ERROR.value,
@@ -22,6 +23,9 @@ RETRYABLE_CODES = (
     ErrorCode.CREDENTIAL_ERROR.value,
     ErrorCode.INTERNAL_ERROR.value,
     "budget_exhausted",
+    ErrorCode.BATCH_FAILED.value,  # batch mode: a new job over these rows submits them again
+    ErrorCode.BATCH_EXPIRED.value,
+    ErrorCode.BATCH_CANCELLED.value,
 )
 
 

@@ -232,7 +232,7 @@ class AzureOpenAIStage(
 
     def _udf_plan(self) -> Plan:
         """The plan of a column-expression UDF or a SQL function: those send online, inside the user's query."""
-        if self.getOrDefault(self.mode) == "batch":
+        if self._batch_mode():
             raise ConfigurationError(
                 "mode='batch' is for transform, submit and collect_batch; a UDF or SQL function sends online"
             )
@@ -240,8 +240,11 @@ class AzureOpenAIStage(
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
+    def _batch_mode(self) -> bool:
+        return bool(self.getOrDefault(self.mode) == "batch")
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        if self.getOrDefault(self.mode) == "batch":
+        if self._batch_mode():
             from spark_aoai._batch_job import BatchJob
 
             return BatchJob(self, dataset).run()
@@ -305,7 +308,7 @@ class AzureOpenAIStage(
         return BatchJob(self, dataset).run()
 
     def _require_batch_mode(self, method: str) -> None:
-        if self.getOrDefault(self.mode) != "batch":
+        if not self._batch_mode():
             raise ConfigurationError(f"{method}() is for batch mode: set mode='batch' and batchDir=...")
 
     def __repr__(self) -> str:

@@ -41,9 +41,18 @@ class StatsFactory:
 
     directory: str
     run_id: str
+    # batch mode: every action over the output reads the same answers again, so one action's tasks count
+    once: bool = False
 
     def open(self) -> StatsHooks:
         return StatsHooks(Path(self.directory) / self.run_id)
+
+    def counted(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records the figures come from: all of them, or with ``once`` the first action's (its stage)."""
+        stages = [r["stage"] for r in records if r.get("stage") is not None]
+        if not self.once or not stages:
+            return records
+        return [r for r in records if r.get("stage") == min(stages)]
 
 
 class StatsHooks(NoHooks):
@@ -59,6 +68,7 @@ class StatsHooks(NoHooks):
         self.flushed = 0.0
         self.rows_done = self.error_rows = 0
         self.batches: dict[int, RowResults] = {}  # batches not yet finished (rows counted at each flush)
+        self.stage = _task_stage()
         self.writable = True
 
     def lookup(self, unit: Unit) -> Any | None:
@@ -109,6 +119,7 @@ class StatsHooks(NoHooks):
                 "started": self.started,
                 "updated": time.time(),
                 "closed": closed,
+                "stage": self.stage,
             }
 
     def flush(self, closed: bool = False) -> None:
@@ -123,6 +134,16 @@ class StatsHooks(NoHooks):
             os.replace(temporary, self.path)
         except OSError:
             self.writable = False  # the directory is not writable here: these figures will be missing
+
+
+def _task_stage() -> int | None:
+    """The Spark stage of the task this runs in (None outside a Spark task)."""
+    try:
+        from pyspark.taskcontext import TaskContext  # loaded already in a Python worker
+    except ImportError:
+        return None
+    context = TaskContext.get()
+    return context.stageId() if context is not None else None
 
 
 def read_records(directory: str, run_id: str) -> list[dict[str, Any]]:

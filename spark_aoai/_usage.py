@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from spark_aoai import _constants as C
 from spark_aoai import _stage
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Operation
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
-from spark_aoai._pricing import BATCH_PRICE_FACTOR, PRICES_AS_OF, price_for, price_from_param
+from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
 from spark_aoai._stats import (
     TOKEN_FIELDS,
@@ -69,8 +70,8 @@ def build_usage_hooks(
     except ValueError as exc:
         raise ConfigurationError(f"prices: {exc}") from None
     price = price_for(config.deployment, override)
-    if price is not None and override is None and stage.getOrDefault(stage.getParam("mode")) == "batch":
-        price = price.scaled(BATCH_PRICE_FACTOR)  # the table's prices are online ones; given prices are as given
+    if price is not None and override is None and stage._batch_mode():
+        price = price.scaled(C.BATCH_PRICE_FACTOR)  # the table's prices are online ones; given prices are as given
     max_tokens = stage.getOrDefault(stage.getParam("maxTotalTokens"))
     max_cost = stage.getOrDefault(stage.getParam("maxCost"))
     if max_tokens < 0 or max_cost < 0:
@@ -87,7 +88,7 @@ def build_usage_hooks(
     directory = directory or DEFAULT_DIRECTORY
     run_id = uuid.uuid4().hex
     budget = BudgetFactory(directory, run_id, max_tokens, max_cost, price) if max_tokens or max_cost else None
-    return UsageFactory(StatsFactory(directory, run_id), budget, price)
+    return UsageFactory(StatsFactory(directory, run_id, once=stage._batch_mode()), budget, price)
 
 
 @dataclass
@@ -163,14 +164,21 @@ def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -
     out = out.observe(run.observation, *metrics)
     if not _is_connect(run.observation):
         threading.Thread(target=run._wait, name="spark_aoai-observation", daemon=True).start()
-    wanted = stage._get(stage.getParam("progress"))
-    if wanted or (wanted is None and interactive()):
+    if progress_wanted(stage):
         known = getattr(stage, "_estimated_rows", None)
         total = known[1] if known is not None and known[0] is _input_of(stage) else None
         stats = factory.statistics
         label = str(stage._get(stage.getParam("deploymentName")))
         run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total).start()
     return out
+
+
+def progress_wanted(stage: Any) -> bool:
+    """``progress=True``, or left unset in an interactive session (a notebook, a console)."""
+    if not stage.hasParam("progress"):
+        return False
+    wanted = stage._get(stage.getParam("progress"))
+    return bool(wanted or (wanted is None and interactive()))
 
 
 def _input_of(stage: Any) -> Any:
@@ -203,7 +211,8 @@ class UsageMethods:
         stats = JobStatistics()
         add_observed(stats, run.observed, COUNTED_CODES)
         spec = run.factory.statistics
-        add_records(stats, read_records(spec.directory, spec.run_id), run.factory.price, PRICES_AS_OF)
+        records = spec.counted(read_records(spec.directory, spec.run_id))
+        add_records(stats, records, run.factory.price, PRICES_AS_OF)
         if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
             for name in TOKEN_FIELDS:
                 setattr(stats, name, run.observed.get(f"usage_{name}"))

@@ -159,7 +159,7 @@ class Similarity(Embedding, HasPair):
         return str(self._get(self.leftCol))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        if self.getOrDefault(self.mode) == "batch":
+        if self._batch_mode():
             raise ConfigurationError(
                 "ai.similarity runs online only (not mode='batch'): embed each column with ai.embed(..., mode='batch')"
             )

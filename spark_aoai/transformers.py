@@ -295,7 +295,7 @@ class ChatCompletion(
             media=self._media(),
         )
         operation = replace(operation, model=config.endpoint.model_for(operation.route, config.deployment))
-        if self.getOrDefault(self.mode) == "batch":
+        if self._batch_mode():
             return operation  # one row per request line: packing is for online throughput (ignored, warned)
         rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
         if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
@@ -349,9 +349,14 @@ class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageCon
     def _operation(self, config: ClientConfig) -> Operation:
         self._check()
         route = EmbeddingOperation.route
-        return EmbeddingOperation(
+        operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),
             dimensions=self.getOrDefault(self.dimensions) or None,
             batch_size=self.getOrDefault(self.batchSize),
             max_batch_tokens=self.getOrDefault(self.maxBatchTokens),
         )
+        if self._batch_mode():
+            # one text per line, and no state across a task's batches: a line's custom_id then depends on its
+            # text alone, so the answer pass finds it whatever the order or the Arrow batches of the partition
+            return replace(operation, batch_size=1, cache_bytes=0)
+        return operation
