@@ -72,6 +72,10 @@ def _strings(values: Sequence[Any]) -> pa.Array:
 
 
 def _numbers(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    integral = pa.types.is_integer(arrow_type)
+    allowed = (int,) if integral else (int, float)
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, allowed)) for v in values):
+        return pa.array(values, type=arrow_type)  # what pa.array makes of it, or its error
     try:
         data = np.fromiter((0 if v is None else v for v in values), dtype=_NUMBERS[arrow_type], count=len(values))
     except (TypeError, ValueError, OverflowError):
@@ -80,6 +84,8 @@ def _numbers(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
 
 
 def _booleans(values: Sequence[Any]) -> pa.Array:
+    if any(v is not None and not isinstance(v, bool) for v in values):
+        return pa.array(values, type=pa.bool_())
     data = np.fromiter((bool(v) for v in values), dtype=bool, count=len(values))
     bits = pa.py_buffer(np.packbits(data, bitorder="little"))
     return pa.Array.from_buffers(pa.bool_(), len(values), [validity(_valid(values)), bits])

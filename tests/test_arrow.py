@@ -33,6 +33,8 @@ NESTED = pa.struct([("a", pa.list_(pa.int64())), ("b", pa.struct([("c", pa.strin
         ([{"a": [1, 2], "b": {"c": "x", "d": True}}, None, {"a": None, "b": None}], NESTED),
         (["2024-01-01"], pa.string()),
         ([1, None], pa.timestamp("s")),  # not built here: pa.array's
+        ([1, 2.0], pa.float64()),
+        ([1.5], pa.int64()),  # not built here: pa.array's (which truncates)
     ],
 )
 def test_array_equals_pa_array(values, arrow_type):
@@ -42,8 +44,10 @@ def test_array_equals_pa_array(values, arrow_type):
 
 
 @pytest.mark.parametrize(
-    ("values", "arrow_type"), [([1, "x"], pa.string()), (["x"], pa.int32()), ([2**40], pa.int32())]
-)
+    ("values", "arrow_type"),
+    [([1, "x"], pa.string()), (["x"], pa.int32()), ([2**40], pa.int32()), (["3"], pa.int64()), (["1.5"], pa.float64()),
+     (["false"], pa.bool_()), ([True, 2], pa.int64())],
+)  # fmt: skip
 def test_wrong_values_raise_like_pa_array(values, arrow_type):
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)):
         array(values, arrow_type)

@@ -87,16 +87,32 @@ def test_a_thousand_rows_in_batch_mode_get_exactly_the_online_answers(spark, emu
 
 
 def test_embeddings_in_batch_mode_equal_the_online_vectors(spark, emu, tmp_path):
-    df = questions(spark, 300).where(~F.col("prompt").startswith(FILTERED))
+    # texts repeated across the partition's Arrow batches (50 rows each): online mode answers the repeats
+    # from its per-task vector cache; batch mode must still find each text's line
+    df = spark.range(0, 300, 1, 2).select("id", F.concat(F.lit("text "), F.col("id") % 40).alias("prompt"))
     params = {"deploymentName": "text-embedding-3-small", "inputCol": "prompt", "endpoint": emu.endpoint,
               "apiKey": "k", "usageCol": "usage"}  # fmt: skip
-    online = Embedding(**params).transform(df).collect()
-    emu.reset_stats()
-    batch = Embedding(**params, mode="batch", batchDir=str(tmp_path), batchPollSeconds=0.2).transform(df).collect()
-    assert online_requests(emu) == 0 and sum(emu.stats()["batch_lines"].values()) > 0
-    assert by_id(batch, "embedding", "error") == by_id(online, "embedding", "error")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "50")
+    try:
+        online = Embedding(**params).transform(df).collect()
+        emu.reset_stats()
+        batch = Embedding(**params, mode="batch", batchDir=str(tmp_path), batchPollSeconds=0.2).transform(df).collect()
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
+    assert online_requests(emu) == 0 and emu.stats()["batch_lines"] == {"embeddings 200": 80}  # 40 texts x 2
+    assert all(r.error is None for r in batch)
+    assert by_id(batch, "embedding") == by_id(online, "embedding")
     total = lambda rows: sum(r.usage.total_tokens for r in rows if r.usage)  # noqa: E731
-    assert total(batch) == total(online) > 0  # duplicates carry zero, as online
+    # each text paid once a partition; online mode pays a repeat again when its batch was planned before
+    # the first answer came back (two Arrow batches in flight)
+    assert total(batch) == emu.stats()["batch_billed_tokens"] > 0 and total(batch) <= total(online)
+
+
+def test_without_dedup_every_copy_of_a_request_is_its_own_line(spark, emu, tmp_path):
+    df = spark.range(0, 60, 1, 2).select("id", F.concat(F.lit("same "), F.col("id") % 3).alias("prompt"))
+    out = batch_chat(emu.endpoint, str(tmp_path), dedup=False).transform(df).collect()
+    assert emu.stats()["batch_lines"] == {"chat 200": 60} and all(r.error is None for r in out)
+    assert all(r.usage.total_tokens > 0 for r in out)  # each copy answered, and billed, on its own
 
 
 def test_a_driver_killed_while_its_batches_run_is_resumed_without_submitting_again(spark, emu, tmp_path):
@@ -161,11 +177,27 @@ def test_an_expired_and_a_failed_batch_mark_their_rows(spark, emu, tmp_path):
     out = batch_chat(emu.endpoint, str(tmp_path / "a")).transform(questions(spark, 200, partitions=1)).collect()
     codes = [r.error.code if r.error else None for r in out]
     assert codes.count("batch_expired") > 100 and codes.count(None) >= 25
-    emu.configure(batch=BatchSettings(seconds=0.3, fail_rate=1.0))
-    out = batch_chat(emu.endpoint, str(tmp_path / "b")).transform(questions(spark, 200)).collect()
+    emu.configure(batch=BatchSettings(seconds=0.3, fail_rate=1.0))  # token_limit_exceeded, every time
+    stage = batch_chat(emu.endpoint, str(tmp_path / "b"), batchTimeoutHours=3 / 3600)
+    out = stage.transform(questions(spark, 200)).collect()
+    assert emu.stats()["batches"]["created"] > 2  # submitted again (with backoff) until the timeout
     failed = [r.error for r in out if r.error is not None and r.error.code != "invalid_input"]
     assert len(failed) == 200 - sum(r.prompt is None for r in out)
     assert all(e.code == "batch_failed" and "token_limit_exceeded" in e.message for e in failed)
+
+
+def test_a_batch_refused_for_the_enqueued_token_quota_is_submitted_again(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=0.2, fail_rate=1.0))
+    df = questions(spark, 100)
+    job = batch_chat(emu.endpoint, str(tmp_path)).submit(df)
+    deadline = time.monotonic() + 30
+    while job.status(poll=True)["status"].get("failed", 0) < 2:  # the quota refused both batches
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    emu.configure(batch=BatchSettings(seconds=0.2))  # the quota has room again
+    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    assert emu.stats()["batches"]["created"] >= 4 and emu.stats()["batches"]["completed"] == 2
+    assert all(r.error is None or r.error.code in ("content_filter", "invalid_input") for r in out)
 
 
 def test_a_job_past_its_timeout_is_cancelled_and_its_rows_expire(spark, emu, tmp_path):
@@ -229,7 +261,9 @@ def test_classify_in_batch_mode_equals_online(spark, emu, tmp_path):
 
 def test_statistics_in_batch_mode_count_rows_tokens_and_half_the_price(spark, emu, tmp_path):
     stage = batch_chat(emu.endpoint, str(tmp_path))
-    rows = stage.transform(questions(spark, 200)).collect()
+    out = stage.transform(questions(spark, 200))
+    rows = out.collect()
+    assert out.count() == 200  # a second action reads the answers again: not billed, not counted again
     stats = stage.statistics()
     assert stats.rows == 200 and stats.rows_failed == sum(r.error is not None for r in rows)
     billed = emu.stats()["batch_billed_tokens"]

@@ -1,0 +1,131 @@
+"""The Files/Batch API client over real HTTP, with a proxy in front of the emulator that fails on purpose:
+an upload retried after a 503 sends the whole file again; a batch whose creation answer is lost is adopted,
+never created twice; a restarted creator finds the batches an earlier one made."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from spark_aoai._batch_api import BatchApi, BatchApiError
+from spark_aoai._batch_service import Creator
+from spark_aoai._config import Limits, resolve_client_config
+from spark_aoai._retry import RetryPolicy
+from spark_aoai.emulator import BatchSettings, Emulator
+
+KEY = "sk-batch-secret-0123456789"
+
+
+class FlakyProxy:
+    """Forwards to ``upstream``; ``fail[(method, suffix)] = ("before" | "after", times)`` fails matching calls:
+    before forwarding (a 503, nothing reached the service) or after (the service acted, the answer is lost)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.fail, self.seen = upstream.rstrip("/"), {}, []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?")[0]
+                proxy.seen.append((self.command, path, len(raw)))
+                rule = next((k for k in proxy.fail if k[0] == self.command and path.endswith(k[1])), None)
+                when = None
+                if rule is not None and proxy.fail[rule][1] > 0:
+                    when, times = proxy.fail[rule]
+                    proxy.fail[rule] = (when, times - 1)
+                if when == "before":
+                    return self._answer(503, b'{"error": {"code": "ServiceUnavailable", "message": "try again"}}')
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = requests.request(self.command, proxy.upstream + self.path, data=raw, headers=headers)
+                if when == "after":
+                    return self._answer(500, b'{"error": {"code": "InternalServerError", "message": "lost"}}')
+                self._answer(answer.status_code, answer.content)
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    with Emulator(api_key=KEY, batch=BatchSettings(seconds=0.2)) as emu:
+        proxy = FlakyProxy(emu.endpoint)
+        config = resolve_client_config(
+            deployment="gpt-4o", endpoint=proxy.endpoint, api_version=None, api_style="auto", api_key=KEY,
+            aad_token=None, token_provider=None, headers=None, retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+            limits=Limits(), verify=True, fail_on_error=False,
+        )  # fmt: skip
+        path = tmp_path / "in.jsonl"
+        line = '{"custom_id": "r-%d", "method": "POST", "url": "/chat/completions", "body": {"model": "gpt-4o", ' \
+               '"messages": [{"role": "user", "content": "q %d"}]}}\n'  # fmt: skip
+        path.write_text("".join(line % (i, i) for i in range(50)))
+        yield emu, proxy, config, path
+        proxy.close()
+
+
+def test_an_upload_retried_after_a_503_sends_the_whole_file(setup):
+    emu, proxy, config, path = setup
+    proxy.fail[("POST", "/files")] = ("before", 1)
+    api = BatchApi(config)
+    uploaded = api.upload("in.jsonl", str(path))
+    sizes = [size for method, p, size in proxy.seen if method == "POST" and p.endswith("/files")]
+    assert len(sizes) == 2 and sizes[0] == sizes[1] > path.stat().st_size  # the retry carried the file again
+    assert api.content(uploaded["id"]) == path.read_bytes() and emu.stats()["files"] == 1
+
+
+def test_a_lost_creation_answer_adopts_the_batch_instead_of_creating_another(setup):
+    emu, proxy, config, path = setup
+    file_id = BatchApi(config).upload("in.jsonl", str(path))["id"]
+    proxy.fail[("POST", "/batches")] = ("after", 1)
+    manifest: dict[str, Any] = {"files": {file_id: {"lines": 50, "bytes": path.stat().st_size}}}
+    saves: list[int] = []
+    Creator(BatchApi(config), manifest, lambda: saves.append(1), "/chat/completions").create_missing()
+    assert emu.stats()["batches"] == {"created": 1}
+    assert manifest["files"][file_id]["batch"]["input_file_id"] == file_id and saves
+    # a restarted driver that had begun creating looks before creating: still one batch
+    manifest["files"][file_id].pop("batch")
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions").create_missing()
+    assert emu.stats()["batches"] == {"created": 1} and manifest["files"][file_id]["batch"]
+
+
+def test_a_refused_creation_is_recorded_and_tried_again_by_a_later_run(setup):
+    emu, proxy, config, path = setup
+    file_id = BatchApi(config).upload("in.jsonl", str(path))["id"]
+    proxy.fail[("POST", "/batches")] = ("before", 3)  # every attempt of this run
+    manifest: dict[str, Any] = {"files": {file_id: {"lines": 50, "bytes": 1}}}
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions").create_missing()
+    assert "ServiceUnavailable" in manifest["files"][file_id]["error"] and "batch" not in manifest["files"][file_id]
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions").create_missing()
+    assert manifest["files"][file_id]["batch"]["status"] == "validating" and "error" not in manifest["files"][file_id]
+    assert emu.stats()["batches"] == {"created": 1}
+
+
+def test_errors_carry_the_services_code_and_no_secret(setup):
+    _, _, config, _ = setup
+    with pytest.raises(BatchApiError, match="NotFound") as raised:
+        BatchApi(config).get("batch_nope")
+    assert raised.value.error.status == 404 and KEY not in str(raised.value) and KEY not in repr(config)
