@@ -1,7 +1,7 @@
 """Run by test_connect.py in its own process: the stages through a Spark Connect client.
 
 Prints one JSON line: chat rows, vector lengths (with a failed row), save/load and Pipeline round trips, a
-UDF with usage, and the row error recovered from a systemic failure.
+UDF with usage, the same chat in batch mode, and the row error recovered from a systemic failure.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def main(remote: str, endpoint: str) -> None:
     ask = chat_udf(deploymentName="gpt-4o", endpoint=endpoint, apiKey="connect-key", usageCol="usage")
     udf_rows = df.limit(2).select(ask("prompt").alias("o")).select("o.response", "o.usage.prompt_tokens").collect()
 
+    in_batch = chat.copy({chat.mode: "batch", chat.batchDir: tempfile.mkdtemp(), chat.batchPollSeconds: 0.2})
+    batch_rows = in_batch.setCredentials(apiKey="connect-key").transform(df.repartition(2)).collect()
+
     wrong = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", endpoint=endpoint, apiKey="wrong-key-123456")
     try:
         wrong.transform(df).collect()
@@ -81,6 +84,7 @@ def main(remote: str, endpoint: str) -> None:
                 "udf": [(r.response is not None, r.prompt_tokens) for r in udf_rows],
                 "systemic": systemic,
                 "statistics": stats,
+                "batch": sorted((r.id, r.response, r.error is None) for r in batch_rows),
             }
         )
     )

@@ -69,7 +69,8 @@ def test_transformers_run_on_spark_connect(tmp_path):
             )
             assert job.returncode == 0, job.stderr[-3000:]
             result = json.loads(job.stdout.strip().splitlines()[-1])
-            assert emu.stats()["requests"]["chat 200"] == 19 + 20 + 3 + 4 + 2
+            assert emu.stats()["requests"]["chat 200"] == 19 + 20 + 3 + 4 + 2  # batch mode sent none online
+            assert emu.stats()["batch_lines"] == {"chat 200": 20}
     finally:
         os.killpg(server.pid, 15)
         try:
@@ -86,8 +87,10 @@ def test_transformers_run_on_spark_connect(tmp_path):
     assert result["reloaded_errors"] == [None] * 3  # save/load through the DataFrame API
     assert result["piped"] == [[True, True, 8]] * 4
     assert [ok for ok, _ in result["udf"]] == [True, True] and all(tokens > 0 for _, tokens in result["udf"])
+    assert result["systemic"]["status"] == 401  # failure_of reads the row error through Connect's exception
     stats = result["statistics"]  # rows through observe, requests and tokens through the tasks' records
     assert (stats["rows"], stats["rows_failed"], stats["errors_by_code"]) == (20, 1, {"invalid_input": 1})
     assert (stats["requests"], stats["throttled"], stats["missing"]) == (19, 0, [])
     assert stats["total_tokens"] == stats["usage_total"] > 0
-    assert result["systemic"]["status"] == 401  # failure_of reads the row error through Connect's exception
+    online = sorted((r["id"], r["response"], True) for r in result["rows"])
+    assert [tuple(r) for r in result["batch"]] == online  # batch mode through Connect: the online answers
