@@ -97,3 +97,17 @@ def test_describe_images_runs_against_the_emulator():
     for name, rgb in COLOURS.items():
         answer = f"Emulated answer to: {QUESTION} [image/png {short_hash(solid_png(rgb))}]"
         assert f"{name}.png ({len(solid_png(rgb))} bytes): {answer}" in done.stdout
+
+
+def test_batch_mode_submits_once_and_joins_the_answers(spark, emulator, tmp_path):
+    from batch_mode import TICKETS, summarize_tickets
+
+    answers, status = summarize_tickets(spark, emulator.endpoint, str(tmp_path))
+    rows = answers.collect()
+    assert [r.ticket_id for r in rows] == list(range(len(TICKETS)))
+    assert all(r.summary and r.usage.total_tokens > 0 for r in rows[:-1]) and rows[-1].error.code == "invalid_input"
+    assert status["done"] and status["completed"] == status["total"] == 3
+    created = emulator.stats()["batches"]["created"]
+    again, _ = summarize_tickets(spark, emulator.endpoint, str(tmp_path))  # the same job: nothing submitted
+    assert again.collect() == rows
+    assert emulator.stats()["batches"]["created"] == created and emulator.stats()["requests"] == {}
