@@ -91,6 +91,14 @@ def _booleans(values: Sequence[Any]) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(values), [validity(_valid(values)), bits])
 
 
+def struct_of(columns: Sequence[Sequence[Any]], valid: Sequence[bool], arrow_type: pa.StructType) -> pa.Array:
+    """A struct array from one list per field (``columns``, in the type's order) and which rows are present:
+    what the output columns use, as it skips a dict per row."""
+    children = [array(column, arrow_type.field(i).type) for i, column in enumerate(columns)]
+    present = np.fromiter(valid, dtype=bool, count=len(valid))
+    return pa.Array.from_buffers(arrow_type, len(valid), [validity(present)], children=children)
+
+
 def _structs(values: Sequence[Any], arrow_type: pa.StructType) -> pa.Array:
     if any(v is not None and not isinstance(v, dict) for v in values):
         return pa.array(values, type=arrow_type)

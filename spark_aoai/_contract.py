@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from spark_aoai._arrow import array, validity
+from spark_aoai._arrow import array, struct_of, validity
 
 
 class ErrorCode(str, enum.Enum):
@@ -287,11 +287,15 @@ def invalid_input(message: str) -> RowError:
 
 
 def encode_errors(results: RowResults) -> pa.Array:
-    return array([None if e is None else e.as_dict() for e in results.errors], ROW_ERROR_ARROW_TYPE)
+    errors = results.errors
+    columns = [[None if e is None else getattr(e, f.name) for e in errors] for f in fields(RowError)]
+    return struct_of(columns, [e is not None for e in errors], ROW_ERROR_ARROW_TYPE)
 
 
 def encode_usage(results: RowResults) -> pa.Array:
-    return array([None if u is None else u.as_dict() for u in results.usage], USAGE_ARROW_TYPE)
+    figures = [None if u is None else u.figures() for u in results.usage]
+    columns = [[None if f is None else f[i] for f in figures] for i in range(USAGE_ARROW_TYPE.num_fields)]
+    return struct_of(columns, [f is not None for f in figures], USAGE_ARROW_TYPE)
 
 
 def encode_finish_reasons(results: RowResults) -> pa.Array:

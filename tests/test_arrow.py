@@ -81,3 +81,16 @@ assert "pandas" not in sys.modules, "pandas was imported"
 assert "pyarrow.compute" not in sys.modules, "pyarrow.compute was imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_error_and_usage_columns_equal_pa_arrays_of_their_dicts():
+    from spark_aoai._contract import ERROR_FIELD, USAGE_FIELD, RowError, RowResults, Usage
+
+    results = RowResults(4)
+    results.succeed([0], "a", Usage(1, 2, 3, None, 0), "stop")
+    results.fail([1], RowError(400, "content_filter", "filtered ✓", 1, "req-1"))
+    results.fail([2], RowError(None, "timeout", "no answer", 3))
+    results.succeed([3], "b", None, None)
+    errors = pa.array([None if e is None else e.as_dict() for e in results.errors], type=ROW_ERROR_ARROW_TYPE)
+    usage = pa.array([None if u is None else u.as_dict() for u in results.usage], type=USAGE_ARROW_TYPE)
+    assert ERROR_FIELD.encode(results).equals(errors) and USAGE_FIELD.encode(results).equals(usage)
