@@ -52,6 +52,8 @@ class BatchJob:
     """One stage over one input in batch mode: ``submit``, ``status``, ``wait``, ``collect`` (``run`` = all)."""
 
     def __init__(self, stage: AzureOpenAIStage, dataset: DataFrame) -> None:
+        if dataset.isStreaming:
+            raise ConfigurationError("mode='batch' takes a static DataFrame; a stream is answered online")
         directory = stage.getOrDefault(stage.batchDir)
         if not directory:
             raise ConfigurationError("mode='batch' needs batchDir: a directory for the job's manifest")

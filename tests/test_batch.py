@@ -278,6 +278,9 @@ def test_batch_mode_is_checked_on_the_driver(spark, emu, tmp_path):
     df = questions(spark, 10)
     with pytest.raises(ConfigurationError, match="batchDir"):
         ChatCompletion(**chat_params(emu.endpoint), mode="batch").transform(df)
+    stream = spark.readStream.format("rate").load().select(F.col("value").alias("id"), F.lit("q").alias("prompt"))
+    with pytest.raises(ConfigurationError, match="static DataFrame"):
+        batch_chat(emu.endpoint, str(tmp_path)).transform(stream)
     with pytest.raises(ConfigurationError, match="mode must be one of"):
         ChatCompletion(**chat_params(emu.endpoint), mode="offline").transform(df)
     with pytest.raises(ConfigurationError, match="similarity runs online only"):
