@@ -11,7 +11,6 @@ idempotent; anything else raises :class:`BatchApiError` carrying the service's e
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -160,24 +159,20 @@ class BatchApi:
         """The bytes of a file (a batch's output or error file)."""
         return self._call(f"downloading {file_id}", "GET", self._url(FILES, f"/{file_id}/content")).content
 
+    def lines(self, file_id: str) -> Iterator[bytes]:
+        """A JSONL file's non-empty lines, streamed (a result file can be hundreds of MB)."""
+        url = self._url(FILES, f"/{file_id}/content")
+        response = self._call(f"downloading {file_id}", "GET", url, lambda: {"stream": True})
+        try:
+            yield from (line for line in response.iter_lines() if line.strip())
+        except requests.RequestException as exc:
+            error = RowError(None, ErrorCode.CONNECTION_ERROR, self._clean(f"{type(exc).__name__}: {exc}"))
+            raise BatchApiError(f"downloading {file_id}", error) from None
+        finally:
+            response.close()
+
     def _clean(self, message: str) -> str:
         return redact(message, self.config.secrets())[: C.MAX_MESSAGE_CHARS]
 
     def close(self) -> None:
         self.session.close()
-
-
-def parse_lines(data: bytes, wanted: set[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The lines of an output or error file by ``custom_id`` (only those in ``wanted``, when given)."""
-    lines: dict[str, dict[str, Any]] = {}
-    for raw in data.splitlines():
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        custom_id = line.get("custom_id") if isinstance(line, dict) else None
-        if isinstance(custom_id, str) and (wanted is None or custom_id in wanted):
-            lines[custom_id] = line
-    return lines

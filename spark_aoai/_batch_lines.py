@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from spark_aoai._arrow import array
-from spark_aoai._batch_api import BatchApi, BatchApiError, line_url, parse_lines
+from spark_aoai._batch_api import BatchApi, BatchApiError, line_url
 from spark_aoai._cache import CacheFactory
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import (
@@ -218,34 +219,63 @@ _SEVERITY = {"failed": 3, "expired": 2, "cancelled": 1}
 
 
 class Answers:
-    """One partition's output and error lines, downloaded once, by ``custom_id``."""
+    """One partition's output and error lines by ``custom_id``, streamed once into an index on local disk
+    (SQLite), so a task holds none of the result files in memory."""
 
     def __init__(self, plan: Plan, batches: Sequence[BatchOutcome]) -> None:
-        self.lines: dict[str, dict[str, Any]] = {}
-        worst = max(batches, key=lambda b: (b.timed_out, _SEVERITY.get(b.status, 0)), default=None)
+        self.batches = list(batches)
+        worst = max(self.batches, key=lambda b: (b.timed_out, _SEVERITY.get(b.status, 0)), default=None)
         self.missing = (worst or BatchOutcome("-", "unknown", None, None)).missing_error()
+        self.folder = tempfile.mkdtemp(prefix="spark_aoai_answers_")
+        self.index = sqlite3.connect(os.path.join(self.folder, "lines.db"))
+        self.index.execute("create table lines (id text primary key, batch integer, line blob)")
         api = BatchApi(plan.config)
         try:
-            for outcome in batches:
+            for position, outcome in enumerate(self.batches):
                 for file_id in (outcome.error_file_id, outcome.output_file_id):  # an output line wins
                     if file_id:
-                        self.lines.update(_timed_out(parse_lines(api.content(file_id)), outcome))
+                        self._add(position, api.lines(file_id))
+            self.index.commit()
         except BatchApiError as exc:  # a result file gone (deleted, or past the service's retention)
             message = f"the batch's results could not be read ({exc}); delete the job's manifest to submit again"
             self.missing = RowError(exc.error.status, ErrorCode.BATCH_FAILED, message[:MAX_MESSAGE_CHARS])
         finally:
             api.close()
 
+    def _add(self, position: int, lines: Iterator[bytes]) -> None:
+        rows = []
+        for raw in lines:
+            try:
+                custom_id = json.loads(raw).get("custom_id")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(custom_id, str):
+                rows.append((custom_id, position, raw))
+            if len(rows) >= 10_000:
+                self.index.executemany("insert or replace into lines values (?, ?, ?)", rows)
+                rows = []
+        self.index.executemany("insert or replace into lines values (?, ?, ?)", rows)
 
-def _timed_out(lines: dict[str, dict[str, Any]], outcome: BatchOutcome) -> dict[str, dict[str, Any]]:
+    def get(self, custom_id: str) -> dict[str, Any] | None:
+        found = self.index.execute("select batch, line from lines where id = ?", (custom_id,)).fetchone()
+        if found is None:
+            return None
+        line: dict[str, Any] = json.loads(found[1])
+        return _timed_out(line, self.batches[found[0]])
+
+    def close(self) -> None:
+        self.index.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _timed_out(line: dict[str, Any], outcome: BatchOutcome) -> dict[str, Any]:
     """A batch cancelled because ``batchTimeoutHours`` passed: its cancelled lines are expired ones."""
-    if outcome.timed_out:
-        for line in lines.values():
-            error = line.get("error")
-            if not line.get("response") and isinstance(error, dict) and error.get("code") == "batch_cancelled":
-                message = f"batchTimeoutHours passed before this request (batch {outcome.batch_id})"
-                line["error"] = {**error, "code": ErrorCode.BATCH_EXPIRED.value, "message": message}
-    return lines
+    error = line.get("error")
+    cancelled = isinstance(error, dict) and error.get("code") == "batch_cancelled" and not line.get("response")
+    if outcome.timed_out and cancelled:
+        message = f"batchTimeoutHours passed before this request (batch {outcome.batch_id})"
+        line["error"] = {**error, "code": ErrorCode.BATCH_EXPIRED.value, "message": message}  # type: ignore[dict-item]
+    return line
 
 
 def answer_partition(
@@ -280,6 +310,8 @@ def answer_partition(
                 yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
         finally:
             hooks.close()
+            if answers is not None:
+                answers.close()
 
     return partition
 
@@ -295,7 +327,7 @@ def _resolve(
         results.charge_nothing(rows)  # a stored answer costs nothing this time
         results.mark_source(rows, CACHED)
         return
-    line = answers.lines.get(custom_id)
+    line = answers.get(custom_id)
     if line is None:
         results.fail(rows, answers.missing)
         return
