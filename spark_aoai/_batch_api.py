@@ -159,6 +159,16 @@ class BatchApi:
         """The bytes of a file (a batch's output or error file)."""
         return self._call(f"downloading {file_id}", "GET", self._url(FILES, f"/{file_id}/content")).content
 
+    def delete(self, file_id: str) -> bool:
+        """Delete a file from the service; False when it was gone already."""
+        try:
+            self._call(f"deleting {file_id}", "DELETE", self._url(FILES, f"/{file_id}"))
+        except BatchApiError as exc:
+            if exc.error.status == 404:
+                return False
+            raise
+        return True
+
     def lines(self, file_id: str) -> Iterator[bytes]:
         """A JSONL file's non-empty lines, streamed (a result file can be hundreds of MB)."""
         url = self._url(FILES, f"/{file_id}/content")

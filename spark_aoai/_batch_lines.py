@@ -237,7 +237,10 @@ class Answers:
                         self._add(position, api.lines(file_id))
             self.index.commit()
         except BatchApiError as exc:  # a result file gone (deleted, or past the service's retention)
-            message = f"the batch's results could not be read ({exc}); delete the job's manifest to submit again"
+            message = (
+                f"the batch's results could not be read ({exc}): deleted (delete_files, or the service's retention)? "
+                "Delete the job's manifest to submit it again"
+            )
             self.missing = RowError(exc.error.status, ErrorCode.BATCH_FAILED, message[:MAX_MESSAGE_CHARS])
         finally:
             api.close()

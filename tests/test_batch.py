@@ -172,6 +172,19 @@ def test_submit_returns_at_once_and_collect_batch_joins_later(spark, emu, tmp_pa
     assert len(out) == 200 and emu.stats()["batches"]["created"] == 2
 
 
+def test_delete_files_removes_the_jobs_files_from_the_service(spark, emu, tmp_path):
+    df = questions(spark, 60)
+    stage = batch_chat(emu.endpoint, str(tmp_path))
+    assert sum(r.error is None for r in stage.collect_batch(df).collect()) > 50
+    job = stage.submit(df)  # the same job: found in the manifest, nothing submitted
+    assert job.delete_files() == 6  # 2 input files, 2 output files, 2 (empty) error files
+    assert job.delete_files() == 0  # gone already
+    assert emu.stats()["batches"]["created"] == 2
+    again = stage.collect_batch(df).collect()  # a later join says what happened
+    assert all(r.error.code in ("batch_failed", "invalid_input") for r in again)
+    assert any("delete_files" in r.error.message for r in again if r.error.code == "batch_failed")
+
+
 def test_an_expired_and_a_failed_batch_mark_their_rows(spark, emu, tmp_path):
     emu.configure(batch=BatchSettings(seconds=0.3, expire_after_lines=30))
     out = batch_chat(emu.endpoint, str(tmp_path / "a")).transform(questions(spark, 200, partitions=1)).collect()
