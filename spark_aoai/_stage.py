@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.ml import Transformer
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
@@ -35,6 +35,9 @@ from spark_aoai._params import (
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from spark_aoai._batch_job import BatchJob
 
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
 
@@ -287,7 +290,7 @@ class AzureOpenAIStage(
 
     # -- batch mode (Azure's Batch API; see _batch_job) -----------------------------------------------------
 
-    def submit(self, dataset: DataFrame) -> Any:
+    def submit(self, dataset: DataFrame) -> BatchJob:
         """Batch mode: upload ``dataset``'s requests and create the batches; returns at once with the job
         (``job.status()``). ``collect_batch`` (or ``transform``) with the same input joins the answers later.
 
