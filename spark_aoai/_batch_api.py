@@ -67,7 +67,9 @@ class BatchApi:
         policy = self.config.retry
         attempts = attempts or max(1, policy.max_attempts)
         refreshed = False
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             retry_after = None
             try:
                 headers = {**self.headers, **self.config.credential.headers()}
@@ -85,20 +87,17 @@ class BatchApi:
                     return response
                 found = error_from_response(response.status_code, response.text)
                 error = RowError(found.status, found.code, self._clean(found.message), attempt)
-                if (
-                    response.status_code == 401
-                    and not refreshed
-                    and self.config.credential.refresh_after_unauthorized()
-                ):
-                    refreshed = True
+                unauthorized = response.status_code == 401
+                if unauthorized and not refreshed and self.config.credential.refresh_after_unauthorized():
+                    refreshed = True  # a refused token did nothing: the call again, not counted as an attempt
+                    attempt -= 1
                     continue
                 if response.status_code not in RETRYABLE_STATUS:
                     raise BatchApiError(what, error)
                 retry_after = parse_retry_after(response.headers, time.time())
-            if attempt == attempts:
+            if attempt >= attempts:
                 raise BatchApiError(what, error.with_attempts(attempt))
             time.sleep(retry_delay(attempt, retry_after, policy, self.rng))
-        raise AssertionError("unreachable")
 
     def _json(self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None,
               attempts: int = 0) -> dict[str, Any]:  # fmt: skip
