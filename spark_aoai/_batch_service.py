@@ -1,10 +1,12 @@
 """Creating a job's batches on the service without ever creating one twice.
 
 Creating a batch is not idempotent: an answer lost to a timeout or a 5xx may hide a batch that exists and bills.
-So a creation is made once, and before any retry (and on a restarted driver that had begun creating) the
-resource's batches are listed and a batch made from the same input file is adopted instead. A file is given
-to a batch only once the service has processed it. A batch that failed for the enqueued-token quota
-(``token_limit_exceeded``, nothing processed, nothing billed) is created again after a backoff.
+So a creation is made once, and after any failure that may hide one (and on a driver restarted while it was
+creating) the resource's batches are listed and the newest batch made from the same input file is adopted
+instead. A file is given to a batch only once the service has processed it. A creation that failed in a way
+that may pass (network, 429, 5xx), and a batch that failed for the enqueued-token quota
+(``token_limit_exceeded``: nothing processed, nothing billed), are tried again with backoff until the job's
+deadline; a refusal (another 4xx) is final for this run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from spark_aoai._contract import ErrorCode, RowError
 from spark_aoai._retry import RETRYABLE_STATUS, retry_delay
 
 QUOTA_CODE = "token_limit_exceeded"
-QUOTA_BACKOFF_LONGEST = 1800.0
+LONGEST_BACKOFF_SECONDS = 1800.0
 
 
 def batch_fields(batch: dict[str, Any]) -> dict[str, Any]:
@@ -36,14 +38,26 @@ def quota_failure(info: dict[str, Any]) -> bool:
     return batch.get("status") == "failed" and any(isinstance(e, dict) and e.get("code") == QUOTA_CODE for e in errors)
 
 
+def may_pass(status: int | None) -> bool:
+    """A failure that another try may not meet (no answer, a 429, a 5xx): it may also hide a created batch."""
+    return status is None or status in RETRYABLE_STATUS
+
+
+def to_retry(info: dict[str, Any]) -> bool:
+    """A file to create a batch for again: not created for a failure that may pass, or refused for quota."""
+    if quota_failure(info):
+        return True
+    return not info.get("batch") and "error" in info and may_pass(info.get("error_status"))
+
+
 class Creator:
-    """Creates the batches of a manifest's files, saving the manifest after each."""
+    """Creates the batches of a manifest's files, saving the manifest after each step."""
 
     def __init__(
         self, api: BatchApi, manifest: dict[str, Any], save: Callable[[], None], endpoint: str, backoff: float = 60.0
     ) -> None:
         self.api, self.manifest, self.save, self.endpoint = api, manifest, save, endpoint
-        self.backoff = backoff  # the first wait before a batch refused for quota is created again (then doubled)
+        self.backoff = backoff  # the first wait before a failed creation is tried again (then doubled)
         self.existing: dict[str, dict[str, Any]] | None = None
         self.rng = random.Random()
 
@@ -57,79 +71,99 @@ class Creator:
                 self.manifest["creating"] = True  # saved before the first creation: a restart looks first
                 self.save()
             for file_id in waiting:
-                info = self.manifest["files"][file_id]
-                if info.get("batch"):
-                    continue
-                try:
-                    info["batch"] = batch_fields(self._create(file_id))
-                    info.pop("error", None)
-                except BatchApiError as exc:  # its rows become batch_failed; a later run tries again
-                    info["error"] = str(exc)
-                self.save()
+                if not self.manifest["files"][file_id].get("batch"):
+                    self._create_for(file_id)
         finally:
             self.api.close()
 
-    def resubmit_after_quota(self, info: dict[str, Any]) -> None:
-        """A batch failed for ``token_limit_exceeded``: once its backoff has passed, create it again."""
-        if not quota_failure(info):
+    def retry_due(self, file_id: str, deadline: float) -> None:
+        """Try a file's creation again once its backoff has passed (and before ``deadline``)."""
+        info = self.manifest["files"][file_id]
+        if not to_retry(info):
             return
         now = time.time()
         if "retry_at" not in info:
-            tries = int(info.get("quota_failures", 0)) + 1
-            info["quota_failures"] = tries
-            info["retry_at"] = now + min(QUOTA_BACKOFF_LONGEST, self.backoff * 2 ** (tries - 1))
+            tries = info["tries"] = int(info.get("tries", 0)) + 1
+            info["retry_at"] = now + min(LONGEST_BACKOFF_SECONDS, self.backoff * 2 ** (tries - 1))
             self.save()
-        if now < info["retry_at"]:
+        if info["retry_at"] >= deadline:
+            info.pop("retry_at")
+            info["gave_up"] = True  # the deadline comes first: the rows keep the last error
+            self.save()
             return
-        file_id = info["batch"]["input_file_id"]
+        if now >= info["retry_at"]:
+            info.pop("retry_at")
+            self._create_for(file_id)
+
+    def _create_for(self, file_id: str) -> None:
+        """Create (or adopt) the batch of one file and record the outcome."""
+        info = self.manifest["files"][file_id]
+        if info.get("resubmitting"):  # a driver died while creating this one: it may exist
+            self.existing = None
+            self._adopt([file_id], replacing=(info.get("batch") or {}).get("id"))
+            if info.get("batch") and not quota_failure(info):
+                info.pop("resubmitting")
+                self.save()
+                return
+        info["resubmitting"] = True
+        self.save()
+        replacing = (info.get("batch") or {}).get("id")
         try:
-            info["batch"] = batch_fields(self._create(file_id))
-            info.pop("retry_at", None)
-        except BatchApiError as exc:
-            info["error"] = str(exc)
-            info["retry_at"] = now + self.backoff
+            info["batch"] = batch_fields(self._create(file_id, replacing))
+            info.pop("error", None)
+            info.pop("error_status", None)
+        except BatchApiError as exc:  # its rows become batch_failed unless a later try succeeds
+            info["error"], info["error_status"] = str(exc), exc.error.status
+        info.pop("resubmitting", None)
         self.save()
 
-    def _create(self, file_id: str) -> dict[str, Any]:
-        """The batch of ``file_id``: created once the file is processed, retried only after making sure no
-        earlier attempt created it."""
+    def _create(self, file_id: str, replacing: str | None) -> dict[str, Any]:
+        """The batch of ``file_id``: created once the file is processed; after a failure that may hide a
+        created batch, the service is asked before any new creation."""
         self._wait_processed(file_id)
         attempts = max(1, self.api.config.retry.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
                 return self.api.create(file_id, self.endpoint)
             except BatchApiError as exc:
-                status = exc.error.status
-                if (status is not None and status not in RETRYABLE_STATUS) or attempt == attempts:
+                if not may_pass(exc.error.status):
                     raise
-                time.sleep(retry_delay(attempt, None, self.api.config.retry, self.rng))
-                self.existing = None  # the lost answer may have created it: look again
-                found = self._adopt([file_id])
+                self.existing = None  # the lost answer may have created it: look
+                found = self._adopt([file_id], replacing)
                 if found:
                     return found[file_id]
-        raise AssertionError("unreachable")
+                if attempt == attempts:
+                    raise
+                time.sleep(retry_delay(attempt, None, self.api.config.retry, self.rng))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _adopt(self, files: list[str]) -> dict[str, dict[str, Any]]:
-        """Record the batches the resource already has for ``files`` (the newest of each; a failed one is not
-        adopted, it is what a new creation replaces); those adopted."""
+    def _adopt(self, files: list[str], replacing: str | None = None) -> dict[str, dict[str, Any]]:
+        """Record the batch the resource has for each of ``files`` (its newest, unless that is the failed
+        ``replacing`` one or any failed one); those adopted."""
         if self.existing is None:
             self.existing = {}
-            for batch in self.api.list_batches():  # newest first
-                self.existing.setdefault(str(batch.get("input_file_id")), batch)
-        found = {f: self.existing[f] for f in files if f in self.existing}
+            for batch in self.api.list_batches():
+                file_id = str(batch.get("input_file_id"))
+                known = self.existing.get(file_id)
+                if known is None or float(batch.get("created_at") or 0) > float(known.get("created_at") or 0):
+                    self.existing[file_id] = batch
+        found = {
+            f: b for f in files
+            if (b := self.existing.get(f)) is not None and b.get("status") != "failed" and b.get("id") != replacing
+        }  # fmt: skip
         for file_id, batch in found.items():
-            if file_id in self.manifest["files"] and batch.get("status") != "failed":
+            if file_id in self.manifest["files"]:
                 self.manifest["files"][file_id]["batch"] = batch_fields(batch)
         if found:
             self.save()
-        return {f: b for f, b in found.items() if b.get("status") != "failed"}
+        return found
 
     def _wait_processed(self, file_id: str) -> None:
         """Azure processes an upload before a batch may use it (``pending`` -> ``processed``)."""
         until, pause = time.time() + C.BATCH_FILE_READY_SECONDS, 0.5
         while True:
             status = self.api.file(file_id).get("status")
-            if status in (None, "processed", "uploaded"):
+            if status in (None, "processed", "uploaded"):  # "uploaded": OpenAI's word for ready
                 return
             if status == "error" or time.time() >= until:
                 error = RowError(None, ErrorCode.BATCH_FAILED, f"file {file_id} is {status}, not processed")
