@@ -17,16 +17,15 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 
 from spark_aoai._arrow import array
-from spark_aoai._batch_api import BatchApi, BatchApiError, line_url
+from spark_aoai._batch_api import BatchApi, line_url
+from spark_aoai._batch_results import Answers, FileLimits, JobFiles
 from spark_aoai._cache import CacheFactory
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import (
@@ -48,14 +47,6 @@ RECORD_FIELDS = (("key", pa.string()), ("first", pa.string()), ("digest", pa.str
 RECORD_DDL = ", ".join(f"{name} {'string' if kind == pa.string() else 'long'}" for name, kind in RECORD_FIELDS)
 NO_REASK = "batch mode does not re-ask (online mode re-asks up to outputRetries times)"
 _ID_BITS = 160  # a custom_id carries 40 hex digits of sha256
-
-
-@dataclass(frozen=True)
-class FileLimits:
-    """Azure's limits of one batch input file (``batchMaxLinesPerFile``, ``batchMaxBytesPerFile``)."""
-
-    max_lines: int
-    max_bytes: int
 
 
 class LineIds:
@@ -139,7 +130,7 @@ def request_partition(
         task, hooks = plan.operation.for_task(), _cache_only(plan)
         lines = LineIds(line_url(plan.config, route), deployment, plan.dedup)
         ids: set[str] = set()
-        first, rows = "", 0
+        first, rows, digest = "", 0, 0
         parts = JsonlParts(limits, write=upload_as is not None)
         try:
             for batch in batches:
@@ -148,6 +139,8 @@ def request_partition(
                 for unit in task.plan(items, RowResults(len(items))):
                     custom_id, line = lines.line(unit)
                     first = first or custom_id
+                    # every request weighted by its rows: the sum is the same however the rows are split
+                    digest += int(custom_id[2 : 2 + _ID_BITS // 4], 16) * len(unit.rows)
                     if custom_id in ids:
                         continue
                     ids.add(custom_id)
@@ -155,7 +148,7 @@ def request_partition(
                         parts.add(line)  # (a line over the limit is that row's invalid_input)
             files = parts.close()
             key = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest() if ids else ""
-            digest = sum(int(i[2 : 2 + _ID_BITS // 4], 16) for i in ids) % (1 << _ID_BITS)  # order-free
+            digest %= 1 << _ID_BITS
             records = [(None, sum(p[1] for p in files), sum(p[2] for p in files))]
             if upload_as is not None and files:
                 api = BatchApi(plan.config)
@@ -165,120 +158,14 @@ def request_partition(
                     api.close()
                 records = [(u["id"], p[1], p[2]) for u, p in zip(uploaded, files, strict=True)]
         finally:
-            hooks.close()
             parts.remove()
+            hooks.close()
         values = [(key, first, f"{digest:x}", count, size, file_id, rows) for file_id, count, size in records]
         columns = list(zip(*values, strict=True))
         arrays = [array(list(column), kind) for column, (_, kind) in zip(columns, RECORD_FIELDS, strict=True)]
         yield pa.RecordBatch.from_arrays(arrays, names=[name for name, _ in RECORD_FIELDS])
 
     return partition
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What one batch left: its status, its output and error files, and why it ended (when not completed)."""
-
-    batch_id: str
-    status: str
-    output_file_id: str | None
-    error_file_id: str | None
-    message: str = ""
-    timed_out: bool = False
-
-    def missing_error(self) -> RowError:
-        """The error of a row whose request has no line in either file."""
-        if self.timed_out or self.status == "expired":
-            code, why = ErrorCode.BATCH_EXPIRED, "the batch expired (or batchTimeoutHours passed) before this request"
-        elif self.status == "cancelled":
-            code, why = ErrorCode.BATCH_CANCELLED, "the batch was cancelled before this request"
-        elif self.status == "failed":
-            code, why = ErrorCode.BATCH_FAILED, "the batch failed"
-        else:
-            code, why = ErrorCode.BATCH_FAILED, "the batch ended without a line for this request"
-        message = f"{why} (batch {self.batch_id}, {self.status})" + (f": {self.message}" if self.message else "")
-        return RowError(None, code, message[:MAX_MESSAGE_CHARS])
-
-
-@dataclass(frozen=True)
-class JobFiles:
-    """Shipped with the answer pass: the batches of each partition (by its first id), and all of them."""
-
-    by_first: dict[str, tuple[int, ...]]
-    batches: tuple[BatchOutcome, ...]
-    limits: FileLimits
-
-    def of(self, first: str) -> list[BatchOutcome]:
-        """The batches holding a partition's lines; all of them when the partition is not known (the input
-        was split differently than when it was submitted)."""
-        found = self.by_first.get(first)
-        return [self.batches[i] for i in found] if found is not None else list(self.batches)
-
-
-_SEVERITY = {"failed": 3, "expired": 2, "cancelled": 1}
-
-
-class Answers:
-    """One partition's output and error lines by ``custom_id``, streamed once into an index on local disk
-    (SQLite), so a task holds none of the result files in memory."""
-
-    def __init__(self, plan: Plan, batches: Sequence[BatchOutcome]) -> None:
-        self.batches = list(batches)
-        worst = max(self.batches, key=lambda b: (b.timed_out, _SEVERITY.get(b.status, 0)), default=None)
-        self.missing = (worst or BatchOutcome("-", "unknown", None, None)).missing_error()
-        self.folder = tempfile.mkdtemp(prefix="spark_aoai_answers_")
-        self.index = sqlite3.connect(os.path.join(self.folder, "lines.db"))
-        self.index.execute("create table lines (id text primary key, batch integer, line blob)")
-        api = BatchApi(plan.config)
-        try:
-            for position, outcome in enumerate(self.batches):
-                for file_id in (outcome.error_file_id, outcome.output_file_id):  # an output line wins
-                    if file_id:
-                        self._add(position, api.lines(file_id))
-            self.index.commit()
-        except BatchApiError as exc:  # a result file gone (deleted, or past the service's retention)
-            message = (
-                f"the batch's results could not be read ({exc}): deleted (delete_files, or the service's retention)? "
-                "Delete the job's manifest to submit it again"
-            )
-            self.missing = RowError(exc.error.status, ErrorCode.BATCH_FAILED, message[:MAX_MESSAGE_CHARS])
-        finally:
-            api.close()
-
-    def _add(self, position: int, lines: Iterator[bytes]) -> None:
-        rows = []
-        for raw in lines:
-            try:
-                custom_id = json.loads(raw).get("custom_id")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(custom_id, str):
-                rows.append((custom_id, position, raw))
-            if len(rows) >= 10_000:
-                self.index.executemany("insert or replace into lines values (?, ?, ?)", rows)
-                rows = []
-        self.index.executemany("insert or replace into lines values (?, ?, ?)", rows)
-
-    def get(self, custom_id: str) -> dict[str, Any] | None:
-        found = self.index.execute("select batch, line from lines where id = ?", (custom_id,)).fetchone()
-        if found is None:
-            return None
-        line: dict[str, Any] = json.loads(found[1])
-        return _timed_out(line, self.batches[found[0]])
-
-    def close(self) -> None:
-        self.index.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _timed_out(line: dict[str, Any], outcome: BatchOutcome) -> dict[str, Any]:
-    """A batch cancelled because ``batchTimeoutHours`` passed: its cancelled lines are expired ones."""
-    error = line.get("error")
-    cancelled = isinstance(error, dict) and error.get("code") == "batch_cancelled" and not line.get("response")
-    if outcome.timed_out and cancelled:
-        message = f"batchTimeoutHours passed before this request (batch {outcome.batch_id})"
-        line["error"] = {**error, "code": ErrorCode.BATCH_EXPIRED.value, "message": message}  # type: ignore[dict-item]
-    return line
 
 
 def answer_partition(
@@ -300,7 +187,7 @@ def answer_partition(
                 for unit in task.plan(items, results):
                     custom_id, line = lines.line(unit)
                     if answers is None:
-                        answers = Answers(plan, job.of(custom_id))
+                        answers = Answers(plan, job, custom_id)
                     if len(line) > job.limits.max_bytes:
                         results.fail(unit.rows, too_large(line, job.limits))
                         continue
@@ -312,9 +199,9 @@ def answer_partition(
                 columns = list(batch.columns) + plan.encode(results)
                 yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
         finally:
-            hooks.close()
             if answers is not None:
                 answers.close()
+            hooks.close()
 
     return partition
 
