@@ -11,7 +11,7 @@ A job is one stage over one input. Its steps, each resumable from the manifest i
    between the two reads).
 3. **Batches** (driver, ``_batch_service``): one per file, once the file is processed; the manifest is saved
    after each; a batch created but not saved (a driver killed in between, a lost answer) is found on the
-   service and adopted, never created twice; a creation that failed is tried again by a later run.
+   service and adopted, never created twice; a creation that failed in a way that may pass is tried again.
 4. **Polling** (driver) with backoff up to ``batchPollSeconds``, a progress line from ``request_counts``; a batch
    that failed for the enqueued-token quota (``token_limit_exceeded``) is submitted again with backoff; after
    ``batchTimeoutHours`` the batches still running are cancelled and their unanswered rows are ``batch_expired``.
@@ -21,6 +21,7 @@ A job is one stage over one input. Its steps, each resumable from the manifest i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -31,9 +32,10 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from spark_aoai import _constants as C
-from spark_aoai._batch_api import TERMINAL, BatchApi, line_url
-from spark_aoai._batch_lines import RECORD_DDL, BatchOutcome, FileLimits, JobFiles, answer_partition, request_partition
-from spark_aoai._batch_service import Creator, batch_fields, quota_failure
+from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
+from spark_aoai._batch_lines import RECORD_DDL, answer_partition, request_partition
+from spark_aoai._batch_results import BatchOutcome, FileLimits, JobFiles
+from spark_aoai._batch_service import Creator, batch_fields, may_pass, to_retry
 from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
 from spark_aoai._usage import progress_wanted
@@ -124,7 +126,10 @@ class BatchJob:
         try:
             records = self._request_pass(f"spark_aoai-{self.fingerprint}")
         except Exception as exc:  # the executors' BatchApiError arrives wrapped by Spark
-            raise RuntimeError(f"batch mode: uploading the requests failed: {_cause(exc)}") from None
+            cause = _cause(exc)
+            if cause is None:
+                raise RuntimeError("batch mode: uploading the requests failed") from exc
+            raise RuntimeError(f"batch mode: uploading the requests failed: {cause}") from None
         if self._fingerprint(records) != self.fingerprint:
             raise RuntimeError(
                 "batch mode: the input changed between two reads of it (rand(), sample(), a table written "
@@ -137,17 +142,18 @@ class BatchJob:
                 self.manifest["files"][record["file_id"]] = {"lines": record["lines"], "bytes": record["bytes"]}
 
     def poll(self) -> dict[str, Any]:
-        """Read every unfinished batch once, submit again what failed for quota; the job's counts."""
+        """Read every unfinished batch once, create again what is due (quota, a failure that may pass); the
+        job's counts."""
         api = BatchApi(self.config)
         creator = Creator(api, self.manifest, self._save, self.endpoint, backoff=self.longest_poll)
         try:
-            for info in self.manifest["files"].values():
+            for file_id, info in self.manifest["files"].items():
                 batch = info.get("batch")
                 if batch and batch["status"] not in TERMINAL:
                     info["batch"] = batch_fields(api.get(batch["id"]))
                     self._save()
-                if time.time() < self._deadline():
-                    creator.resubmit_after_quota(info)
+                if not info.get("gave_up"):
+                    creator.retry_due(file_id, self._deadline())
         finally:
             api.close()
         return self.status(poll=False)
@@ -158,12 +164,12 @@ class BatchJob:
             return self.poll()
         counts = {"batches": 0, "total": 0, "completed": 0, "failed": 0}
         statuses: dict[str, int] = {}
-        waiting = False  # a batch to be submitted again (for quota) before the deadline
+        waiting = False  # a creation to try again before the deadline
         for info in self.manifest["files"].values():
             batch = info.get("batch")
             status = batch["status"] if batch else "not_created"
             statuses[status] = statuses.get(status, 0) + 1
-            waiting = waiting or (quota_failure(info) and time.time() < self._deadline())
+            waiting = waiting or (to_retry(info) and not info.get("gave_up") and time.time() < self._deadline())
             counts["batches"] += 1
             requests = (batch or {}).get("request_counts") or {}
             counts["total"] += int(requests.get("total") or info["lines"])
@@ -180,7 +186,14 @@ class BatchJob:
         pause = min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
         progress = progress_wanted(self.stage)
         while True:
-            state = self.poll()
+            try:
+                state = self.poll()
+            except BatchApiError as exc:  # an outage longer than one call's retries: keep waiting
+                if not may_pass(exc.error.status) or time.time() >= self._deadline():
+                    raise
+                time.sleep(pause)
+                pause = min(self.longest_poll, pause * 2)
+                continue
             if progress:
                 _show(self.config.deployment, state)
             if state["done"]:
@@ -197,14 +210,24 @@ class BatchJob:
         try:
             for info in self.manifest["files"].values():
                 batch = info.get("batch")
-                if batch and batch["status"] not in TERMINAL:
-                    info["timed_out"] = True
+                if not batch or batch["status"] in TERMINAL:
+                    continue
+                info["timed_out"] = True
+                try:
                     info["batch"] = batch_fields(api.cancel(batch["id"]))
-            self._save()
+                except BatchApiError:  # it ended meanwhile (409), or the service is away: read it again later
+                    with contextlib.suppress(BatchApiError):
+                        info["batch"] = batch_fields(api.get(batch["id"]))
+                self._save()
         finally:
             api.close()
         until, pause = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
-        while time.time() < until and not self.status(poll=True)["done"]:
+        while time.time() < until:
+            try:
+                if self.status(poll=True)["done"]:
+                    return
+            except BatchApiError:
+                pass
             time.sleep(pause)
             pause = min(self.longest_poll, pause * 2)
 
@@ -221,6 +244,8 @@ class BatchJob:
 
         >>> out = chat.collect_batch(df); out.write.parquet(path); chat.submit(df).delete_files()  # doctest: +SKIP
         """
+        if not self.status(poll=True)["done"]:
+            raise ConfigurationError("delete_files(): the job's batches are still running (their inputs are needed)")
         api = BatchApi(self.config)
         deleted = 0
         try:
@@ -250,7 +275,7 @@ class BatchJob:
         for part in self.manifest["partitions"].values():
             found = tuple(index[f] for f in part["files"] if f in index)
             by_first[part["first"]] = by_first.get(part["first"], ()) + found
-        return JobFiles(by_first, tuple(outcomes), self.limits)
+        return JobFiles(by_first, tuple(outcomes), self.limits, bool(self.manifest.get("files_deleted")))
 
 
 def _outcome(info: dict[str, Any]) -> BatchOutcome:
@@ -290,8 +315,7 @@ def _show(deployment: str, state: dict[str, Any]) -> None:
     )
 
 
-def _cause(exc: BaseException) -> str:
-    """The executor's error out of Spark's wrapping: the last line naming ``BatchApiError``, else the first."""
-    lines = str(exc).splitlines() or [repr(exc)]
-    named = [line.split("BatchApiError:", 1)[-1].strip() for line in lines if "BatchApiError" in line]
-    return (named[-1] if named else lines[0])[: C.MAX_MESSAGE_CHARS]
+def _cause(exc: BaseException) -> str | None:
+    """The executor's ``BatchApiError`` message out of Spark's wrapping (its last line naming it), if any."""
+    named = [line.split("BatchApiError:", 1)[-1].strip() for line in str(exc).splitlines() if "BatchApiError" in line]
+    return named[-1][: C.MAX_MESSAGE_CHARS] if named else None

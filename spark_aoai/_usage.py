@@ -76,6 +76,8 @@ def build_usage_hooks(
     max_cost = stage.getOrDefault(stage.getParam("maxCost"))
     if max_tokens < 0 or max_cost < 0:
         raise ConfigurationError("maxTotalTokens and maxCost must be 0 (no cap) or more")
+    if stage._batch_mode():
+        max_tokens = max_cost = 0  # a submitted batch cannot be stopped half way: the cap is online only (warned)
     if max_cost and price is None:
         raise ConfigurationError(
             f"maxCost: no price for deployment {config.deployment!r} in the price table; set prices={{'input': ...}}"
