@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -183,6 +184,32 @@ def test_delete_files_removes_the_jobs_files_from_the_service(spark, emu, tmp_pa
     again = stage.collect_batch(df).collect()  # a later join says what happened
     assert all(r.error.code in ("batch_failed", "invalid_input") for r in again)
     assert any("delete_files" in r.error.message for r in again if r.error.code == "batch_failed")
+
+
+def test_rows_split_otherwise_after_submit_find_the_same_job_and_their_answers(spark, emu, tmp_path):
+    df = questions(spark, 300)
+    job = batch_chat(emu.endpoint, str(tmp_path)).submit(df.repartition(3))
+    assert job.status()["batches"] == 3
+    merged = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df.coalesce(1)).collect()  # one partition now
+    assert emu.stats()["batches"]["created"] == 3 and emu.stats()["batch_api"]["POST files"] == 3  # the same job
+    assert sum(r.error is None for r in merged) == sum(
+        r.prompt is not None and FILTERED not in r.prompt for r in merged
+    )
+
+
+def test_an_oversized_request_a_changing_input_and_fail_on_error(spark, emu, tmp_path):
+    rows = [(1, "short question"), (2, "long question " * 40)]
+    df = spark.createDataFrame(rows, "id int, prompt string")
+    out = batch_chat(emu.endpoint, str(tmp_path / "a"), batchMaxBytesPerFile=400).transform(df).orderBy("id").collect()
+    assert (
+        out[0].error is None and out[1].error.code == "invalid_input" and "batchMaxBytesPerFile" in out[1].error.message
+    )
+    fresh = F.udf(lambda: f"q {random.random()}", "string").asNondeterministic()  # F.rand() is seeded per plan
+    changing = spark.range(0, 20, 1, 2).select("id", fresh().alias("prompt"))
+    with pytest.raises(RuntimeError, match="input changed between two reads"):
+        batch_chat(emu.endpoint, str(tmp_path / "b")).transform(changing)
+    with pytest.raises(Exception, match="content_filter"):
+        batch_chat(emu.endpoint, str(tmp_path / "c"), failOnError=True).transform(questions(spark, 60)).collect()
 
 
 def test_an_expired_and_a_failed_batch_mark_their_rows(spark, emu, tmp_path):

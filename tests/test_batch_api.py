@@ -5,14 +5,17 @@ never created twice; a restarted creator finds the batches an earlier one made."
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 
 from spark_aoai._batch_api import BatchApi, BatchApiError
-from spark_aoai._batch_service import Creator
+from spark_aoai._batch_results import Answers, BatchOutcome, FileLimits, JobFiles
+from spark_aoai._batch_service import Creator, batch_fields
 from spark_aoai._config import Limits, resolve_client_config
 from spark_aoai._retry import RetryPolicy
 from spark_aoai.emulator import BatchSettings, Emulator
@@ -21,8 +24,9 @@ KEY = "sk-batch-secret-0123456789"
 
 
 class FlakyProxy:
-    """Forwards to ``upstream``; ``fail[(method, suffix)] = ("before" | "after", times)`` fails matching calls:
-    before forwarding (a 503, nothing reached the service) or after (the service acted, the answer is lost)."""
+    """Forwards to ``upstream``; ``fail[(method, suffix)] = (when, times)`` fails matching calls: ``before``
+    forwarding (a 503, nothing reached the service), ``unauthorized`` (a 401, nothing reached it), or ``after``
+    (the service acted, the answer is lost)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream, self.fail, self.seen = upstream.rstrip("/"), {}, []
@@ -45,6 +49,8 @@ class FlakyProxy:
                     proxy.fail[rule] = (when, times - 1)
                 if when == "before":
                     return self._answer(503, b'{"error": {"code": "ServiceUnavailable", "message": "try again"}}')
+                if when == "unauthorized":
+                    return self._answer(401, b'{"error": {"code": "401", "message": "token expired"}}')
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 answer = requests.request(self.command, proxy.upstream + self.path, data=raw, headers=headers)
                 if when == "after":
@@ -129,3 +135,70 @@ def test_errors_carry_the_services_code_and_no_secret(setup):
     with pytest.raises(BatchApiError, match="NotFound") as raised:
         BatchApi(config).get("batch_nope")
     assert raised.value.error.status == 404 and KEY not in str(raised.value) and KEY not in repr(config)
+
+
+def _config(endpoint: str, attempts: int = 3, **credential: Any):
+    given = {"api_key": KEY, "aad_token": None, "token_provider": None, **credential}
+    return resolve_client_config(
+        deployment="gpt-4o", endpoint=endpoint, api_version=None, api_style="auto", headers=None,
+        retry=RetryPolicy(max_attempts=attempts, base_delay=0.01), limits=Limits(), verify=True, fail_on_error=False,
+        **given,
+    )  # fmt: skip
+
+
+def test_a_401_refreshes_the_token_once_and_the_call_goes_on(setup):
+    emu, proxy, _, path = setup
+    calls = []
+    config = _config(proxy.endpoint, attempts=1, api_key=None, token_provider=lambda: calls.append(1) or KEY)
+    file_id = BatchApi(config).upload("in.jsonl", str(path))["id"]
+    proxy.fail[("POST", "/batches")] = ("unauthorized", 1)
+    manifest: dict[str, Any] = {"files": {file_id: {"lines": 50, "bytes": 1}}}
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions").create_missing()
+    assert manifest["files"][file_id]["batch"]["status"] == "validating" and emu.stats()["batches"] == {"created": 1}
+    assert len(calls) >= 2  # the token was asked for again after the 401
+
+
+def test_a_lost_answer_on_the_only_attempt_still_adopts(setup):
+    emu, proxy, _, path = setup
+    config = _config(proxy.endpoint, attempts=1)
+    file_id = BatchApi(config).upload("in.jsonl", str(path))["id"]
+    proxy.fail[("POST", "/batches")] = ("after", 1)
+    manifest: dict[str, Any] = {"files": {file_id: {"lines": 50, "bytes": 1}}}
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions").create_missing()
+    assert "error" not in manifest["files"][file_id] and emu.stats()["batches"] == {"created": 1}
+
+
+def test_a_resubmission_cut_short_by_a_crash_adopts_the_batch_it_made(setup):
+    emu, _, config, path = setup
+    api = BatchApi(config)
+    file_id = api.upload("in.jsonl", str(path))["id"]
+    emu.configure(batch=BatchSettings(seconds=0.1, fail_rate=1.0))  # the enqueued-token quota is full
+    failed = api.create(file_id, "/chat/completions")
+    while api.get(failed["id"])["status"] != "failed":
+        time.sleep(0.05)
+    emu.configure(batch=BatchSettings(seconds=0.1))
+    made = api.create(file_id, "/chat/completions")  # the dead driver's resubmission, never saved
+    info = {"lines": 50, "bytes": 1, "batch": batch_fields(api.get(failed["id"])), "resubmitting": True}
+    manifest: dict[str, Any] = {"files": {file_id: info}, "creating": True}
+    creator = Creator(BatchApi(config), manifest, lambda: None, "/chat/completions", backoff=0.0)
+    creator.retry_due(file_id, deadline=time.time() + 60)
+    creator.retry_due(file_id, deadline=time.time() + 60)
+    assert info["batch"]["id"] == made["id"] and emu.stats()["batches"]["created"] == 2  # no third batch
+
+
+def test_result_files_that_are_gone_mark_rows_and_an_outage_fails_the_task(setup):
+    _, proxy, config, path = setup
+    api = BatchApi(config)
+    file_id = api.upload("in.jsonl", str(path))["id"]
+    plan = SimpleNamespace(config=config)
+    limits = FileLimits(100, 10**6)
+    gone = JobFiles({}, (BatchOutcome("batch_1", "completed", "file-gone", None),), limits)
+    answers = Answers(plan, gone, "r-0")  # type: ignore[arg-type]
+    assert answers.get("r-0") is None and "gone" in answers.missing.message
+    answers.close()
+    proxy.fail[("GET", "/content")] = ("before", 3)  # every attempt: an outage
+    there = JobFiles({}, (BatchOutcome("batch_1", "completed", file_id, None),), limits)
+    with pytest.raises(BatchApiError, match="ServiceUnavailable"):
+        Answers(plan, there, "r-0")  # type: ignore[arg-type]
+    # once the outage is over the file is read (any JSONL with custom_ids; here the uploaded one)
+    assert Answers(plan, there, "r-0").get("r-3")["custom_id"] == "r-3"  # type: ignore[arg-type,index]
