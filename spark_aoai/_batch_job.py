@@ -132,7 +132,7 @@ class BatchJob:
             raise RuntimeError(f"batch mode: uploading the requests failed: {cause}") from None
         if self._fingerprint(records) != self.fingerprint:
             raise RuntimeError(
-                "batch mode: the input changed between two reads of it (rand(), sample(), a table written "
+                "batch mode: the input changed between two reads of it (a nondeterministic UDF, a table written "
                 "meanwhile?): cache or save it first, so that its rows and their answers can be joined"
             )
         for record in records:
