@@ -219,7 +219,7 @@ def test_an_expired_and_a_failed_batch_mark_their_rows(spark, emu, tmp_path):
     codes = [r.error.code if r.error else None for r in out]
     assert codes.count("batch_expired") > 100 and codes.count(None) >= 25
     emu.configure(batch=BatchSettings(seconds=0.3, fail_rate=1.0))  # token_limit_exceeded, every time
-    stage = batch_chat(emu.endpoint, str(tmp_path / "b"), batchTimeoutHours=3 / 3600)
+    stage = batch_chat(emu.endpoint, str(tmp_path / "b"), batchTimeoutHours=8 / 3600)  # room to resubmit under load
     out = stage.transform(questions(spark, 200)).collect()
     assert emu.stats()["batches"]["created"] > 2  # submitted again (with backoff) until the timeout
     failed = [r.error for r in out if r.error is not None and r.error.code != "invalid_input"]
@@ -232,7 +232,8 @@ def test_a_batch_refused_for_the_enqueued_token_quota_is_submitted_again(spark, 
     df = questions(spark, 100)
     job = batch_chat(emu.endpoint, str(tmp_path)).submit(df)
     deadline = time.monotonic() + 30
-    while job.status(poll=True)["status"].get("failed", 0) < 2:  # the quota refused both batches
+    while emu.stats()["batches"].get("failed", 0) < 2:  # the quota refused both batches
+        job.status(poll=True)  # (polling submits them again, to be refused again)
         assert time.monotonic() < deadline
         time.sleep(0.2)
     emu.configure(batch=BatchSettings(seconds=0.2))  # the quota has room again
