@@ -19,10 +19,9 @@ from typing import Any
 import requests
 
 from spark_aoai import _constants as C
-from spark_aoai._auth import redact
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Route, RowError
-from spark_aoai._http import error_from_response
+from spark_aoai._http import clean_message, credential_error, error_from_response, request_headers
 from spark_aoai._retry import RETRYABLE_STATUS, parse_retry_after, retry_delay
 
 FILES = Route("files", deployment_scoped=False)
@@ -50,8 +49,7 @@ class BatchApi:
         self.config = config
         self.session = requests.Session()
         self.session.verify = config.verify
-        self.headers = {"User-Agent": "spark-aoai"}
-        self.headers.update({name: value.reveal() for name, value in config.headers})
+        self.headers = request_headers(config)
         self.rng = random.Random()
 
     def _url(self, route: Route, suffix: str = "") -> str:
@@ -80,8 +78,7 @@ class BatchApi:
             except requests.RequestException as exc:
                 error = RowError(None, ErrorCode.CONNECTION_ERROR, self._clean(f"{type(exc).__name__}: {exc}"))
             except Exception as exc:  # the token provider failed
-                message = f"the credential could not produce a token: {type(exc).__name__}: {exc}"
-                error = RowError(None, ErrorCode.CREDENTIAL_ERROR, self._clean(message))
+                error = credential_error(self.config, exc)
             else:
                 if response.status_code < 300:
                     return response
@@ -154,10 +151,6 @@ class BatchApi:
         """Ask the service to cancel a batch (it ends ``cancelled``; the requests done are kept)."""
         return self._json(f"cancelling batch {batch_id}", "POST", self._url(BATCHES, f"/{batch_id}/cancel"))
 
-    def content(self, file_id: str) -> bytes:
-        """The bytes of a file (a batch's output or error file)."""
-        return self._call(f"downloading {file_id}", "GET", self._url(FILES, f"/{file_id}/content")).content
-
     def delete(self, file_id: str) -> bool:
         """Delete a file from the service; False when it was gone already."""
         try:
@@ -181,7 +174,7 @@ class BatchApi:
             response.close()
 
     def _clean(self, message: str) -> str:
-        return redact(message, self.config.secrets())[: C.MAX_MESSAGE_CHARS]
+        return clean_message(self.config, message)
 
     def close(self) -> None:
         self.session.close()

@@ -58,6 +58,22 @@ def error_from_response(status: int, text: str) -> RowError:
     return RowError(status, code, message)
 
 
+def request_headers(config: ClientConfig) -> dict[str, str]:
+    """The headers every call carries besides the credential's: the User-Agent and the configured ones."""
+    return {"User-Agent": "spark-aoai", **{name: value.reveal() for name, value in config.headers}}
+
+
+def clean_message(config: ClientConfig, message: str) -> str:
+    """An error message fit for a row or a log: every secret of ``config`` masked, cut at MAX_MESSAGE_CHARS."""
+    return redact(message, config.secrets())[:MAX_MESSAGE_CHARS]
+
+
+def credential_error(config: ClientConfig, exc: Exception) -> RowError:
+    """The error of a token provider that raised (retried like any transient failure)."""
+    message = f"the credential could not produce a token: {type(exc).__name__}: {exc}"
+    return RowError(None, ErrorCode.CREDENTIAL_ERROR, clean_message(config, message))
+
+
 class _AttemptTimeoutError(Exception):
     """The attempt's wall-clock limit passed while the body was still arriving."""
 
@@ -112,8 +128,7 @@ class Transport:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.verify = config.verify
-        self.static_headers = {"Content-Type": "application/json", "User-Agent": "spark-aoai"}
-        self.static_headers.update({name: value.reveal() for name, value in config.headers})
+        self.static_headers = {"Content-Type": "application/json", **request_headers(config)}
 
     def post(self, url: str, payload: dict[str, Any], limit_seconds: float) -> Outcome:
         """One attempt, ended after ``limit_seconds`` of wall-clock time whatever the server does."""
@@ -121,8 +136,7 @@ class Transport:
         try:
             headers = {**self.static_headers, **self.config.credential.headers()}
         except Exception as exc:  # the token provider failed: retried, like any transient failure
-            message = self._clean(f"the credential could not produce a token: {type(exc).__name__}: {exc}")
-            return Outcome(None, error=RowError(None, ErrorCode.CREDENTIAL_ERROR, message))
+            return Outcome(None, error=credential_error(self.config, exc))
         timeout = (min(self.config.limits.connect_timeout, limit_seconds), limit_seconds)
         response = None
         try:
@@ -164,7 +178,7 @@ class Transport:
         return Outcome(None, error=RowError(None, code, self._clean(message)))
 
     def _clean(self, message: str) -> str:
-        return redact(message, self.config.secrets())[:MAX_MESSAGE_CHARS]
+        return clean_message(self.config, message)
 
     def close(self) -> None:
         self.session.close()

@@ -100,7 +100,7 @@ def test_an_upload_retried_after_a_503_sends_the_whole_file(setup):
     uploaded = api.upload("in.jsonl", str(path))
     sizes = [size for method, p, size in proxy.seen if method == "POST" and p.endswith("/files")]
     assert len(sizes) == 2 and sizes[0] == sizes[1] > path.stat().st_size  # the retry carried the file again
-    assert api.content(uploaded["id"]) == path.read_bytes() and emu.stats()["files"] == 1
+    assert b"\n".join(api.lines(uploaded["id"])) + b"\n" == path.read_bytes() and emu.stats()["files"] == 1
 
 
 def test_a_lost_creation_answer_adopts_the_batch_instead_of_creating_another(setup):
