@@ -2,7 +2,8 @@
 lines back onto rows. Free of pyspark.
 
 A line is the request the online engine would send for a unit (the same wire format, the same planning),
-with the deployment as ``model``; its ``custom_id`` is a hash of the line's ``url`` and body, so
+with the deployment as ``model``; its ``custom_id`` is the request's response-cache key (route, deployment,
+body), so
 
 - identical requests in a partition are one line (answered once, the others carry zero usage),
 - a row finds its answer again from its own content, whatever the order of the output file, and
@@ -26,7 +27,7 @@ import pyarrow as pa
 from spark_aoai._arrow import array
 from spark_aoai._batch_api import BatchApi, line_url
 from spark_aoai._batch_results import Answers, FileLimits, JobFiles
-from spark_aoai._cache import CacheFactory
+from spark_aoai._cache import CacheFactory, cache_key
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import (
     CACHED,
@@ -56,18 +57,23 @@ class LineIds:
     request in the partition gets its own id and line, as online mode sends each copy.
     """
 
-    def __init__(self, url: str, deployment: str, dedup: bool) -> None:
-        self.url, self.deployment, self.dedup = url, deployment, dedup
+    def __init__(self, plan: Plan) -> None:
+        self.route, self.deployment, self.dedup = plan.operation.route, plan.config.deployment, plan.dedup
+        self.url = line_url(plan.config, self.route)
         self.copies: dict[str, int] = {}
 
     def line(self, unit: Unit) -> tuple[str, bytes]:
-        body = {**unit.payload, "model": self.deployment}
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        custom_id = "r-" + hashlib.sha256(f"{self.url}\n{canonical}".encode()).hexdigest()[: _ID_BITS // 4]
+        # the request's identity is the response cache's key (route, deployment, body): one way to name a request
+        custom_id = "r-" + cache_key(self.route, self.deployment, unit.payload)[: _ID_BITS // 4]
         if not self.dedup:
             copy = self.copies[custom_id] = self.copies.get(custom_id, -1) + 1
             custom_id = f"{custom_id}-{copy}"
-        line = {"custom_id": custom_id, "method": "POST", "url": self.url, "body": body}
+        line = {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": self.url,
+            "body": {**unit.payload, "model": self.deployment},
+        }
         return custom_id, json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
@@ -124,11 +130,10 @@ def request_partition(
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function of the request pass: one record per partition (its key, first id, the sum
     of its ids, lines, bytes) or, with ``upload_as`` (a name prefix), one per uploaded file (its ``file_id``)."""
-    route, deployment = plan.operation.route, plan.config.deployment
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         task, hooks = plan.operation.for_task(), _cache_only(plan)
-        lines = LineIds(line_url(plan.config, route), deployment, plan.dedup)
+        lines = LineIds(plan)
         ids: set[str] = set()
         first, rows, digest = "", 0, 0
         parts = JsonlParts(limits, write=upload_as is not None)
@@ -172,11 +177,11 @@ def answer_partition(
     plan: Plan, inputs: Inputs, job: JobFiles
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function of the answer pass: input batches in, the same rows plus results out."""
-    route, deployment = plan.operation.route, plan.config.deployment
+    deployment = plan.config.deployment
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         task, hooks = plan.operation.for_task(), open_hooks(plan.hooks)
-        lines = LineIds(line_url(plan.config, route), deployment, plan.dedup)
+        lines = LineIds(plan)
         answers: Answers | None = None
         answered: set[str] = set()
         rows_before = 0
