@@ -35,7 +35,7 @@ from spark_aoai import _constants as C
 from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
 from spark_aoai._batch_lines import RECORD_DDL, answer_partition, request_partition
 from spark_aoai._batch_results import BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch_service import Creator, batch_fields, may_pass, to_retry
+from spark_aoai._batch_service import Creator, batch_errors, batch_fields, may_pass, pauses, to_retry
 from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
 from spark_aoai._usage import progress_wanted
@@ -183,7 +183,7 @@ class BatchJob:
 
     def wait(self) -> None:
         """Poll until every batch has ended; after ``batchTimeoutHours`` cancel those still running."""
-        pause = min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        waits = pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
         progress = progress_wanted(self.stage)
         while True:
             try:
@@ -191,8 +191,7 @@ class BatchJob:
             except BatchApiError as exc:  # an outage longer than one call's retries: keep waiting
                 if not may_pass(exc.error.status) or time.time() >= self._deadline():
                     raise
-                time.sleep(pause)
-                pause = min(self.longest_poll, pause * 2)
+                time.sleep(next(waits))
                 continue
             if progress:
                 _show(self.config.deployment, state)
@@ -201,8 +200,7 @@ class BatchJob:
             if time.time() >= self._deadline():
                 self._cancel_all()
                 return
-            time.sleep(min(pause, max(0.0, self._deadline() - time.time()) + 0.01))
-            pause = min(self.longest_poll, pause * 2)
+            time.sleep(min(next(waits), max(0.0, self._deadline() - time.time()) + 0.01))
 
     def _cancel_all(self) -> None:
         """The timeout: cancel what still runs and wait for it to end (what it answered is kept)."""
@@ -221,15 +219,14 @@ class BatchJob:
                 self._save()
         finally:
             api.close()
-        until, pause = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, min(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        until, waits = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
         while time.time() < until:
             try:
                 if self.status(poll=True)["done"]:
                     return
             except BatchApiError:
                 pass
-            time.sleep(pause)
-            pause = min(self.longest_poll, pause * 2)
+            time.sleep(next(waits))
 
     def collect(self) -> DataFrame:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""
@@ -282,8 +279,7 @@ def _outcome(info: dict[str, Any]) -> BatchOutcome:
     batch = info.get("batch")
     if not batch:
         return BatchOutcome("-", "failed", None, None, info.get("error") or "the batch could not be created")
-    errors = (batch.get("errors") or {}).get("data") or []
-    message = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors[:3] if isinstance(e, dict))
+    message = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in batch_errors(batch)[:3])
     return BatchOutcome(
         batch["id"], batch["status"], batch.get("output_file_id"), batch.get("error_file_id"),
         message, bool(info.get("timed_out")),

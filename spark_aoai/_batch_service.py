@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from spark_aoai import _constants as C
@@ -31,11 +31,24 @@ def batch_fields(batch: dict[str, Any]) -> dict[str, Any]:
     return {name: batch.get(name) for name in keep}
 
 
+def batch_errors(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``errors.data`` entries (``{code, message, line}``) of a batch object."""
+    errors = (batch.get("errors") or {}).get("data") or []
+    return [error for error in errors if isinstance(error, dict)]
+
+
 def quota_failure(info: dict[str, Any]) -> bool:
     """Whether a file's batch failed for the enqueued-token quota (and may be submitted again)."""
     batch = info.get("batch") or {}
-    errors = (batch.get("errors") or {}).get("data") or []
-    return batch.get("status") == "failed" and any(isinstance(e, dict) and e.get("code") == QUOTA_CODE for e in errors)
+    return batch.get("status") == "failed" and any(e.get("code") == QUOTA_CODE for e in batch_errors(batch))
+
+
+def pauses(first: float, longest: float) -> Iterator[float]:
+    """Waits between polls: ``first``, doubling up to ``longest``."""
+    pause = min(first, longest)
+    while True:
+        yield pause
+        pause = min(longest, pause * 2)
 
 
 def may_pass(status: int | None) -> bool:
@@ -160,7 +173,7 @@ class Creator:
 
     def _wait_processed(self, file_id: str) -> None:
         """Azure processes an upload before a batch may use it (``pending`` -> ``processed``)."""
-        until, pause = time.time() + C.BATCH_FILE_READY_SECONDS, 0.5
+        until, waits = time.time() + C.BATCH_FILE_READY_SECONDS, pauses(0.5, 10.0)
         while True:
             status = self.api.file(file_id).get("status")
             if status in (None, "processed", "uploaded"):  # "uploaded": OpenAI's word for ready
@@ -168,5 +181,4 @@ class Creator:
             if status == "error" or time.time() >= until:
                 error = RowError(None, ErrorCode.BATCH_FAILED, f"file {file_id} is {status}, not processed")
                 raise BatchApiError(f"the input file {file_id}", error)
-            time.sleep(pause)
-            pause = min(10.0, pause * 2)
+            time.sleep(next(waits))
