@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -99,29 +100,27 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:
+    def _timed(self, serve: Callable[[], None]) -> None:
+        """Serve one request, then log it (``--log-requests``) whatever happened."""
         started, self._status = time.perf_counter(), 0
         try:
-            self._get()
+            serve()
         finally:
             self._log(started)
+
+    def do_GET(self) -> None:
+        self._timed(self._get)
 
     def do_POST(self) -> None:
-        started, self._status = time.perf_counter(), 0
-        try:
-            self._post()
-        finally:
-            self._log(started)
+        self._timed(self._post)
 
     def do_DELETE(self) -> None:
-        started, self._status = time.perf_counter(), 0
-        try:
-            parts = urlsplit(self.path)
-            raw = self._read_body()
-            if not self._serve_batch_api(parts.path, parts.query, raw):
-                self._send_json(404, not_found().body())
-        finally:
-            self._log(started)
+        self._timed(self._delete)
+
+    def _delete(self) -> None:
+        parts = urlsplit(self.path)
+        if not self._serve_batch_api(parts.path, parts.query, self._read_body()):
+            self._send_json(404, not_found().body())
 
     def _get(self) -> None:
         parts = urlsplit(self.path)
