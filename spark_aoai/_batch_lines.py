@@ -14,6 +14,7 @@ Rows whose request is in the response cache are not written; they are answered f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from spark_aoai._contract import (
 )
 from spark_aoai._engine import Hooks, open_hooks
 from spark_aoai._executor import Inputs, Plan
-from spark_aoai._http import Outcome, error_from_response
+from spark_aoai._http import Outcome, clean_message, error_from_response
 from spark_aoai.exceptions import RequestFailedError
 
 RECORD_FIELDS = (("key", pa.string()), ("first", pa.string()), ("digest", pa.string()), ("lines", pa.int64()),
@@ -197,6 +198,7 @@ def answer_partition(
                         results.fail(unit.rows, too_large(line, job.limits))
                         continue
                     _resolve(unit, custom_id, answers, task, hooks, answered, deployment)
+                results.mask_errors(functools.partial(clean_message, plan.config))
                 if plan.config.fail_on_error and results.first_error() is not None:
                     failed = sum(error is not None for error in results.errors)
                     raise RequestFailedError(results.first_error(), failed_rows=failed, rows_before=rows_before)  # type: ignore[arg-type]

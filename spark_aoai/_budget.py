@@ -1,12 +1,17 @@
 """The spend cap (``maxTotalTokens``, ``maxCost``): one ledger file per run, shared by all of the run's tasks.
 
-The ledger (``<statisticsDir>/<run>/budget.ledger``) holds what the run has been billed and what its requests
-in flight have reserved, in tokens and in dollars. Before every attempt a task takes the file's lock
-(``fcntl.flock``), reads it, and starts the request only while billed + reserved is under the cap; it then
-reserves the request's estimate (its prompt plus the answer tokens it may take). When the answer comes, the
-reservation is replaced by what the 200 body says was billed (an error bills nothing). So once the cap is
-reached no request starts anywhere, and the job can pass the cap only by what requests already in flight
-were billed beyond their reservations: at most the requests in flight at that moment.
+The ledger (``<statisticsDir>/<run>/budget.ledger``) holds what the run has been billed, what its requests in
+flight are expected to be billed, and what the answered requests had been estimated at (so billed / estimated
+is what a request really costs against its worst-case estimate: its prompt plus every answer token it may
+take). Before every attempt a task takes the file's lock (``fcntl.flock``) and reads it; the request starts
+when billed + in flight + its own expected cost stays within the cap, and is then counted in flight at its
+expected cost (its estimate times that ratio; the estimate itself until the run's first answer, and when
+even that does not fit, one request goes alone to find out). When it
+would not fit but other requests are in flight, it waits for them to settle (they may cost less than
+expected); when nothing is in flight it is refused (``budget_exhausted``). The answer replaces the in-flight
+figure with what the 200 body says was billed (an error bills nothing). So a cap is spent to within one
+request's size, and the job passes it by at most what the requests in flight at that moment were billed
+beyond their expected cost.
 
 Every task of the run must see the same file: in local mode (and a local Spark Connect server) the default
 directory does; on a cluster, ``statisticsDir`` must name a path every executor shares and that honours
@@ -19,10 +24,12 @@ import fcntl
 import os
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spark_aoai import _constants as C
 from spark_aoai._contract import ErrorCode, RowError, Unit
 from spark_aoai._engine import NoHooks
 from spark_aoai._http import Outcome
@@ -30,7 +37,12 @@ from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage
 
 LEDGER_NAME = "budget.ledger"
-_RECORD = struct.Struct("<4d")
+# billed tokens, billed dollars, in-flight tokens, in-flight dollars, estimated tokens of the answered
+# requests, estimated dollars of the answered requests, attempts in flight
+_RECORD = struct.Struct("<7d")
+_FIELDS = _RECORD.size // 8
+BILLED, IN_FLIGHT, ANSWERED_ESTIMATE = 0, 2, 4  # each the index of a (tokens, dollars) pair
+ATTEMPTS = 6  # a count: floating sums of what is in flight never come back to exactly 0
 
 
 @dataclass(frozen=True)
@@ -48,36 +60,39 @@ class BudgetFactory:
 
 
 class Ledger:
-    """Four float64s in a file (billed tokens, billed dollars, reserved tokens, reserved dollars), read and
-    written in place under an exclusive lock; the file stays open for the task's life."""
+    """Seven float64s in a file (``_RECORD``), read and written in place under an exclusive lock; the file stays
+    open for the task's life."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.threads = threading.Lock()
 
     def update(self, change: Any) -> Any:
         """Call ``change(values)`` on the four values under the lock; what it leaves in the list is written
         back; its return value is returned. After ``close`` (a sender thread outliving its task) nothing is
         read or written and ``change`` sees a full budget of nothing."""
-        if self.fd < 0:
-            return change([0.0, 0.0, float("inf"), float("inf")])
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        try:
-            raw = os.pread(self.fd, _RECORD.size, 0)
-            values = list(_RECORD.unpack(raw)) if len(raw) == _RECORD.size else [0.0, 0.0, 0.0, 0.0]
-            result = change(values)
-            os.pwrite(self.fd, _RECORD.pack(*values), 0)
-            return result
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        with self.threads:  # flock excludes other processes, not this one's threads sharing the descriptor
+            if self.fd < 0:
+                return change([0.0, 0.0, float("inf"), float("inf"), 0.0, 0.0, 0.0])
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(self.fd, _RECORD.size, 0)
+                values = list(_RECORD.unpack(raw)) if len(raw) == _RECORD.size else [0.0] * _FIELDS
+                result = change(values)
+                os.pwrite(self.fd, _RECORD.pack(*values), 0)
+                return result
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def read(self) -> list[float]:
         return list(self.update(lambda values: list(values)))
 
     def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
+        with self.threads:
+            fd, self.fd = self.fd, -1
+            if fd >= 0:
+                os.close(fd)
 
 
 class BudgetHooks(NoHooks):
@@ -87,69 +102,105 @@ class BudgetHooks(NoHooks):
         self.spec = spec
         self.ledger = Ledger(path)
         self.lock = threading.Lock()
-        self.reserved: dict[int, tuple[float, float]] = {}  # id(unit) -> its reservation in flight
+        # id(unit) -> (estimate, expected), each (tokens, dollars), of its attempt in flight
+        self.in_flight: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
 
     def _estimate(self, unit: Unit) -> tuple[float, float]:
+        """The attempt's worst case: its prompt estimate plus every answer token it may take."""
         price = self.spec.price
         highest = max(price.input, price.output) if price is not None else 0.0
         return float(unit.tokens), unit.tokens * highest / 1e6
 
-    def _over(self, values: list[float]) -> bool:
-        tokens, cost = values[0] + values[2], values[1] + values[3]
-        return bool(
-            (self.spec.max_tokens and tokens >= self.spec.max_tokens)
-            or (self.spec.max_cost and cost >= self.spec.max_cost)
-        )
-
     def admit(self, unit: Unit) -> RowError | None:
-        tokens, cost = self._estimate(unit)
-
-        def reserve(values: list[float]) -> bool:
-            if self._over(values):
-                return False
-            values[2] += tokens
-            values[3] += cost
-            return True
-
-        with self.lock:
-            if not self.ledger.update(reserve):
+        estimate = self._estimate(unit)
+        waited_until = time.monotonic() + C.BUDGET_SETTLE_SECONDS
+        while True:
+            verdict = self.ledger.update(lambda values: _reserve(self.spec, values, estimate))
+            if isinstance(verdict, tuple):
+                with self.lock:
+                    self.in_flight[id(unit)] = (estimate, verdict)
+                return None
+            if verdict == _REFUSED or time.monotonic() >= waited_until:
                 return exhausted(self.spec)
-            self.reserved[id(unit)] = (tokens, cost)
-        return None
+            time.sleep(C.BUDGET_POLL_SECONDS)  # others are in flight: what they cost decides
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         usage = billed_usage(outcome.body) if outcome.status == 200 else None
-        billed_tokens = float((usage.total_tokens or 0) if usage is not None else 0)
-        billed_cost = 0.0
-        if usage is not None and self.spec.price is not None:
-            billed_cost = self.spec.price.cost(
-                usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.cached_tokens or 0
-            )
+        billed = (0.0, 0.0)
+        if usage is not None:
+            cost = 0.0
+            if self.spec.price is not None:
+                cost = self.spec.price.cost(usage.prompt_tokens or 0, usage.completion_tokens or 0,
+                                            usage.cached_tokens or 0)  # fmt: skip
+            billed = (float(usage.total_tokens or 0), cost)
         with self.lock:
-            tokens, cost = self.reserved.pop(id(unit), (0.0, 0.0))
+            held = self.in_flight.pop(id(unit), None)
+        estimate, expected = held or ((0.0, 0.0), (0.0, 0.0))
+        answered = estimate if usage is not None else (0.0, 0.0)
 
         def settle(values: list[float]) -> None:
-            values[0] += billed_tokens
-            values[1] += billed_cost
-            values[2] = max(0.0, values[2] - tokens)
-            values[3] = max(0.0, values[3] - cost)
+            for i in (0, 1):
+                values[BILLED + i] += billed[i]
+                values[IN_FLIGHT + i] = max(0.0, values[IN_FLIGHT + i] - expected[i])
+                values[ANSWERED_ESTIMATE + i] += answered[i]
+            if held is not None:
+                values[ATTEMPTS] = max(0.0, values[ATTEMPTS] - 1)
 
         self.ledger.update(settle)
 
-    def close(self) -> None:
-        """Give back what was reserved for attempts that never ran (the task stopped first)."""
+    def withdraw(self, unit: Unit) -> None:
+        """The admitted attempt was not sent after all: it is no longer in flight."""
         with self.lock:
-            tokens = sum(t for t, _ in self.reserved.values())
-            cost = sum(c for _, c in self.reserved.values())
-            self.reserved.clear()
-        if tokens or cost:
+            held = self.in_flight.pop(id(unit), None)
+        if held is not None:
+            self.ledger.update(lambda values: _release(values, [held]))
 
-            def release(values: list[float]) -> None:
-                values[2] = max(0.0, values[2] - tokens)
-                values[3] = max(0.0, values[3] - cost)
-
-            self.ledger.update(release)
+    def close(self) -> None:
+        """Give back what was counted in flight for attempts that never ended (the task stopped first)."""
+        with self.lock:
+            held = list(self.in_flight.values())
+            self.in_flight.clear()
+        if held:
+            self.ledger.update(lambda values: _release(values, held))
         self.ledger.close()
+
+
+_REFUSED, _WAIT = "refused", "wait"
+
+
+def _release(values: list[float], held: list[tuple[tuple[float, float], tuple[float, float]]]) -> None:
+    """Take attempts that ended unsent out of the in-flight figures."""
+    for i in (0, 1):
+        values[IN_FLIGHT + i] = max(0.0, values[IN_FLIGHT + i] - sum(expected[i] for _, expected in held))
+    values[ATTEMPTS] = max(0.0, values[ATTEMPTS] - len(held))
+
+
+def expected_cost(values: list[float], estimate: tuple[float, float]) -> tuple[float, float]:
+    """What an attempt estimated at ``estimate`` is expected to be billed: the estimate scaled by what the
+    run's answered requests were billed against their estimates (the estimate itself before any answer)."""
+    out = []
+    for i in (0, 1):
+        answered = values[ANSWERED_ESTIMATE + i]
+        ratio = min(1.0, values[BILLED + i] / answered) if answered > 0 else 1.0
+        out.append(estimate[i] * ratio)
+    return out[0], out[1]
+
+
+def _reserve(spec: BudgetFactory, values: list[float], estimate: tuple[float, float]) -> tuple[float, float] | str:
+    """Count the attempt in flight and return its expected cost when it fits under the caps; else whether to
+    wait (others are in flight) or refuse (nothing in flight can free room)."""
+    expected = expected_cost(values, estimate)
+    caps = (spec.max_tokens, spec.max_cost)
+    fits = all(not cap or values[BILLED + i] + values[IN_FLIGHT + i] + expected[i] <= cap for i, cap in enumerate(caps))
+    unknown = values[ATTEMPTS] < 1 and not values[ANSWERED_ESTIMATE] and not values[ANSWERED_ESTIMATE + 1]
+    if not fits and unknown and all(not cap or values[BILLED + i] < cap for i, cap in enumerate(caps)):
+        fits = True  # no answer yet says what a request really costs: one goes alone, to find out
+    if fits:
+        values[IN_FLIGHT] += expected[0]
+        values[IN_FLIGHT + 1] += expected[1]
+        values[ATTEMPTS] += 1
+        return expected
+    return _WAIT if values[ATTEMPTS] >= 1 else _REFUSED
 
 
 def exhausted(spec: BudgetFactory) -> RowError:
@@ -158,6 +209,5 @@ def exhausted(spec: BudgetFactory) -> RowError:
         caps.append(f"maxTotalTokens={spec.max_tokens}")
     if spec.max_cost:
         caps.append(f"maxCost={spec.max_cost}")
-    return RowError(
-        None, ErrorCode.BUDGET_EXHAUSTED, f"the job reached its spend cap ({', '.join(caps)}); no request was sent"
-    )
+    message = f"the job reached its spend cap ({', '.join(caps)}): this row's request would pass it, so it was not sent"
+    return RowError(None, ErrorCode.BUDGET_EXHAUSTED, message)

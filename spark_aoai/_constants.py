@@ -12,6 +12,9 @@ MAX_ATTEMPTS = 10
 BASE_DELAY_SECONDS = 0.5
 MAX_DELAY_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 60.0
+UNKNOWN_SHAPE_RESENDS = 1  # a billed 200 whose JSON has a shape no parser knows is sent again this many times
+# a credential that failed this many times in a row before it ever produced a token fails the task
+CREDENTIAL_FAILURES_SYSTEMIC = 3
 
 # Time limits (Limits)
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -33,6 +36,11 @@ RAW_ANSWER_CHARS = 500  # of a misfit answer, kept in its invalid_output message
 
 # Images and files (imageCol, fileCol)
 MAX_INPUT_BYTES = 20 * 2**20  # Azure's limit for an image in a request
+
+# The spend cap (maxTotalTokens, maxCost): a request that does not fit waits this long at most for the
+# requests in flight to settle (polling the ledger), then its row is budget_exhausted
+BUDGET_SETTLE_SECONDS = REQUEST_TIMEOUT_SECONDS
+BUDGET_POLL_SECONDS = 0.05
 
 # The partition engine
 MAX_PENDING_BATCHES = 2

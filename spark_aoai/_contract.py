@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -103,6 +103,14 @@ class Usage:
         return [Usage(*parts) for parts in zip(*columns, strict=True)]
 
 
+def add_usage(first: Usage | None, second: Usage | None) -> Usage | None:
+    """Two requests' usage summed, figure by figure (None where neither reports one)."""
+    if first is None or second is None:
+        return second if first is None else first
+    pairs = zip(first.figures(), second.figures(), strict=True)
+    return Usage(*(None if a is None and b is None else (a or 0) + (b or 0) for a, b in pairs))
+
+
 def _whole_parts(total: int | None, weights: Sequence[int]) -> list[int | None]:
     """``total`` in whole parts proportional to ``weights`` (largest remainder), summing exactly to ``total``."""
     if total is None:
@@ -180,11 +188,20 @@ class RowResults:
                     self.values[row] = value
                     self.usage[row] = usage
 
-    def fail(self, rows: Sequence[int], error: RowError) -> None:
+    def fail(self, rows: Sequence[int], error: RowError, usage: Usage | None = None) -> None:
+        """Resolve ``rows`` with ``error``; ``usage`` is what each of them was billed all the same (a cut-short
+        or misfit answer is paid for)."""
         with self._lock:
             self._resolve(rows)
             for row in rows:
                 self.errors[row] = error
+                self.usage[row] = usage
+
+    def add_billed(self, rows: Sequence[int], billed: Usage) -> None:
+        """Add to ``rows`` (split in whole tokens) what earlier attempts of their request were billed."""
+        with self._lock:
+            for row, share in zip(rows, billed.split([1] * len(rows)), strict=True):
+                self.usage[row] = add_usage(self.usage[row], share)
 
     def unresolved(self, rows: Sequence[int] | None = None) -> list[int]:
         """The rows (of ``rows``, else of the batch) still without a value or an error."""
@@ -206,6 +223,15 @@ class RowResults:
                 if self.errors[row] is None:
                     self.sources[row] = source
 
+    def mask_errors(self, clean: Callable[[str], str]) -> None:
+        """Pass every error message through ``clean`` (secret redaction), whoever wrote it."""
+        with self._lock:
+            for row, error in enumerate(self.errors):
+                if error is not None:
+                    message = clean(error.message)
+                    if message != error.message:
+                        self.errors[row] = replace(error, message=message)
+
     def first_error(self) -> RowError | None:
         return next((error for error in self.errors if error is not None), None)
 
@@ -223,6 +249,8 @@ class Unit:
     context: Any = None  # what the operation carries from an answer to its follow-up unit (a re-ask)
     target: int = 0  # the deployment (index into the failover list) the next attempt goes to
     target_since: int = 0  # ``attempts`` when the unit moved to that deployment
+    billed: Usage | None = None  # what 200s this unit could not use were billed; its rows carry it in the end
+    unknown_shapes: int = 0  # 200s whose JSON the operation could not read (re-sent at most once)
 
     @property
     def rows(self) -> list[int]:

@@ -17,12 +17,23 @@ import queue
 import random
 import threading
 import time
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from spark_aoai import _constants as C
 from spark_aoai._config import ClientConfig
-from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, TaskOperation, Unit
-from spark_aoai._http import Outcome, Transport
+from spark_aoai._contract import (
+    ErrorCode,
+    MalformedResponseError,
+    Route,
+    RowError,
+    TaskOperation,
+    Unit,
+    add_usage,
+)
+from spark_aoai._http import Outcome, Transport, clean_message
 from spark_aoai._ratecontrol import RateController
 from spark_aoai._retry import (
     CircuitBreaker,
@@ -33,6 +44,7 @@ from spark_aoai._retry import (
     retry_delay,
     should_retry,
 )
+from spark_aoai._wire.usage import billed_usage
 
 logger = logging.getLogger("spark_aoai")
 
@@ -51,7 +63,10 @@ class Hooks(Protocol):
         """None to let the next attempt of ``unit`` start; an error ends the unit with it, unsent."""
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
-        """Called after every attempt, whatever its outcome."""
+        """Called after every attempt that was sent, whatever its outcome."""
+
+    def withdraw(self, unit: Unit) -> None:
+        """An attempt ``admit`` let start was not sent after all (the task stopped, or it raised first)."""
 
     def close(self) -> None:
         """The task's partition is done (or failed): flush what is kept."""
@@ -74,6 +89,9 @@ class NoHooks:
         return None
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
+        pass
+
+    def withdraw(self, unit: Unit) -> None:
         pass
 
     def close(self) -> None:
@@ -100,6 +118,10 @@ class ComposedHooks:
         for hook in self.hooks:
             hook.attempt(unit, outcome, seconds)
 
+    def withdraw(self, unit: Unit) -> None:
+        for hook in self.hooks:
+            hook.withdraw(unit)
+
     def close(self) -> None:
         for hook in self.hooks:
             hook.close()
@@ -111,6 +133,20 @@ def open_hooks(factories: tuple[HookFactory, ...]) -> Hooks:
         return NoHooks()
     opened = [factory.open() for factory in factories]
     return opened[0] if len(opened) == 1 else ComposedHooks(opened)
+
+
+class _Slot:
+    """One started request's place in the rate controller, given back exactly once."""
+
+    def __init__(self, controller: RateController) -> None:
+        self.controller: RateController | None = controller
+
+    def release(
+        self, status: int | None, headers: Mapping[str, str], paused: float | None, latency: float | None = None
+    ) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.release(status, headers, paused, latency)
 
 
 @dataclass
@@ -148,6 +184,8 @@ class Sender:
         self.lock = threading.Lock()
         self.breaker = CircuitBreaker(config.retry, time.monotonic())
         self.any_response = False
+        self.credential_worked = False  # an attempt of this task got past its credential
+        self.credential_failures = 0  # attempts whose credential raised before any got past it
         self.stopped: RowError | None = None  # set once: every unit still to run gets this error
         self.systemic: RowError | None = None  # set with ``stopped`` when the task must fail
 
@@ -197,14 +235,20 @@ class Sender:
             try:
                 self._run(unit)
             except Exception as exc:  # a bug must cost rows an error value, never a hung or lost partition
-                logger.exception("spark_aoai: unexpected error while sending a request")
+                logger.error("spark_aoai: unexpected error while sending a request: %s",
+                             self._clean(traceback.format_exc()))  # fmt: skip
                 message = f"internal error: {type(exc).__name__}: {exc}"
-                self._fail(unit, RowError(None, ErrorCode.INTERNAL_ERROR, message[:500]))
+                self._fail(unit, RowError(None, ErrorCode.INTERNAL_ERROR, self._clean(message)))
+
+    def _clean(self, message: str) -> str:
+        return clean_message(self.config, message)
 
     def _fail(self, unit: Unit, error: RowError, request_id: str | None = None) -> None:
         rows = unit.results.unresolved(unit.rows)
         if rows:
             unit.results.fail(rows, error.with_attempts(unit.attempts, request_id))
+            if unit.billed is not None:
+                unit.results.add_billed(rows, unit.billed)
 
     def _deadline_error(self) -> RowError:
         return RowError(None, ErrorCode.TIMEOUT, "the deadline (deadlineSeconds) passed before this row got an answer")
@@ -234,7 +278,6 @@ class Sender:
         return {**unit.payload, "model": target.model}
 
     def _run(self, unit: Unit) -> None:
-        policy = self.config.retry
         while True:
             if self.stopped is not None or self.closing.is_set():
                 self._fail(unit, self.stopped or self._deadline_error())
@@ -243,54 +286,79 @@ class Sender:
             if refused is not None:
                 self._fail(unit, refused)
                 return
-            if not self.controller.acquire(unit.tokens, self.deadline):
-                self._fail(unit, self.stopped or self._deadline_error())
-                return
-            limit = self._attempt_limit()
-            target = self._target(unit)
-            if limit is None or target is None or self.stopped is not None:
-                self.controller.release(None, {}, None)
-                resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
-                self._fail(unit, self.stopped or (resting if target is None else self._deadline_error()))
-                return
-            unit.attempts += 1
-            sent = time.monotonic()
-            outcome = target.transport.post(target.url, self._payload(unit, target), limit)
-            elapsed = time.monotonic() - sent
-            retry_after = parse_retry_after(outcome.headers, time.time())
-            error = outcome.error
-            if error is not None and quota_exhausted(error, retry_after, policy):
-                # not a rate signal: this deployment is done for a while, so no sender waits for it
-                self.controller.release(None, {}, None, elapsed)
-            else:
-                paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
-                self.controller.release(outcome.status, outcome.headers, paused, elapsed)
-            self.hooks.attempt(unit, outcome, elapsed)
-            if outcome.status is not None:
-                self.any_response = True
-            if error is None:
-                try:
-                    rows = unit.rows
-                    follow_ups = self.operation.accept(unit, outcome.body, outcome.request_id)
-                    unit.results.mark_source(rows, target.config.deployment)
-                    self.breaker.success()
-                    if not follow_ups:
-                        self.hooks.store(unit, outcome.body)
-                    for part in follow_ups or ():
-                        self.queue.put(part)
+            slot = _Slot(self.controller)
+            try:
+                if not self.controller.acquire(unit.tokens, self.deadline):
+                    slot.controller = None  # no slot was taken
+                    self._fail(unit, self.stopped or self._deadline_error())
                     return
-                except MalformedResponseError as exc:
-                    error = RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)[:500])
-            if self._settled(unit, target, outcome, error, retry_after):
+                delay = self._attempt(unit, slot)
+            finally:
+                slot.release(None, {}, None)  # whatever the attempt raised, its slot is free again
+                self.hooks.withdraw(unit)  # and what admit counted in flight, unless the attempt was observed
+            if delay is None:
                 return
-            if unit.attempts == unit.target_since:  # handed to another deployment: no reason to wait
-                continue
-            delay = retry_delay(unit.attempts - unit.target_since, retry_after, policy, self.random)
-            if self.deadline is not None and time.monotonic() + delay >= self.deadline:
-                self._fail(unit, self._deadline_error(), outcome.request_id)
-                return
-            if outcome.status != 429:  # a 429 already paused every sender through the controller
+            if delay > 0:
                 self.closing.wait(delay)
+
+    def _attempt(self, unit: Unit, slot: _Slot) -> float | None:
+        """One attempt of ``unit`` holding ``slot``: None once the unit is resolved (or handed on), else the
+        seconds to wait before the next attempt."""
+        policy = self.config.retry
+        limit = self._attempt_limit()
+        target = self._target(unit)
+        if limit is None or target is None or self.stopped is not None:
+            resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
+            self._fail(unit, self.stopped or (resting if target is None else self._deadline_error()))
+            return None
+        unit.attempts += 1
+        sent = time.monotonic()
+        outcome = target.transport.post(target.url, self._payload(unit, target), limit)
+        elapsed = time.monotonic() - sent
+        retry_after = parse_retry_after(outcome.headers, time.time())
+        error = outcome.error
+        if error is not None and quota_exhausted(error, retry_after, policy):
+            # not a rate signal: this deployment is done for a while, so no sender waits for it
+            slot.release(None, {}, None, elapsed)
+        else:
+            paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
+            slot.release(outcome.status, outcome.headers, paused, elapsed)
+        if outcome.status is not None:
+            self.any_response = True
+        with self.lock:
+            if outcome.error is None or outcome.error.code != ErrorCode.CREDENTIAL_ERROR:
+                self.credential_worked = True
+            elif not self.credential_worked:
+                self.credential_failures += 1
+        self.hooks.attempt(unit, outcome, elapsed)
+        if error is None:
+            try:
+                rows = unit.rows
+                follow_ups = self.operation.accept(unit, outcome.body, outcome.request_id)
+            except MalformedResponseError as exc:
+                error = RowError(200, ErrorCode.MALFORMED_RESPONSE, self._clean(str(exc)))
+                unit.unknown_shapes += 1
+                if unit.results.unresolved(rows) == rows:  # billed, and none of it placed on a row
+                    unit.billed = add_usage(unit.billed, billed_usage(outcome.body))
+            else:
+                if unit.billed is not None:
+                    unit.results.add_billed(rows, unit.billed)
+                unit.results.mark_source(rows, target.config.deployment)
+                self.breaker.success()
+                for part in follow_ups or ():
+                    self.queue.put(part)
+                if not follow_ups:
+                    self.hooks.store(unit, outcome.body)
+                return None
+        if self._settled(unit, target, outcome, error, retry_after):
+            return None
+        if unit.attempts == unit.target_since:  # handed to another deployment: no reason to wait
+            return 0.0
+        delay = retry_delay(unit.attempts - unit.target_since, retry_after, policy, self.random)
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            self._fail(unit, self._deadline_error(), outcome.request_id)
+            return None
+        return 0.0 if outcome.status == 429 else delay  # a 429 already paused every sender through the controller
 
     def _move_on(self, unit: Unit) -> bool:
         """Hand the unit to the next deployment that is not resting; False when there is none."""
@@ -310,7 +378,8 @@ class Sender:
             unit.refreshed_credential = True
             if target.config.credential.refresh_after_unauthorized():
                 return False
-        if is_systemic(error, outcome.connect_failed, self.any_response):
+        failures = 0 if self.credential_worked else self.credential_failures
+        if is_systemic(error, outcome.connect_failed, self.any_response, failures):
             self.stop(error.with_attempts(unit.attempts, outcome.request_id), systemic=self.config.fail_on_systemic)
             self._fail(unit, error, outcome.request_id)
             return True
@@ -321,6 +390,10 @@ class Sender:
             stop_error = quota_error(error, retry_after, policy)
             self.stop(stop_error)
             self._fail(unit, stop_error, outcome.request_id)
+            return True
+        if unit.unknown_shapes > C.UNKNOWN_SHAPE_RESENDS and error.status == 200:
+            # billed JSON of a shape no parser knows: sent again once (a glitch), not maxAttempts times
+            self._fail(unit, error, outcome.request_id)
             return True
         if not should_retry(error.status, error.code):
             smaller = self.operation.split(unit, error)

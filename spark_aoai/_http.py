@@ -17,6 +17,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from spark_aoai import _json as untrusted_json
 from spark_aoai._auth import redact
 from spark_aoai._config import ClientConfig
 from spark_aoai._constants import MAX_MESSAGE_CHARS
@@ -41,7 +42,7 @@ def error_from_response(status: int, text: str) -> RowError:
     """Map an HTTP error status and Azure's error body (``{"error": {"code", "message"}}``) to an error."""
     code, message = ErrorCode.HTTP_ERROR.value, text.strip()[:MAX_MESSAGE_CHARS] or f"HTTP {status}"
     try:
-        body = json.loads(text)
+        body = untrusted_json.loads(text)
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -69,9 +70,17 @@ def clean_message(config: ClientConfig, message: str) -> str:
 
 
 def credential_error(config: ClientConfig, exc: Exception) -> RowError:
-    """The error of a token provider that raised (retried like any transient failure)."""
-    message = f"the credential could not produce a token: {type(exc).__name__}: {exc}"
+    """The error of a credential that raised: retried like any transient failure, unless it never produced a
+    token (then the job fails, naming it)."""
+    source = CREDENTIAL_SOURCES.get(config.credential.kind, "the credential")
+    message = f"{source} could not produce a token: {type(exc).__name__}: {exc}"
     return RowError(None, ErrorCode.CREDENTIAL_ERROR, clean_message(config, message))
+
+
+CREDENTIAL_SOURCES = {
+    "token_provider": "the token provider (tokenProvider)",
+    "fabric": "Fabric's token library (the notebook's built-in credential)",
+}
 
 
 class _AttemptTimeoutError(Exception):
@@ -168,9 +177,10 @@ class Transport:
             error = RowError(error.status, error.code, self._clean(error.message))
             return Outcome(response.status_code, headers=response.headers, error=error, request_id=request_id)
         try:
-            body = json.loads(content)
-        except ValueError:
-            error = RowError(200, ErrorCode.MALFORMED_RESPONSE, "the service answered 200 with a body that is not JSON")
+            body = untrusted_json.loads(content)
+        except ValueError as exc:
+            message = f"the service answered 200 with a body that is not usable JSON ({exc})"
+            error = RowError(200, ErrorCode.MALFORMED_RESPONSE, self._clean(message))
             return Outcome(200, headers=response.headers, error=error, request_id=request_id)
         return Outcome(200, body=body, headers=response.headers, request_id=request_id)
 

@@ -28,6 +28,7 @@ from spark_aoai._contract import (
     RowResults,
     Unit,
     Usage,
+    add_usage,
     encode_strings,
     encode_typed,
     encode_vectors,
@@ -145,13 +146,13 @@ class ChatOperation:
         answer = WIRES[self.api].parse_answer(body)
         asked: Asked | None = unit.context
         attempts = unit.attempts + (asked.attempts if asked else 0)
+        usage = add_usage(asked.usage if asked else None, answer.usage)
         if answer.error is not None:
-            unit.results.fail(unit.rows, answer.error.with_attempts(attempts, request_id))
+            unit.results.fail(unit.rows, answer.error.with_attempts(attempts, request_id), usage)
             return None
         if asked is None:
-            unit.results.succeed(unit.rows, answer.text, answer.usage, answer.finish_reason)
+            unit.results.succeed(unit.rows, answer.text, usage, answer.finish_reason)
             return None
-        usage = add_usage(asked.usage, answer.usage)
         try:
             value = asked.structured.parse(answer.text)
         except MisfitError as misfit:
@@ -161,7 +162,7 @@ class ChatOperation:
             raw = (answer.text or "")[: C.RAW_ANSWER_CHARS]
             message = f"the answer does not fit the output schema ({misfit}) after {asked.reasks} re-ask(s): {raw}"
             error = RowError(200, ErrorCode.INVALID_OUTPUT, message[: C.MAX_MESSAGE_CHARS], attempts, request_id)
-            unit.results.fail(unit.rows, error)
+            unit.results.fail(unit.rows, error, usage)
             return None
         unit.results.succeed(unit.rows, value, usage, answer.finish_reason)
         return None
@@ -181,14 +182,6 @@ class ChatOperation:
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:
         return []
-
-
-def add_usage(first: Usage | None, second: Usage | None) -> Usage | None:
-    """Two requests' usage summed, figure by figure (None where neither reports one)."""
-    if first is None or second is None:
-        return second if first is None else first
-    a, b = first.as_dict(), second.as_dict()
-    return Usage(**{k: None if a[k] is None and b[k] is None else (a[k] or 0) + (b[k] or 0) for k in a})
 
 
 NO_EMBEDDING_USAGE = Usage(prompt_tokens=0, total_tokens=0)

@@ -31,9 +31,10 @@ from spark_aoai._contract import (
     RowResults,
     Unit,
     Usage,
+    add_usage,
     invalid_input,
 )
-from spark_aoai._operations import WIRES, Asked, ChatOperation, add_usage
+from spark_aoai._operations import WIRES, Asked, ChatOperation
 from spark_aoai._structured import MisfitError, StructuredOutput
 from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
 from spark_aoai.exceptions import ConfigurationError
@@ -267,10 +268,12 @@ class PackedChatOperation:
         if follow_ups:
             return follow_ups
         error = staged.errors[0]
-        if error is not None:
-            results.fail(rows, error)
-            return None
         usage = add_usage(single.carried, staged.usage[0])
+        if error is not None:
+            results.fail(rows[:1], error, usage)
+            if len(rows) > 1:
+                results.fail(rows[1:], error, _nothing(usage))
+            return None
         results.succeed(rows[:1], staged.values[0], usage, staged.finish_reasons[0])
         if len(rows) > 1:
             results.succeed(rows[1:], staged.values[0], _nothing(usage), staged.finish_reasons[0])

@@ -9,6 +9,8 @@ worked on; at most ``MAX_PENDING_BATCHES`` batches are held, so memory stays fla
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -19,9 +21,11 @@ from spark_aoai._constants import MAX_PENDING_BATCHES
 from spark_aoai._contract import CACHED, MalformedResponseError, Operation, RowResults, TaskOperation, Unit
 from spark_aoai._dedup import InFlight
 from spark_aoai._engine import Hooks, NoHooks, Sender
+from spark_aoai._http import clean_message
 from spark_aoai.exceptions import RequestFailedError, SystemicError
 
 T = TypeVar("T")
+logger = logging.getLogger("spark_aoai")
 _POLL_SECONDS = 0.1
 
 
@@ -71,13 +75,17 @@ def run_partition(
 
 
 def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Sender) -> bool:
-    body = hooks.lookup(unit)
-    if body is None:
-        return False
+    """Answer ``unit`` from the store when it holds an answer this version can read; False to send it."""
     try:
+        body = hooks.lookup(unit)
+        if body is None:
+            return False
         follow_ups = task.accept(unit, body, None)
     except MalformedResponseError:
         return False  # a stored answer this version cannot read: ask again
+    except Exception:  # a store that fails is no store: the request is sent (never a failed task)
+        logger.warning("spark_aoai: the answer store failed on a lookup; the request is sent", exc_info=False)
+        return False
     unit.results.charge_nothing(unit.rows)  # a stored answer costs nothing this time
     unit.results.mark_source(unit.rows, CACHED)
     for part in follow_ups or ():
@@ -100,6 +108,7 @@ def _finished(
             raise SystemicError(sender.systemic, config.describe())
     if sender.systemic is not None:
         raise SystemicError(sender.systemic, config.describe())
+    results.mask_errors(functools.partial(clean_message, config))  # whatever wrote a message, no secret in it
     if config.fail_on_error:
         first = results.first_error()
         if first is not None:

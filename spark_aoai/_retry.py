@@ -109,16 +109,20 @@ def quota_error(error: RowError, retry_after: float | None, policy: RetryPolicy)
     return RowError(429, ErrorCode.QUOTA_EXCEEDED, message[: C.MAX_MESSAGE_CHARS], error.attempts, error.request_id)
 
 
-def is_systemic(error: RowError, connect_failed: bool, any_response: bool) -> bool:
+def is_systemic(error: RowError, connect_failed: bool, any_response: bool, credential_failures: int = 0) -> bool:
     """A failure no other row will escape: bad credential, unknown deployment, nothing to connect to.
 
-    401/403 (after the credential was refreshed once), any 404 (the URL is the same for every row), and a
-    connection that could not be opened (refused, DNS, TLS) while this task has not had a single response.
+    401/403 (after the credential was refreshed once), any 404 (the URL is the same for every row), a
+    connection that could not be opened (refused, DNS, TLS) while this task has not had a single response, and
+    a credential that failed ``CREDENTIAL_FAILURES_SYSTEMIC`` times in a row before it ever produced a token
+    in this task (like a wrong key; Spark may retry the task); one that fails between successes is retried.
     """
     if error.status in (401, 403, 404):
         return True
     if error.code == ErrorCode.TLS_ERROR:
         return not any_response
+    if error.code == ErrorCode.CREDENTIAL_ERROR:
+        return credential_failures >= C.CREDENTIAL_FAILURES_SYSTEMIC
     return connect_failed and not any_response
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+
+from spark_aoai import _json as untrusted_json
 
 SCALARS = ("string", "boolean", "integer", "number", "decimal", "date", "timestamp")
 
@@ -120,6 +123,8 @@ class Shape:
         if kind == "boolean" and isinstance(value, bool):
             return value
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and not _finite(value):
+            raise MisfitError(f"{path}: {_shown(value)} is not a finite number")
         if kind == "integer" and numeric and float(value).is_integer():
             number = int(value)
             if not -(2 ** (self.bits - 1)) <= number < 2 ** (self.bits - 1):
@@ -144,10 +149,23 @@ class Shape:
         raise MisfitError(f"{path}: expected {expected.get(kind, 'a ' + kind)}, got {_shown(value)}")
 
     def _decimal(self, value: int | float, path: str) -> decimal.Decimal:
-        exact = decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-self.scale), decimal.ROUND_HALF_EVEN)
-        if len(exact.as_tuple().digits) > self.precision:
+        try:
+            exact = decimal.Decimal(str(value)).quantize(
+                decimal.Decimal(1).scaleb(-self.scale), decimal.ROUND_HALF_EVEN
+            )
+        except decimal.InvalidOperation:  # more digits than any decimal column holds
+            exact = None
+        if exact is None or len(exact.as_tuple().digits) > self.precision:
             raise MisfitError(f"{path}: {value} does not fit decimal({self.precision},{self.scale})")
         return exact
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a JSON number is one a double holds (JSON has no NaN or Infinity; 1e400 overflows)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _shown(value: Any) -> str:
@@ -191,7 +209,7 @@ class StructuredOutput:
         if raw.startswith("```"):  # a fenced answer: the JSON inside
             raw = raw.strip("`").removeprefix("json").strip()
         try:
-            value = json.loads(raw)
+            value = untrusted_json.loads(raw)
         except ValueError as exc:
             raise MisfitError(f"the answer is not JSON ({exc})") from None
         converted = self.shape.convert(value)

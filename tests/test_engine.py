@@ -255,6 +255,9 @@ class DictCache:
     def attempt(self, unit, outcome, seconds) -> None:
         self.attempts += 1
 
+    def withdraw(self, unit) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 

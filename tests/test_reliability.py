@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -26,41 +25,22 @@ def engine_run(endpoint: str, prompts: list[str], credential, **limits):
         credential=credential,
         retry=FAST,
         limits=Limits(**{"concurrency": 4, **limits}),
+        fail_on_systemic=False,  # onSystemicError="mark"
     )
     ((results, _),) = list(run_partition(iter([(prompts, None)]), ChatOperation(model=None), cfg))
     return results
 
 
-class FlakyProvider:
-    """A token provider that raises for its first ``failures`` calls (a transient identity outage)."""
+def test_a_provider_that_always_raises_marks_every_row_when_asked_to(emulator):
+    def provider() -> str:
+        raise RuntimeError("identity endpoint unavailable")
 
-    def __init__(self, failures: int, secret: str = "provider-secret-token-value") -> None:
-        self.failures, self.calls, self.secret, self.lock = failures, 0, secret, threading.Lock()
-
-    def __call__(self) -> str:
-        with self.lock:
-            self.calls += 1
-            if self.calls <= self.failures:
-                raise RuntimeError("identity endpoint unavailable")
-        return self.secret
-
-
-def test_a_provider_that_always_raises_ends_every_row_with_credential_error(emulator):
-    provider = FlakyProvider(failures=10**6)
     started = time.monotonic()
     results = engine_run(emulator.endpoint, [f"p{i}" for i in range(30)], TokenProvider(provider))
     assert time.monotonic() - started < 20  # never hangs on leaked in-flight slots
     assert {e.code for e in results.errors} == {"credential_error"}
     assert all("identity endpoint unavailable" in e.message for e in results.errors)
     assert emulator.stats()["requests"] == {}
-
-
-def test_a_provider_that_fails_for_a_while_is_retried(emulator):
-    provider = FlakyProvider(failures=3)
-    prompts = [f"p{i}" for i in range(12)]
-    results = engine_run(emulator.endpoint, prompts, TokenProvider(provider))
-    assert results.errors == [None] * 12
-    assert results.values == [chat_reply([{"role": "user", "content": p}]) for p in prompts]
 
 
 def free_port() -> int:
@@ -201,10 +181,10 @@ def test_unusable_vectors_are_asked_for_again_without_losing_their_batch(spark, 
         assert rows[i].error is None and rows[i].embedding == pytest.approx(embed_text(texts[i], 1536).tolist())
     for i in (30, 31):
         assert rows[i].embedding is None and rows[i].error.code == "malformed_response"
-        assert rows[i].error.attempts == 3
+        assert rows[i].error.attempts == 2  # a billed 200 of unknown shape is sent again once, not maxAttempts
     answered = emulator.stats()["inputs"]
     assert all(answered[t] == 1 for t in texts[:30])  # the good ones were not sent (billed) again
-    assert answered["a <<short>> one"] == 3
+    assert answered["a <<short>> one"] == 2
 
 
 def test_an_unknown_deployment_fails_the_job_within_seconds(spark):

@@ -152,7 +152,7 @@ def test_a_cap_at_a_third_of_the_need_stops_there_and_marks_the_rest(spark, bill
     cap = needed // 3
     rows = chat(billed.endpoint, usageCol="usage", concurrency=4, maxTotalTokens=cap).transform(df).collect()
     in_flight = 2 * 4 * max(r.usage.total_tokens for r in rows if r.usage is not None)  # 2 tasks x 4 requests
-    assert cap <= billed.billed["total_tokens"] <= cap + in_flight
+    assert 0.9 * cap <= billed.billed["total_tokens"] <= cap + in_flight  # spent, not held back
     unanswered = [r for r in rows if r.response is None]
     assert unanswered and all(r.error.code == ErrorCode.BUDGET_EXHAUSTED.value for r in unanswered)
     assert all(r.error.attempts == 0 for r in unanswered)  # no request was sent for them
@@ -165,7 +165,8 @@ def test_max_cost_caps_through_the_price_table(spark, billed):
     stage = chat(billed.endpoint, concurrency=2, maxCost=0.002, prices={"input": 10.0, "output": 10.0})
     rows = stage.transform(df).collect()
     spent = Price(10.0, None, 10.0).cost(billed.billed["prompt_tokens"], billed.billed["completion_tokens"])
-    assert 0.002 <= spent <= 0.002 + 2 * 10.0 * 200 / 1e6
+    per_request = spent / billed.statuses["chat 200"]
+    assert 0.002 - 2 * per_request <= spent <= 0.002 + 2 * 10.0 * 200 / 1e6  # spent to within a request or two
     assert {r.error.code for r in rows if r.error is not None} == {"budget_exhausted"}
 
 

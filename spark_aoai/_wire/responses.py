@@ -60,6 +60,9 @@ def _text_format(response_format: Mapping[str, Any]) -> dict[str, Any]:
     return dict(response_format)
 
 
+UNFINISHED = frozenset({"in_progress", "queued"})
+
+
 def parse_usage(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
@@ -132,5 +135,12 @@ def parse_answer(body: Any) -> Answer:
         return Answer("", None, usage, finish_reason)
     if body.get("status") == "incomplete":
         message = f"the answer was cut short ({finish_reason}) before any text"
+        return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)
+    if body.get("status") in UNFINISHED:  # a background response: billed as it runs, never polled here
+        message = f"the response is {body.get('status')}, with no text yet (background responses are not read)"
+        return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)
+    kinds = {item.get("type") for item in output}
+    if output and kinds <= {"reasoning"}:  # the model only reasoned: a known, billed shape, final
+        message = f"the response holds only reasoning, no text (status {body.get('status')})"
         return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)
     raise MalformedResponseError("the response has no output_text")

@@ -35,8 +35,11 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             schema = (response_format.get("json_schema") or {}).get("schema")
             content = _faults.misfit(state, faults, content, schema, messages)
             content = _faults.broken_pack(state, faults, content, schema)
+            content = _faults.non_finite(faults, content, text)
     else:
         content = chat_reply(messages)
+    if _faults.marked(faults.deep_answer_marker, text):
+        content = _faults.nested()
     thinking = reasoning_tokens(model, body.get("reasoning_effort"))
     limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
     cut = limit > 0 and thinking + count_tokens(content, model) > limit

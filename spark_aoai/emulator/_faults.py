@@ -16,7 +16,7 @@ import numpy as np
 
 from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
 from spark_aoai.emulator._model import last_user_text, packed_key
-from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, Faults
+from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, DEEP_NESTING, Faults
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._structured import value_for_schema
 
@@ -32,13 +32,13 @@ def throttle(state: State, faults: Faults, route: str, api_version: str) -> ApiE
     return None
 
 
-def _marked(marker: str | None, text: str) -> bool:
+def marked(marker: str | None, text: str) -> bool:
     return marker is not None and marker != "" and marker in text
 
 
 def odd_chat_message(faults: Faults, body: dict[str, Any], text: str, content: str) -> tuple[dict[str, Any], str]:
     """The answer's ``message`` and ``finish_reason`` when a marker asks for content parts or tool calls."""
-    if _marked(faults.tool_calls_marker, text):
+    if marked(faults.tool_calls_marker, text):
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
         function = (tools[0].get("function") or {}) if tools else {}
         name = str(function.get("name") or "lookup")
@@ -50,7 +50,7 @@ def odd_chat_message(faults: Faults, body: dict[str, Any], text: str, content: s
             "function": {"name": name, "arguments": arguments},
         }
         return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}, "tool_calls"
-    if _marked(faults.content_parts_marker, text):
+    if marked(faults.content_parts_marker, text):
         return {"role": "assistant", "content": [{"type": "text", "text": content}], "refusal": None}, "stop"
     return {"role": "assistant", "content": content, "refusal": None}, "stop"
 
@@ -76,8 +76,8 @@ def misfit(state: State, faults: Faults, content: str, schema: Any, messages: li
 
 def broken_vectors(faults: Faults, inputs: list[str], vectors: np.ndarray) -> list[np.ndarray] | None:
     """Vectors one element short, or holding NaN and +-Infinity, for inputs with their markers (else None)."""
-    short = [_marked(faults.wrong_dimensions_marker, t) for t in inputs]
-    non_finite = [_marked(faults.non_finite_marker, t) for t in inputs]
+    short = [marked(faults.wrong_dimensions_marker, t) for t in inputs]
+    non_finite = [marked(faults.non_finite_marker, t) for t in inputs]
     if not any(short) and not any(non_finite):
         return None
     out: list[np.ndarray] = []
@@ -129,3 +129,46 @@ def _misfit_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {}
     return "not the expected kind"
+
+
+def nested(depth: int = DEEP_NESTING) -> str:
+    """A JSON array nested ``depth`` levels deep: valid JSON no recursive reader survives."""
+    return "[" * depth + "]" * depth
+
+
+def deep_body(answer: dict[str, Any]) -> bytes:
+    """``answer`` with a field nested DEEP_NESTING levels deep (built as text: json.dumps would recurse)."""
+    return (json.dumps(answer)[:-1] + ', "nested": ' + nested() + "}").encode("utf-8")
+
+
+def non_finite(faults: Faults, content: str, text: str) -> str:
+    """A structured answer whose top-level numbers are ``non_finite_literal``, when its marker is in ``text``."""
+    if not marked(faults.non_finite_answer_marker, text):
+        return content
+    value = json.loads(content)
+    if not isinstance(value, dict):
+        return content
+    numeric = [k for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numeric:
+        return content
+    placeholder = "__non_finite__"
+    return json.dumps({k: placeholder if k in numeric else v for k, v in value.items()}).replace(
+        json.dumps(placeholder), faults.non_finite_literal
+    )
+
+
+def without_text(faults: Faults, response: dict[str, Any], text: str) -> dict[str, Any]:
+    """A Responses API body with no usable text (``no_text_kind``), when its marker is in ``text``."""
+    if not marked(faults.no_text_marker, text):
+        return response
+    kind = faults.no_text_kind
+    reasoning = {"type": "reasoning", "id": f"rs_{uuid.uuid4().hex}", "summary": []}
+    if kind == "reasoning_only":
+        return {**response, "output": [reasoning]}
+    if kind == "in_progress":
+        return {**response, "status": "in_progress", "output": [reasoning]}
+    if kind == "output_string":
+        return {**response, "output": "the answer, but as a bare string"}
+    message = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_audio", "transcript": "spoken"}]}  # fmt: skip
+    return {**response, "output": [message]}

@@ -15,7 +15,7 @@ from typing import Any
 
 from spark_aoai.emulator._catalog import REASONING_EFFORTS, find_model, reasoning_tokens
 from spark_aoai.emulator._errors import invalid
-from spark_aoai.emulator._faults import broken_pack, misfit
+from spark_aoai.emulator._faults import broken_pack, misfit, without_text
 from spark_aoai.emulator._media import chat_part
 from spark_aoai.emulator._model import chat_reply, message_text, structured_reply
 from spark_aoai.emulator._state import State
@@ -133,7 +133,7 @@ def answer(model: str, body: dict[str, Any], state: State) -> dict[str, Any]:
     input_tokens = count_message_tokens(messages, model)
     output_tokens = thinking + count_tokens(content, model)
     cached, written = state.cached_tokens(f"{model}\n{prompt}", input_tokens)
-    return {
+    response = {
         "id": f"resp_{uuid.uuid4().hex}",
         "object": "response",
         "created_at": int(time.time()),
@@ -162,3 +162,4 @@ def answer(model: str, body: dict[str, Any], state: State) -> dict[str, Any]:
             "total_tokens": input_tokens + output_tokens,
         },
     }
+    return without_text(state.settings.faults, response, prompt)

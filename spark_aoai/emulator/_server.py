@@ -205,6 +205,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         state.count(route, 200, inputs, answered=True)
         state.bill(answer)
+        if isinstance(answer, dict) and any(_faults.marked(faults.deep_body_marker, text) for text in inputs):
+            answer = _faults.deep_body(answer)
         if state.roll(faults.trickle_rate):
             self._send_trickle(answer, rate_headers, faults.trickle_seconds)
         else:

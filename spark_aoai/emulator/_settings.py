@@ -69,6 +69,17 @@ class Faults:
     # item's id, an output that does not fit), each rolled per item
     pack_drop_rate: float = 0.0
     pack_corrupt_rate: float = 0.0
+    # hostile 200s (billed like any answer): the whole body nested DEEP_NESTING levels deep
+    # (``{"...", "nested": [[[...]]]}``), or the answer's text itself that deep
+    deep_body_marker: str | None = None
+    deep_answer_marker: str | None = None
+    # json_schema answers whose numbers are non_finite_literal (NaN, Infinity, -Infinity or 1e400)
+    non_finite_answer_marker: str | None = None
+    non_finite_literal: str = "NaN"
+    # Responses API 200s without usable text (billed): "reasoning_only", "in_progress", "output_string" or
+    # "no_output_text" (a message whose parts are of an unknown type)
+    no_text_marker: str | None = None
+    no_text_kind: str = "reasoning_only"
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -79,6 +90,10 @@ class Faults:
         for name in ("latency_ms", "jitter", *SECONDS_FIELDS):
             if getattr(self, name) < 0:
                 raise ValueError(f"Faults.{name} cannot be negative, not {getattr(self, name)}")
+        if self.non_finite_literal not in NON_FINITE_LITERALS:
+            raise ValueError(f"Faults.non_finite_literal is one of {NON_FINITE_LITERALS}")
+        if self.no_text_kind not in NO_TEXT_KINDS:
+            raise ValueError(f"Faults.no_text_kind is one of {NO_TEXT_KINDS}")
         if self.bad_structured_kind not in (None, *BAD_STRUCTURED_KINDS):
             raise ValueError(f"Faults.bad_structured_kind is one of {BAD_STRUCTURED_KINDS} or None")
 
@@ -86,6 +101,9 @@ class Faults:
 RATE_FIELDS = tuple(f.name for f in dataclasses.fields(Faults) if f.name.endswith("_rate"))
 SECONDS_FIELDS = tuple(f.name for f in dataclasses.fields(Faults) if f.name.endswith("_seconds"))
 BAD_STRUCTURED_KINDS = ("not_json", "missing_field", "wrong_type")
+NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity", "1e400")
+NO_TEXT_KINDS = ("reasoning_only", "in_progress", "output_string", "no_output_text")
+DEEP_NESTING = 5000
 
 
 @dataclass
