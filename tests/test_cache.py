@@ -18,6 +18,8 @@ from spark_aoai._operations import ChatOperation
 from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._wire import chat as chat_wire
+from spark_aoai._wire import embeddings as embeddings_wire
+from spark_aoai._wire import responses as responses_wire
 from spark_aoai.emulator import Emulator, Faults, chat_reply
 
 ROUTE = chat_wire.ROUTE
@@ -55,6 +57,31 @@ def chat(cfg: ClientConfig, prompts: list[str], hooks=None, dedup: bool = False,
 def test_the_key_is_route_deployment_and_canonical_body(a, b, same):
     assert (cache_key(*a) == cache_key(*b)) is same
     assert len(cache_key(*a)) == 64
+
+
+# Pinned bytes: a cache key names an entry on disk and a batch line's custom_id, so a change of these values
+# orphans every user's cache and every submitted batch. Never update them to make a test pass.
+GOLDEN_KEYS = [
+    ((ROUTE, "gpt-4o", {"messages": [{"role": "user", "content": "hello"}]}),
+     "c2a6cfdc185ea69277257bed992d91363a627a2e581d43404769c6a7b4e57728"),
+    ((ROUTE, "gpt-4o-mini", {"messages": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "na\u00efve caf\u00e9 \u2615"}],
+                             "temperature": 0,
+                             "response_format": {"type": "json_schema", "json_schema": {
+                                 "name": "output", "schema": {"type": "object"}, "strict": True}}}),
+     "b6d83e0f526a178170dfbbc99775f7a163a5ef2a01034d63706a70c09c89db8b"),
+    ((embeddings_wire.ROUTE, "text-embedding-3-small", {"input": ["a", "b"], "dimensions": 256}),
+     "31f6ce358c221485a0b327edc1a504b6fc1abfa4c6bba7b61906c0d2135f63d0"),
+    ((responses_wire.ROUTE, "gpt-4o", {"input": [{"role": "user", "content": "hi"}], "max_output_tokens": 16}),
+     "c5cf09a4a5672d1de8420b5488053a6f5c5ca59e0e138d2d8d4ae3d3fb52f3bb"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "key"), GOLDEN_KEYS, ids=["chat", "chat-unicode-schema", "embeddings", "responses"]
+)
+def test_cache_keys_are_pinned_bytes(request_, key):
+    assert cache_key(*request_) == key
 
 
 def test_a_second_run_sends_nothing_and_gives_the_same_answers(emulator, tmp_path):
