@@ -83,7 +83,15 @@ class LocalFiles:
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(temporary, "wb") as handle:
             handle.write(data)
-        os.replace(temporary, path)  # atomic: a reader sees the whole file or none
+        try:
+            os.replace(temporary, path)  # atomic: a reader sees the whole file or none
+        except IsADirectoryError:  # an empty directory in the entry's place goes (a full one stays: OSError)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)  # left only when the rename failed
 
 
 class FsspecFiles:
