@@ -294,6 +294,11 @@ def test_an_unusable_entry_is_a_miss_with_one_warning_never_a_failed_task(
     assert asked == hooks.unusable and 1 <= asked <= 5 and hooks.hits == 30 - asked
     assert _warnings(caplog, "response cache entry") == 1
     assert sum(u.total_tokens for _, _, u, _ in rows) == emulator.stats(inputs=False)["billed_tokens"]
+    # the new answers replace the damaged entries, except under a file where a folder should be (not removed)
+    assert hooks.unstored == (asked if kind == "file_for_folder" else 0)
+    emulator.reset_stats()
+    assert _right(chat(cfg, prompts, factory.open()), prompts)
+    assert sum(emulator.stats()["requests"].values()) == (asked if kind == "file_for_folder" else 0)
 
 
 class _BreaksAfter:
@@ -357,3 +362,22 @@ def test_a_re_asked_structured_answer_is_stored_for_the_rows_own_request(emulato
     kept = [i for i, p in enumerate(prompts) if p not in failed]
     assert [again.values[i] for i in kept] == [first.values[i] for i in kept]
     assert {again.sources[i] for i in kept} == {CACHED} and {again.usage[i].total_tokens for i in kept} == {0}
+
+
+def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, tmp_path):
+    from spark_aoai._engine import ComposedHooks
+    from spark_aoai._stats import StatsFactory
+
+    cfg, cache = config(emulator.endpoint), CacheFactory(str(tmp_path / "cache"), ROUTE, "gpt-4o")
+    stats = StatsFactory(str(tmp_path / "stats"), "run")
+    prompts = [f"counted {i}" for i in range(50)]
+    chat(cfg, prompts, ComposedHooks([cache.open(), stats.open()]))
+    emulator.reset_stats()
+    cached = ComposedHooks([cache.open(), stats.open()])
+    assert _right(chat(cfg, prompts, cached, batches=2), prompts) and emulator.stats()["requests"] == {}
+    assert cached.hooks[1].record()["rows_done"] == 50  # every hook saw the units the cache answered
+    (tmp_path / "cache" / C.CACHE_FORMAT).rename(tmp_path / "gone")
+    (tmp_path / "cache" / C.CACHE_FORMAT).write_text("")
+    failing = ComposedHooks([cache.open(), stats.open()])
+    assert _right(chat(cfg, prompts, failing), prompts)
+    assert failing.hooks[1].record()["unstored"] == 50
