@@ -381,3 +381,16 @@ def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, t
     failing = ComposedHooks([cache.open(), stats.open()])
     assert _right(chat(cfg, prompts, failing), prompts)
     assert failing.hooks[1].record()["unstored"] == 50
+
+
+def test_the_driver_check_of_a_directory_leaves_nothing_behind(tmp_path):
+    from spark_aoai._batch_job import BATCH_FOLDER
+    from spark_aoai._cache import check_directory
+    from spark_aoai.exceptions import ConfigurationError
+
+    for folder, param in ((C.CACHE_FORMAT, "cacheDir"), (BATCH_FOLDER, "batchDir"), ("", "statisticsDir")):
+        check_directory(str(tmp_path / param), folder, param)
+        assert [p for p in (tmp_path / param).rglob("*") if p.is_file() or p.name == "probe"] == []
+        (tmp_path / f"{param}-file").write_text("")
+        with pytest.raises(ConfigurationError, match=f"^{param} .* cannot be written"):
+            check_directory(str(tmp_path / f"{param}-file"), folder, param)
