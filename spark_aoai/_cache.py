@@ -257,13 +257,15 @@ class CacheHooks(NoHooks):
                 self.last_flush = self.clock()
             for index, (name, data) in enumerate(batch):
                 if self.write_failures >= C.CACHE_WRITE_FAILURES:
-                    self.unstored += len(batch) - index
+                    with self.lock:
+                        self.unstored += len(batch) - index
                     return
                 try:
                     self.files.write(name, data)
                 except Exception as exc:  # a full disk, a read-only mount, a file where a folder should be
-                    self.unstored += 1
-                    self.write_failures += 1
+                    with self.lock:
+                        self.unstored += 1
+                        self.write_failures += 1
                     self._warn_once(
                         "unwritable",
                         "spark_aoai: the response cache cannot store an answer (%s: %s); the answers are still "

@@ -21,7 +21,7 @@ from spark_aoai._contract import CACHED, ErrorCode, Operation, RowError, RowResu
 from spark_aoai._dedup import InFlight
 from spark_aoai._engine import Hooks, NoHooks, Sender
 from spark_aoai._operations import Asked
-from spark_aoai._packing import Single
+from spark_aoai._packing import Pack, Single
 from spark_aoai.exceptions import RequestFailedError, SystemicError
 
 T = TypeVar("T")
@@ -101,6 +101,8 @@ def _unbilled(context: Any) -> Any:
         return replace(context, usage=None)
     if isinstance(context, Single):
         return replace(context, carried=None, asked=_unbilled(context.asked))
+    if isinstance(context, Pack):
+        return replace(context, carried=(None,) * len(context.carried))
     return context
 
 

@@ -74,8 +74,7 @@ class StatsHooks(NoHooks):
         self.caches: list[CacheHooks] = []
 
     def meet(self, hooks: list[Hooks]) -> None:
-        """The task's other hooks: the response cache's count of answers it could not store goes in the record
-        (the cache is closed, so done writing, before this hook's last record: it is built first)."""
+        """The task's other hooks: the response cache's count of answers it could not store goes in the record."""
         self.caches = [hook for hook in hooks if isinstance(hook, CacheHooks)]
 
     def lookup(self, unit: Unit) -> Any | None:
@@ -100,6 +99,8 @@ class StatsHooks(NoHooks):
             self.flush()
 
     def close(self) -> None:
+        for cache in self.caches:  # its last increment is written (or not) before the last record, whatever
+            cache.flush()  # the order the hooks close in
         self.flush(closed=True)
 
     def _rows(self) -> tuple[int, int]:
