@@ -223,25 +223,36 @@ def test_swapped_and_damaged_entries_are_asked_again_never_served_or_failing(spa
     assert right(stage.transform(prompts(spark, 40)).collect()) and sent(emulator) == 0  # stored again, right
 
 
-def test_a_cache_dir_that_fails_mid_job_loses_no_answer_and_is_counted(spark, emulator, tmp_path):
-    emulator.configure(faults=Faults(latency_ms=100))
-    cache = tmp_path / "cache"
-    stage = chat(emulator.endpoint, cacheDir=str(cache), concurrency=2)
-    out = stage.transform(prompts(spark, 160))
+def break_mid_job(link: Path, real: Path, out) -> list:
+    """Collect ``out`` while ``link`` (a symlink to the folder ``real``) is swapped, once files appear in
+    ``real``, for a link to a plain file: atomically, as a mount that goes away (a folder renamed could be made
+    again by a writer in between)."""
     done: list = []
     job = threading.Thread(target=lambda: done.append(out.collect()))
     job.start()
     deadline = time.monotonic() + 60
-    while not entries(cache):  # the first increment (every 2 s) is on disk: the mount goes away
+    while not list(real.rglob("*.json")):
         assert time.monotonic() < deadline and job.is_alive()
         time.sleep(0.02)
-    (cache / C.CACHE_FORMAT).rename(tmp_path / "gone")
-    (cache / C.CACHE_FORMAT).write_text("not a directory any more")
+    blocker = link.parent / "blocker"
+    blocker.write_text("not a directory any more")
+    (link.parent / "new-link").symlink_to(blocker)
+    os.replace(link.parent / "new-link", link)
     job.join(timeout=120)
     assert done, "the job did not end"
-    rows = done[0]
+    return done[0]
+
+
+def test_a_cache_dir_that_fails_mid_job_loses_no_answer_and_is_counted(spark, emulator, tmp_path):
+    emulator.configure(faults=Faults(latency_ms=100))
+    cache, real = tmp_path / "cache", tmp_path / "real"
+    cache.mkdir()
+    real.mkdir()
+    (cache / C.CACHE_FORMAT).symlink_to(real)
+    stage = chat(emulator.endpoint, cacheDir=str(cache), concurrency=2)
+    rows = break_mid_job(cache / C.CACHE_FORMAT, real, stage.transform(prompts(spark, 160)))
     assert len(rows) == 160 and right(rows)  # every answer returned
-    stored = len(list((tmp_path / "gone").rglob("*.json")))  # written before it went, in the moved folder
+    stored = len(list(real.rglob("*.json")))  # the increments written before the store went away
     stats = stage.statistics()
     assert 0 < stored < 160 and stats.answers_not_stored == 160 - stored
     assert "answers not stored in cacheDir" in str(stats)

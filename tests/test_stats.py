@@ -251,27 +251,17 @@ def test_bad_settings_are_refused_on_the_driver_naming_the_param(spark, billed, 
 
 
 def test_a_statistics_dir_that_fails_mid_job_fails_no_task(spark, billed, tmp_path):
-    import threading
+    from tests.test_cache_spark import break_mid_job
 
     billed.emulator.configure(faults=Faults(latency_ms=100))  # type: ignore[attr-defined]
-    stats_dir = tmp_path / "stats"
+    stats_dir, real = tmp_path / "stats", tmp_path / "real"
+    real.mkdir()
+    stats_dir.symlink_to(real)
     stage = chat(billed.endpoint, statisticsDir=str(stats_dir), concurrency=2, usageCol="usage")
-    out = stage.transform(prompts_df(spark, 80, 80))
-    done: list = []
-    job = threading.Thread(target=lambda: done.append(out.collect()))
-    job.start()
-    deadline = time.monotonic() + 60
-    while not list(stats_dir.rglob("*.json")):  # the tasks write their first records: the directory goes
-        assert time.monotonic() < deadline and job.is_alive()
-        time.sleep(0.02)
-    stats_dir.rename(tmp_path / "gone")
-    stats_dir.write_text("not a directory any more")
-    job.join(timeout=120)
-    assert done, "the job did not end"
-    rows = done[0]
+    rows = break_mid_job(stats_dir, real, stage.transform(prompts_df(spark, 80, 80)))
     assert len(rows) == 80 and all(r.error is None for r in rows)
     assert billed.statuses == {"chat 200": 80} and usage_sums(rows) == dict(billed.billed)
-    stats = stage.statistics()  # the records are gone: those figures are missing, the rows are counted
+    stats = stage.statistics()  # the records are out of reach: those figures are missing, the rows are counted
     assert stats.rows == 80 and stats.requests is None and "requests" in stats.missing
 
 
