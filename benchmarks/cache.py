@@ -14,7 +14,6 @@ beside a run without the cache.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import resource
 import shutil
@@ -25,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from _harness import print_table, spark_session
 
 from spark_aoai import ChatCompletion
-from spark_aoai._cache import CacheFactory, entry_name
+from spark_aoai._cache import CacheFactory, entry_bytes, entry_name
 from spark_aoai._contract import RowResults
 from spark_aoai._operations import ChatOperation
 from spark_aoai.emulator import Emulator, chat_reply
@@ -54,8 +53,8 @@ def fill(directory: str, entries: int) -> float:
     def write(start: int) -> None:
         for i in range(start, min(entries, start + 10_000)):
             (unit,) = OPERATION.plan([prompt(i)], RowResults(1))
-            body = json.dumps(answer(prompt(i)), separators=(",", ":")).encode()
-            hooks.files.write(entry_name(hooks.key(unit)), body)
+            key = hooks.key(unit)
+            hooks.files.write(entry_name(key), entry_bytes(key, answer(prompt(i))))
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(0, entries, 10_000)))

@@ -49,7 +49,11 @@ MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
 # The response cache (cacheDir): answers are written in increments of this many, or this often
 CACHE_FLUSH_ANSWERS = 200
 CACHE_FLUSH_SECONDS = 2.0
-CACHE_FORMAT = "spark_aoai-cache-v1"  # the directory under cacheDir; a new format gets a new name
+# The directory under cacheDir. Its entries' names (the cache keys) are pinned; an entry's content gained the key
+# it answers ({"key", "answer"}): an entry of the first form (the bare answer) is a miss, asked and stored again.
+CACHE_FORMAT = "spark_aoai-cache-v1"
+CACHE_MAX_ENTRY_BYTES = 256 * 2**20  # a larger entry is not read (a miss): no stored answer is that large
+CACHE_WRITE_FAILURES = 3  # entries a task fails to write before it gives the store up (its answers still returned)
 
 # Dedup of identical requests within a task: answers remembered for repeats in later batches
 DEDUP_MEMO_ENTRIES = 20_000

@@ -247,6 +247,7 @@ class Unit:
     attempts: int = 0
     refreshed_credential: bool = False
     context: Any = None  # what the operation carries from an answer to its follow-up unit (a re-ask)
+    stored_as: dict[str, Any] | None = None  # a re-ask: the row's own request, which its answer is stored under
     target: int = 0  # the deployment (index into the failover list) the next attempt goes to
     target_since: int = 0  # ``attempts`` when the unit moved to that deployment
     billed: Usage | None = None  # what 200s this unit could not use were billed; its rows carry it in the end

@@ -99,13 +99,21 @@ class NoHooks:
 
 
 class ComposedHooks:
-    """Several hooks as one: the first stored answer wins, the first refusal wins, everyone observes."""
+    """Several hooks as one: the first stored answer wins, the first refusal wins, everyone observes. A hook
+    with a ``meet`` method is handed all of them (the statistics read what the cache could not store)."""
 
     def __init__(self, hooks: list[Hooks]) -> None:
-        self.hooks = hooks
+        self.hooks: list[Hooks] = [
+            h for hook in hooks for h in (hook.hooks if isinstance(hook, ComposedHooks) else [hook])
+        ]
+        for hook in self.hooks:
+            meet = getattr(hook, "meet", None)
+            if meet is not None:
+                meet(self.hooks)
 
     def lookup(self, unit: Unit) -> Any | None:
-        return next((body for body in (h.lookup(unit) for h in self.hooks) if body is not None), None)
+        found = [h.lookup(unit) for h in self.hooks]  # every hook sees the unit (statistics count its rows)
+        return next((body for body in found if body is not None), None)
 
     def store(self, unit: Unit, body: Any) -> None:
         for hook in self.hooks:

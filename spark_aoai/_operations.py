@@ -178,6 +178,7 @@ class ChatOperation:
             unit.results, unit.rows, messages, asked.options, replace(asked, messages=tuple(messages))
         )
         follow_up.refreshed_credential = unit.refreshed_credential
+        follow_up.stored_as = unit.stored_as or unit.payload  # what a re-run asks first, so it finds the answer
         return follow_up
 
     def split(self, unit: Unit, error: RowError) -> list[Unit]:

@@ -10,22 +10,23 @@ worked on; at most ``MAX_PENDING_BATCHES`` batches are held, so memory stays fla
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._constants import MAX_PENDING_BATCHES
-from spark_aoai._contract import CACHED, MalformedResponseError, Operation, RowResults, TaskOperation, Unit
+from spark_aoai._contract import CACHED, ErrorCode, Operation, RowError, RowResults, TaskOperation, Unit
 from spark_aoai._dedup import InFlight
 from spark_aoai._engine import Hooks, NoHooks, Sender
 from spark_aoai._http import clean_message
+from spark_aoai._operations import Asked
+from spark_aoai._packing import Pack, Single
 from spark_aoai.exceptions import RequestFailedError, SystemicError
 
 T = TypeVar("T")
-logger = logging.getLogger("spark_aoai")
 _POLL_SECONDS = 0.1
 
 
@@ -81,16 +82,31 @@ def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Se
         if body is None:
             return False
         follow_ups = task.accept(unit, body, None)
-    except MalformedResponseError:
-        return False  # a stored answer this version cannot read: ask again
-    except Exception:  # a store that fails is no store: the request is sent (never a failed task)
-        logger.warning("spark_aoai: the answer store failed on a lookup; the request is sent", exc_info=False)
-        return False
-    unit.results.charge_nothing(unit.rows)  # a stored answer costs nothing this time
-    unit.results.mark_source(unit.rows, CACHED)
+    except Exception as exc:  # a stored answer this version cannot read (or a hostile one): ask again
+        if len(unit.results.unresolved(unit.rows)) == len(unit.rows):
+            return False
+        error = RowError(200, ErrorCode.MALFORMED_RESPONSE, f"a stored answer cannot be read: {type(exc).__name__}")
+        unit.results.fail(unit.results.unresolved(unit.rows), error)
+        return True
+    asked_again = {row for part in follow_ups or () for row in part.rows}
+    answered = [row for row in unit.rows if row not in asked_again]
+    unit.results.charge_nothing(answered)  # a stored answer costs nothing this time
+    unit.results.mark_source(answered, CACHED)  # a row re-asked gets the source of the answer it keeps
     for part in follow_ups or ():
+        part.context = _unbilled(part.context)
         sender.submit(part)
     return True
+
+
+def _unbilled(context: Any) -> Any:
+    """A re-ask of a stored answer carries no cost for it: that answer was paid for in an earlier run."""
+    if isinstance(context, Asked):
+        return replace(context, usage=None)
+    if isinstance(context, Single):
+        return replace(context, carried=None, asked=_unbilled(context.asked))
+    if isinstance(context, Pack):
+        return replace(context, carried=(None,) * len(context.carried))
+    return context
 
 
 def _nothing() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_aoai._budget import BudgetFactory
+from spark_aoai._cache import CacheHooks
 from spark_aoai._contract import RowResults, Unit
 from spark_aoai._engine import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
@@ -70,10 +71,18 @@ class StatsHooks(NoHooks):
         self.batches: dict[int, RowResults] = {}  # batches not yet finished (rows counted at each flush)
         self.stage = _task_stage()
         self.writable = True
+        self.caches: list[CacheHooks] = []
+
+    def meet(self, hooks: list[Hooks]) -> None:
+        """The task's other hooks: the response cache's count of answers it could not store goes in the record."""
+        self.caches = [hook for hook in hooks if isinstance(hook, CacheHooks)]
 
     def lookup(self, unit: Unit) -> Any | None:
         with self.lock:
             self.batches.setdefault(id(unit.results), unit.results)
+            due = time.time() - self.flushed >= FLUSH_SECONDS  # a run answered from the cache sends nothing
+        if due:
+            self.flush()
         return None
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
@@ -90,6 +99,8 @@ class StatsHooks(NoHooks):
             self.flush()
 
     def close(self) -> None:
+        for cache in self.caches:  # its last increment is written (or not) before the last record, whatever
+            cache.flush()  # the order the hooks close in
         self.flush(closed=True)
 
     def _rows(self) -> tuple[int, int]:
@@ -116,6 +127,7 @@ class StatsHooks(NoHooks):
                 "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
                 "rows_done": rows_done,
                 "error_rows": error_rows,
+                "unstored": sum(cache.unstored for cache in self.caches),
                 "started": self.started,
                 "updated": time.time(),
                 "closed": closed,
@@ -132,8 +144,8 @@ class StatsHooks(NoHooks):
             temporary = self.path.with_suffix(f".{threading.get_ident()}.tmp")
             temporary.write_text(json.dumps(record))
             os.replace(temporary, self.path)
-        except OSError:
-            self.writable = False  # the directory is not writable here: these figures will be missing
+        except (OSError, ValueError):  # statisticsDir not writable here (or no longer): these figures are missing
+            self.writable = False
 
 
 def _task_stage() -> int | None:
@@ -182,6 +194,7 @@ class JobStatistics:
     total_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    answers_not_stored: int | None = None  # answers returned but not kept in cacheDir (it stopped taking writes)
     estimated_cost: float | None = None
     prices_as_of: str | None = None
     elapsed_seconds: float | None = None
@@ -207,13 +220,15 @@ class JobStatistics:
             f"total {show(self.total_tokens)}",
             f"estimated cost {cost}, elapsed {elapsed}",
         ]
+        if self.answers_not_stored:
+            lines.append(f"answers not stored in cacheDir {show(self.answers_not_stored)}")
         return "\n".join(lines)
 
 
 def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Price | None, as_of: str) -> None:
     """Fill the request and token figures of ``stats`` from the task records."""
     if not records:
-        stats.missing.extend(["requests", "retries", "throttled", "tokens", "elapsed_seconds"])
+        stats.missing.extend(["requests", "retries", "throttled", "tokens", "elapsed_seconds", "answers_not_stored"])
         return
     statuses: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
@@ -225,6 +240,7 @@ def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Pric
     stats.requests = sum(r["requests"] for r in records)
     stats.retries = sum(r["retries"] for r in records)
     stats.throttled = statuses.get("429", 0)
+    stats.answers_not_stored = sum(r.get("unstored", 0) for r in records)
     for name in TOKEN_FIELDS:
         setattr(stats, name, tokens.get(name, 0))
     stats.elapsed_seconds = max(r["updated"] for r in records) - min(r["started"] for r in records)

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from spark_aoai import _constants as C
 from spark_aoai import _stage
 from spark_aoai._budget import BudgetFactory
+from spark_aoai._cache import check_directory
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Operation
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
@@ -88,6 +89,7 @@ def build_usage_hooks(
             "maxTotalTokens/maxCost on a cluster need statisticsDir: a path every executor shares (the cap's ledger)"
         )
     directory = directory or DEFAULT_DIRECTORY
+    check_directory(directory, "", "statisticsDir")  # a file there, or no permission: said here, not in each task
     run_id = uuid.uuid4().hex
     budget = BudgetFactory(directory, run_id, max_tokens, max_cost, price) if max_tokens or max_cost else None
     return UsageFactory(StatsFactory(directory, run_id, once=stage._batch_mode()), budget, price)

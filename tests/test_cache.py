@@ -18,6 +18,8 @@ from spark_aoai._operations import ChatOperation
 from spark_aoai._partition import run_partition
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._wire import chat as chat_wire
+from spark_aoai._wire import embeddings as embeddings_wire
+from spark_aoai._wire import responses as responses_wire
 from spark_aoai.emulator import Emulator, Faults, chat_reply
 
 ROUTE = chat_wire.ROUTE
@@ -55,6 +57,31 @@ def chat(cfg: ClientConfig, prompts: list[str], hooks=None, dedup: bool = False,
 def test_the_key_is_route_deployment_and_canonical_body(a, b, same):
     assert (cache_key(*a) == cache_key(*b)) is same
     assert len(cache_key(*a)) == 64
+
+
+# Pinned bytes: a cache key names an entry on disk and a batch line's custom_id, so a change of these values
+# orphans every user's cache and every submitted batch. Never update them to make a test pass.
+GOLDEN_KEYS = [
+    ((ROUTE, "gpt-4o", {"messages": [{"role": "user", "content": "hello"}]}),
+     "c2a6cfdc185ea69277257bed992d91363a627a2e581d43404769c6a7b4e57728"),
+    ((ROUTE, "gpt-4o-mini", {"messages": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "na\u00efve caf\u00e9 \u2615"}],
+                             "temperature": 0,
+                             "response_format": {"type": "json_schema", "json_schema": {
+                                 "name": "output", "schema": {"type": "object"}, "strict": True}}}),
+     "b6d83e0f526a178170dfbbc99775f7a163a5ef2a01034d63706a70c09c89db8b"),
+    ((embeddings_wire.ROUTE, "text-embedding-3-small", {"input": ["a", "b"], "dimensions": 256}),
+     "31f6ce358c221485a0b327edc1a504b6fc1abfa4c6bba7b61906c0d2135f63d0"),
+    ((responses_wire.ROUTE, "gpt-4o", {"input": [{"role": "user", "content": "hi"}], "max_output_tokens": 16}),
+     "c5cf09a4a5672d1de8420b5488053a6f5c5ca59e0e138d2d8d4ae3d3fb52f3bb"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "key"), GOLDEN_KEYS, ids=["chat", "chat-unicode-schema", "embeddings", "responses"]
+)
+def test_cache_keys_are_pinned_bytes(request_, key):
+    assert cache_key(*request_) == key
 
 
 def test_a_second_run_sends_nothing_and_gives_the_same_answers(emulator, tmp_path):
@@ -179,3 +206,191 @@ def test_failover_answers_every_row_from_the_next_deployment(emulator, faults):
     refused = sum(emulator.stats()["requests"].values())
     # a quota refusal rests the deployment (in-flight requests only); a 503 costs each request its attempts
     assert refused <= (8 if faults.error_503_rate == 0 else 200 * 3)
+
+
+# -- entries are hostile bytes (#23.5), a failing store (#23.7), re-asks stored for the row's own request (#23.8) --
+
+
+def _entry_paths(root) -> list:
+    return sorted(p for p in (root / C.CACHE_FORMAT).rglob("*.json") if "probe" not in p.parts)
+
+
+def _warnings(caplog, words: str) -> int:
+    return sum(words in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def _right(rows, prompts) -> bool:
+    return [v for v, *_ in rows] == [chat_reply([{"role": "user", "content": p}]) for p in prompts] and all(
+        e is None for _, e, _, _ in rows
+    )
+
+
+def test_swapped_entries_are_misses_asked_again_and_stored_right(emulator, tmp_path, caplog):
+    cfg, factory = config(emulator.endpoint), CacheFactory(str(tmp_path), ROUTE, "gpt-4o")
+    prompts = [f"swap me {i}" for i in range(40)]
+    assert _right(chat(cfg, prompts, factory.open()), prompts)
+    paths = _entry_paths(tmp_path)
+    assert len(paths) == 40
+    contents = [p.read_bytes() for p in paths]
+    for path, data in zip(paths, contents[1:] + contents[:1], strict=True):  # each file holds its neighbour's
+        path.write_bytes(data)
+    emulator.reset_stats()
+    hooks = factory.open()
+    rows = chat(cfg, prompts, hooks)
+    assert _right(rows, prompts)  # not one row takes another request's answer
+    assert emulator.stats()["requests"] == {"chat 200": 40} and hooks.unusable == 40 and hooks.hits == 0
+    assert {source for *_, source in rows} == {"gpt-4o"}
+    assert _warnings(caplog, "response cache entry") == 1  # once per task, not per row
+    billed = emulator.stats(inputs=False)["billed_tokens"]
+    assert sum(u.total_tokens for _, _, u, _ in rows) == billed  # the usage is what was billed again
+    emulator.reset_stats()
+    assert _right(chat(cfg, prompts, factory.open()), prompts)  # stored again, right this time
+    assert emulator.stats()["requests"] == {}
+
+
+def _damage(kind: str, path, root) -> None:
+    if kind == "directory":
+        path.unlink()
+        path.mkdir()
+    elif kind == "file_for_folder":  # the entry's folder (ab/cd) is a file
+        folder = path.parent
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+        folder.write_bytes(b"not a folder")
+    elif kind == "garbage":
+        path.write_bytes(os.urandom(300))
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[:-7])
+    elif kind == "huge":
+        path.write_bytes(b" " * 4096 + path.read_bytes())
+    elif kind == "first_format":  # the bare answer, as the first version stored it
+        import json
+
+        path.write_bytes(json.dumps(json.loads(path.read_bytes())["answer"]).encode())
+    elif kind == "deep":
+        path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    "kind", ["directory", "file_for_folder", "garbage", "truncated", "huge", "first_format", "deep"]
+)
+def test_an_unusable_entry_is_a_miss_with_one_warning_never_a_failed_task(
+    emulator, tmp_path, caplog, monkeypatch, kind
+):
+    monkeypatch.setattr(C, "CACHE_MAX_ENTRY_BYTES", 4000)  # "huge" is over it, the others under
+    cfg, factory = config(emulator.endpoint), CacheFactory(str(tmp_path), ROUTE, "gpt-4o")
+    prompts = [f"damage me {i}" for i in range(30)]
+    chat(cfg, prompts, factory.open())
+    damaged = _entry_paths(tmp_path)[:5]
+    for path in damaged:
+        if path.exists():
+            _damage(kind, path, tmp_path)
+    emulator.reset_stats()
+    hooks = factory.open()
+    rows = chat(cfg, prompts, hooks)
+    assert _right(rows, prompts)
+    asked = sum(emulator.stats()["requests"].values())
+    assert asked == hooks.unusable and 1 <= asked <= 5 and hooks.hits == 30 - asked
+    assert _warnings(caplog, "response cache entry") == 1
+    assert sum(u.total_tokens for _, _, u, _ in rows) == emulator.stats(inputs=False)["billed_tokens"]
+    # the new answers replace the damaged entries, except under a file where a folder should be (not removed)
+    assert hooks.unstored == (asked if kind == "file_for_folder" else 0)
+    emulator.reset_stats()
+    assert _right(chat(cfg, prompts, factory.open()), prompts)
+    assert sum(emulator.stats()["requests"].values()) == (asked if kind == "file_for_folder" else 0)
+
+
+class _BreaksAfter:
+    """The cache's hooks, whose directory is replaced by a file once ``after`` answers were offered to it."""
+
+    def __init__(self, inner, root, after: int) -> None:
+        self.inner, self.root, self.after, self.offered = inner, root, after, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def store(self, unit, body) -> None:
+        self.offered += 1
+        if self.offered == self.after:
+            folder = self.root / C.CACHE_FORMAT
+            folder.rename(self.root / "gone")
+            folder.write_bytes(b"the mount went away")
+        self.inner.store(unit, body)
+
+
+def test_a_store_that_fails_mid_job_loses_no_answer(emulator, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(C, "CACHE_FLUSH_ANSWERS", 10)
+    monkeypatch.setattr(C, "CACHE_FLUSH_SECONDS", 3600.0)
+    cfg = dataclasses.replace(config(emulator.endpoint), limits=Limits(concurrency=1))  # exact increments
+    inner = CacheFactory(str(tmp_path), ROUTE, "gpt-4o").open()
+    prompts = [f"store fails {i}" for i in range(80)]
+    rows = chat(cfg, prompts, _BreaksAfter(inner, tmp_path, after=25), batches=4)
+    assert _right(rows, prompts)  # every answer is returned although most could not be stored
+    assert inner.stored == 20 and inner.unstored == 60  # two increments written before the directory went
+    assert _warnings(caplog, "cannot store an answer") == 1
+    assert emulator.stats()["requests"] == {"chat 200": 80}
+    assert sum(u.total_tokens for _, _, u, _ in rows) == emulator.stats(inputs=False)["billed_tokens"]
+
+
+def test_a_re_asked_structured_answer_is_stored_for_the_rows_own_request(emulator, tmp_path):
+    from spark_aoai._structured import Shape, StructuredOutput, obj
+
+    structured = StructuredOutput(obj([("label", Shape("string", nullable=False)), ("score", Shape("number"))]))
+    operation = ChatOperation(model=None, structured=structured, output_retries=3)
+    factory = CacheFactory(str(tmp_path), ROUTE, "gpt-4o")
+    prompts = [f"classify {i}" for i in range(40)]
+
+    def run():
+        work = iter([(prompts, None)])
+        ((results, _),) = run_partition(work, operation, config(emulator.endpoint), factory.open())
+        return results
+
+    emulator.configure(faults=Faults(bad_structured_rate=0.5, seed=5))
+    first = run()
+    reasks = emulator.stats()["requests"]["chat 200"] - 40
+    failed = {p for p, error in zip(prompts, first.errors, strict=True) if error is not None}
+    assert reasks >= 10 and reasks > 3 * len(failed)  # so some rows were answered after a re-ask
+    assert {first.sources[i] for i, p in enumerate(prompts) if p not in failed} == {"gpt-4o"}
+    emulator.configure(faults=Faults())
+    emulator.reset_stats()
+    again = run()
+    # only the invalid_output rows are sent again (errors are not stored): every answer, re-asked or not, is found
+    assert emulator.stats()["requests"].get("chat 200", 0) == len(failed)
+    assert set(emulator.stats()["inputs"]) == failed
+    assert all(again.errors[i] is None for i in range(40))
+    kept = [i for i, p in enumerate(prompts) if p not in failed]
+    assert [again.values[i] for i in kept] == [first.values[i] for i in kept]
+    assert {again.sources[i] for i in kept} == {CACHED} and {again.usage[i].total_tokens for i in kept} == {0}
+
+
+def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, tmp_path):
+    from spark_aoai._engine import ComposedHooks
+    from spark_aoai._stats import StatsFactory
+
+    cfg, cache = config(emulator.endpoint), CacheFactory(str(tmp_path / "cache"), ROUTE, "gpt-4o")
+    stats = StatsFactory(str(tmp_path / "stats"), "run")
+    prompts = [f"counted {i}" for i in range(50)]
+    chat(cfg, prompts, ComposedHooks([cache.open(), stats.open()]))
+    emulator.reset_stats()
+    cached = ComposedHooks([cache.open(), stats.open()])
+    assert _right(chat(cfg, prompts, cached, batches=2), prompts) and emulator.stats()["requests"] == {}
+    assert cached.hooks[1].record()["rows_done"] == 50  # every hook saw the units the cache answered
+    (tmp_path / "cache" / C.CACHE_FORMAT).rename(tmp_path / "gone")
+    (tmp_path / "cache" / C.CACHE_FORMAT).write_text("")
+    failing = ComposedHooks([cache.open(), stats.open()])
+    assert _right(chat(cfg, prompts, failing), prompts)
+    assert failing.hooks[1].record()["unstored"] == 50
+
+
+def test_the_driver_check_of_a_directory_leaves_nothing_behind(tmp_path):
+    from spark_aoai._batch_job import BATCH_FOLDER
+    from spark_aoai._cache import check_directory
+    from spark_aoai.exceptions import ConfigurationError
+
+    for folder, param in ((C.CACHE_FORMAT, "cacheDir"), (BATCH_FOLDER, "batchDir"), ("", "statisticsDir")):
+        check_directory(str(tmp_path / param), folder, param)
+        assert [p for p in (tmp_path / param).rglob("*") if p.is_file() or p.name == "probe"] == []
+        (tmp_path / f"{param}-file").write_text("")
+        with pytest.raises(ConfigurationError, match=f"^{param} .* cannot be written"):
+            check_directory(str(tmp_path / f"{param}-file"), folder, param)

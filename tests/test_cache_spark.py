@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -183,3 +184,98 @@ def test_a_killed_python_worker_retried_by_spark_bills_no_stored_row_twice(spark
     killed_task_rows = rows // 2
     assert 0 < len(twice) <= C.CACHE_FLUSH_ANSWERS + 4 < killed_task_rows
     assert sum(counts.values()) == rows + len(twice)
+
+
+# -- #23: entries checked on read, a store failing mid-job, re-asks stored, sources and counts right ---------------
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / C.CACHE_FORMAT).rglob("*.json"))
+
+
+def billed_tokens(emulator) -> int:
+    return int(emulator.stats(inputs=False)["billed_tokens"])
+
+
+def right(rows) -> bool:
+    return all(r.error is None and r.response == chat_reply([{"role": "user", "content": r.prompt}]) for r in rows)
+
+
+def test_swapped_and_damaged_entries_are_asked_again_never_served_or_failing(spark, emulator, tmp_path):
+    stage = chat(emulator.endpoint, cacheDir=str(tmp_path), deploymentCol="answered_by")
+    assert right(stage.transform(prompts(spark, 40)).collect())
+    assert not list((tmp_path / C.CACHE_FORMAT).rglob("probe*"))  # the driver's check leaves nothing behind
+    paths = entries(tmp_path)
+    assert len(paths) == 40
+    contents = [p.read_bytes() for p in paths]
+    for path, data in zip(paths[:30], contents[1:31], strict=True):  # 30 hold another request's answer
+        path.write_bytes(data)
+    paths[30].write_bytes(b"\x00garbage")
+    paths[31].write_bytes(contents[31][:-5])  # cut short
+    paths[32].unlink()
+    paths[32].mkdir()  # a directory where the entry should be
+    emulator.reset_stats()
+    rows = stage.transform(prompts(spark, 40)).collect()
+    assert len(rows) == 40 and right(rows)  # not one row takes another request's answer
+    assert sent(emulator) == 33 and {r.answered_by for r in rows} == {"gpt-4o", "cache"}
+    assert sum(r.usage.total_tokens for r in rows) == billed_tokens(emulator) == stage.statistics().total_tokens
+    emulator.reset_stats()
+    assert right(stage.transform(prompts(spark, 40)).collect()) and sent(emulator) == 0  # stored again, right
+
+
+def break_mid_job(link: Path, real: Path, out) -> list:
+    """Collect ``out`` while ``link`` (a symlink to the folder ``real``) is swapped, once files appear in
+    ``real``, for a link to a plain file: atomically, as a mount that goes away (a folder renamed could be made
+    again by a writer in between)."""
+    done: list = []
+    job = threading.Thread(target=lambda: done.append(out.collect()))
+    job.start()
+    deadline = time.monotonic() + 60
+    while not list(real.rglob("*.json")):
+        assert time.monotonic() < deadline and job.is_alive()
+        time.sleep(0.02)
+    blocker = link.parent / "blocker"
+    blocker.write_text("not a directory any more")
+    (link.parent / "new-link").symlink_to(blocker)
+    os.replace(link.parent / "new-link", link)
+    job.join(timeout=120)
+    assert done, "the job did not end"
+    return done[0]
+
+
+def test_a_cache_dir_that_fails_mid_job_loses_no_answer_and_is_counted(spark, emulator, tmp_path):
+    emulator.configure(faults=Faults(latency_ms=100))
+    cache, real = tmp_path / "cache", tmp_path / "real"
+    cache.mkdir()
+    real.mkdir()
+    (cache / C.CACHE_FORMAT).symlink_to(real)
+    stage = chat(emulator.endpoint, cacheDir=str(cache), concurrency=2)
+    rows = break_mid_job(cache / C.CACHE_FORMAT, real, stage.transform(prompts(spark, 160)))
+    assert len(rows) == 160 and right(rows)  # every answer returned
+    stored = len(list(real.rglob("*.json")))  # the increments written before the store went away
+    stats = stage.statistics()
+    assert 0 < stored < 160 and stats.answers_not_stored == 160 - stored
+    assert "answers not stored in cacheDir" in str(stats)
+    assert sent(emulator) == 160 and stats.total_tokens == billed_tokens(emulator) == sum(
+        r.usage.total_tokens for r in rows
+    )
+
+
+def test_a_re_asked_structured_answer_is_found_by_the_re_run(spark, emulator, tmp_path):
+    emulator.configure(faults=Faults(bad_structured_rate=0.5, seed=11))
+    stage = chat(emulator.endpoint, cacheDir=str(tmp_path), outputSchema="label string, score double",
+                 outputRetries=3, deploymentCol="answered_by")  # fmt: skip
+    first = {r.id: r for r in stage.transform(prompts(spark, 40)).collect()}
+    reasks = emulator.stats()["requests"]["chat 200"] - 40
+    failed = {i for i, r in first.items() if r.error is not None}
+    assert reasks >= 10 and reasks > 3 * len(failed)  # some rows were answered after a re-ask
+    assert sum(r.usage.total_tokens for r in first.values() if r.usage) <= billed_tokens(emulator)
+    emulator.configure(faults=Faults())
+    emulator.reset_stats()
+    again = {r.id: r for r in stage.transform(prompts(spark, 40)).collect()}
+    assert sent(emulator) == len(failed)  # only the invalid_output rows: every answer was stored for its row
+    assert set(emulator.stats()["inputs"]) == {f"prompt {i}" for i in failed}
+    assert all(
+        again[i].response == first[i].response and again[i].answered_by == "cache" for i in first if i not in failed
+    )
+    assert all(r.error is None for r in again.values())

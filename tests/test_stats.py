@@ -231,3 +231,70 @@ def test_bad_caps_and_prices_are_refused_on_the_driver(spark, billed):
         chat(billed.endpoint, prices={"inputs": 1.0}).transform(df)
     with pytest.raises(ConfigurationError, match="maxTotalTokens"):
         chat(billed.endpoint, maxTotalTokens=-1).transform(df)
+
+
+# -- #23.7 / #23.11: statisticsDir checked on the driver and never failing a task; counts of cached runs ---------
+
+
+def test_bad_settings_are_refused_on_the_driver_naming_the_param(spark, billed, tmp_path):
+    from spark_aoai import ConfigurationError
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ConfigurationError, match=r"statisticsDir .*a-file.* cannot be written"):
+        chat(billed.endpoint, statisticsDir=str(blocked)).transform(prompts_df(spark, 2, 2))
+    with pytest.raises(ConfigurationError, match="outputRetries must be 0 or more, got -1"):
+        chat(billed.endpoint, outputSchema="a string", outputRetries=-1).transform(prompts_df(spark, 2, 2))
+    assert billed.statuses == {}
+    stage = chat(billed.endpoint, statisticsDir=str(tmp_path / "stats"))
+    stage.transform(prompts_df(spark, 2, 2))
+    assert not list((tmp_path / "stats").rglob("probe*"))  # the driver's check leaves nothing behind
+
+
+def test_a_statistics_dir_that_fails_mid_job_fails_no_task(spark, billed, tmp_path):
+    from tests.test_cache_spark import break_mid_job
+
+    billed.emulator.configure(faults=Faults(latency_ms=100))  # type: ignore[attr-defined]
+    stats_dir, real = tmp_path / "stats", tmp_path / "real"
+    real.mkdir()
+    stats_dir.symlink_to(real)
+    stage = chat(billed.endpoint, statisticsDir=str(stats_dir), concurrency=2, usageCol="usage")
+    rows = break_mid_job(stats_dir, real, stage.transform(prompts_df(spark, 80, 80)))
+    assert len(rows) == 80 and all(r.error is None for r in rows)
+    assert billed.statuses == {"chat 200": 80} and usage_sums(rows) == dict(billed.billed)
+    stats = stage.statistics()  # the records are out of reach: those figures are missing, the rows are counted
+    assert stats.rows == 80 and stats.requests is None and "requests" in stats.missing
+
+
+def test_a_fully_cached_run_counts_its_rows_and_its_re_asks_come_from_the_service(spark, billed, tmp_path):
+    import json
+
+    from spark_aoai import _constants as C
+    from spark_aoai._stats import read_records
+
+    df = prompts_df(spark, 40, 40)
+    stage = chat(billed.endpoint, cacheDir=str(tmp_path / "cache"), outputSchema="label string, score double",
+                 usageCol="usage", deploymentCol="answered_by")  # fmt: skip
+    stage.transform(df).collect()
+    assert billed.statuses == {"chat 200": 40}
+    billed.reset()
+    rows = stage.transform(df).collect()
+    assert billed.statuses == {} and {r.answered_by for r in rows} == {"cache"}
+    spec = stage._usage_run.factory.statistics  # type: ignore[attr-defined]
+    records = read_records(spec.directory, spec.run_id)
+    assert sum(r["rows_done"] for r in records) == 40  # what the progress line shows
+    assert render("d", records, 40, time.time()).startswith("spark_aoai d: 40/40 rows (100%), 0 errors, 0 req")
+    stats = stage.statistics()
+    assert (stats.rows, stats.rows_failed, stats.requests, stats.total_tokens) == (40, 0, 0, 0)
+    # a stored answer that no longer fits the schema (stored by an earlier version, say) is asked again
+    spoiled = sorted((tmp_path / "cache" / C.CACHE_FORMAT).rglob("*.json"))[:10]
+    for path in spoiled:
+        entry = json.loads(path.read_text())
+        entry["answer"]["choices"][0]["message"]["content"] = '{"label": 12345}'
+        path.write_text(json.dumps(entry))
+    rows = stage.transform(df).collect()
+    assert billed.statuses == {"chat 200": 10} and all(r.error is None for r in rows)
+    asked = [r for r in rows if r.usage.total_tokens > 0]
+    assert len(asked) == 10 and {r.answered_by for r in asked} == {"gpt-4o"}  # not "cache"
+    assert usage_sums(rows) == dict(billed.billed)  # the stored answer's tokens are not counted again
+    assert stage.statistics().total_tokens == billed.billed["total_tokens"]
