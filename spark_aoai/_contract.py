@@ -180,11 +180,13 @@ class RowResults:
                     self.values[row] = value
                     self.usage[row] = usage
 
-    def fail(self, rows: Sequence[int], error: RowError) -> None:
+    def fail(self, rows: Sequence[int], error: RowError, usage: Usage | None = None) -> None:
+        """Resolve ``rows`` with ``error``; ``usage`` when the failure was a billed 200 (incomplete, refusal)."""
         with self._lock:
             self._resolve(rows)
             for row in rows:
                 self.errors[row] = error
+                self.usage[row] = usage
 
     def unresolved(self, rows: Sequence[int] | None = None) -> list[int]:
         """The rows (of ``rows``, else of the batch) still without a value or an error."""

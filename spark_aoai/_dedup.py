@@ -52,7 +52,7 @@ def _answers(unit: Unit) -> list[Answer]:
 def _give(unit: Unit, answers: list[Answer]) -> None:
     for group, answer in zip(unit.groups, answers, strict=True):
         if answer.error is not None:
-            unit.results.fail(group, answer.error)
+            unit.results.fail(group, answer.error, answer.usage)
             continue
         unit.results.succeed(group, answer.value, answer.usage, answer.finish_reason)
         if answer.source is not None:

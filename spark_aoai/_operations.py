@@ -145,13 +145,13 @@ class ChatOperation:
         answer = WIRES[self.api].parse_answer(body)
         asked: Asked | None = unit.context
         attempts = unit.attempts + (asked.attempts if asked else 0)
-        if answer.error is not None:
-            unit.results.fail(unit.rows, answer.error.with_attempts(attempts, request_id))
+        usage = add_usage(asked.usage, answer.usage) if asked else answer.usage
+        if answer.error is not None:  # a billed 200 (cut short, refused, ...): the row keeps its usage
+            unit.results.fail(unit.rows, answer.error.with_attempts(attempts, request_id), usage)
             return None
         if asked is None:
             unit.results.succeed(unit.rows, answer.text, answer.usage, answer.finish_reason)
             return None
-        usage = add_usage(asked.usage, answer.usage)
         try:
             value = asked.structured.parse(answer.text)
         except MisfitError as misfit:
@@ -161,7 +161,7 @@ class ChatOperation:
             raw = (answer.text or "")[: C.RAW_ANSWER_CHARS]
             message = f"the answer does not fit the output schema ({misfit}) after {asked.reasks} re-ask(s): {raw}"
             error = RowError(200, ErrorCode.INVALID_OUTPUT, message[: C.MAX_MESSAGE_CHARS], attempts, request_id)
-            unit.results.fail(unit.rows, error)
+            unit.results.fail(unit.rows, error, usage)
             return None
         unit.results.succeed(unit.rows, value, usage, answer.finish_reason)
         return None

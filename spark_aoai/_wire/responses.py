@@ -15,7 +15,7 @@ from typing import Any
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
 from spark_aoai._media import responses_content
-from spark_aoai._wire.chat import Answer, _count
+from spark_aoai._wire.chat import Answer, _count, cut_short
 
 # v1: ``{base}/openai/v1/responses`` on Azure (the older ``/openai/responses?api-version=`` when one is given)
 ROUTE = Route("responses", deployment_scoped=False, v1=True)
@@ -119,7 +119,7 @@ def parse_answer(body: Any) -> Answer:
                 texts.append(part["text"])
             elif part.get("type") == "refusal":
                 refusals.append(str(part.get("refusal")))
-    if texts:
+    if texts and ("".join(texts).strip() or finish_reason != "length"):
         return Answer("".join(texts), None, usage, finish_reason)
     if refusals:
         return Answer(
@@ -131,6 +131,5 @@ def parse_answer(body: Any) -> Answer:
     if finish_reason == "content_filter":
         return Answer("", None, usage, finish_reason)
     if body.get("status") == "incomplete":
-        message = f"the answer was cut short ({finish_reason}) before any text"
-        return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)
+        return Answer(None, cut_short(f"status: incomplete, {finish_reason}"), usage, finish_reason)
     raise MalformedResponseError("the response has no output_text")
