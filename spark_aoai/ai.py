@@ -19,9 +19,12 @@ from typing import Any, ClassVar
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from spark_aoai._config import ClientConfig
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError, Operation
-from spark_aoai._params import (
+from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError
+from spark_aoai._similarity import pair_partition
+from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
+from spark_aoai._sql import register
+from spark_aoai._structured import StructuredOutput
+from spark_aoai._task_params import (
     HasFields,
     HasInstructions,
     HasLabels,
@@ -29,10 +32,6 @@ from spark_aoai._params import (
     HasPair,
     HasTargetLanguage,
 )
-from spark_aoai._similarity import pair_partition
-from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
-from spark_aoai._sql import register
-from spark_aoai._structured import StructuredOutput
 from spark_aoai._tasks import TASKS, Task, describe_fields
 from spark_aoai._template import Template
 from spark_aoai.exceptions import ConfigurationError
@@ -97,12 +96,6 @@ class AITask(ChatCompletion, HasInstructions):
                 raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
             return self._task.output(self._settings())
         return super()._structured_output()
-
-    def _operation(self, config: ClientConfig) -> Operation:
-        max_words = self._settings().get("maxWords")
-        if max_words is not None and max_words < 1:
-            raise ConfigurationError(f"maxWords must be at least 1, got {max_words}")
-        return super()._operation(config)
 
 
 class Classify(AITask, HasLabels):

@@ -47,10 +47,7 @@ from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
-API_TYPES = ("chat_completions", "responses")
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-REASONING_EFFORTS = ("minimal", "low", "medium", "high")
-VERBOSITIES = ("low", "medium", "high")
 logger = logging.getLogger("spark_aoai")
 
 
@@ -176,8 +173,6 @@ class ChatCompletion(
         if image is None and file is None:
             return None
         max_bytes = self.getOrDefault(self.maxInputBytes)
-        if max_bytes < 1:
-            raise ConfigurationError(f"maxInputBytes must be at least 1, got {max_bytes}")
         prompt = None
         if not self._get(self.promptTemplate):  # a template reads the row's fields; else one column is the text
             prompt = self._get(self.promptCol) or self._get(self.messagesCol) or "prompt"
@@ -205,8 +200,6 @@ class ChatCompletion(
         text = self._get(self.outputSchema)
         if not text:
             return None
-        if self._get(self.responseFormat):
-            raise ConfigurationError("set outputSchema or responseFormat, not both (outputSchema makes the format)")
         return output_from(text)
 
     def _request_options(self) -> dict[str, Any]:
@@ -215,17 +208,6 @@ class ChatCompletion(
             value = self._get(self.getParam(param_name))
             if value is not None:
                 options[field] = value
-        if "temperature" in options and not 0 <= options["temperature"] <= 2:
-            raise ConfigurationError(f"temperature must be between 0 and 2, got {options['temperature']}")
-        if "top_p" in options and not 0 <= options["top_p"] <= 1:
-            raise ConfigurationError(f"topP must be between 0 and 1, got {options['top_p']}")
-        if "max_tokens" in options and "max_completion_tokens" in options:
-            raise ConfigurationError("set maxTokens or maxCompletionTokens, not both")
-        for name in ("max_tokens", "max_completion_tokens"):
-            if name in options and options[name] < 1:
-                raise ConfigurationError(
-                    f"{'maxTokens' if name == 'max_tokens' else 'maxCompletionTokens'} must be >= 1"
-                )
         response_format = self._get(self.responseFormat)
         if response_format:
             parsed = json.loads(response_format)
@@ -242,10 +224,6 @@ class ChatCompletion(
         if reasoning is None:
             reasoning = is_reasoning_deployment(deployment)
         effort, verbosity = self._get(self.reasoningEffort), self._get(self.verbosity)
-        if effort is not None and effort not in REASONING_EFFORTS:
-            raise ConfigurationError(f"reasoningEffort must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}")
-        if verbosity is not None and verbosity not in VERBOSITIES:
-            raise ConfigurationError(f"verbosity must be one of {', '.join(VERBOSITIES)}, got {verbosity!r}")
         if not reasoning:
             if effort is not None or verbosity is not None:
                 raise ConfigurationError(
@@ -271,16 +249,12 @@ class ChatCompletion(
 
     def _operation(self, config: ClientConfig) -> Operation:
         api = self.getOrDefault(self.apiType)
-        if api not in API_TYPES:
-            raise ConfigurationError(f"apiType must be one of {', '.join(API_TYPES)}, got {api!r}")
         options = self._reasoning_options(self._request_options(), config.deployment)
         if api == "responses":
             unsupported = sorted(set(options) & set(responses_wire.UNSUPPORTED))
             if unsupported:
                 raise ConfigurationError(f"the Responses API (apiType='responses') does not take {unsupported}")
         retries = self.getOrDefault(self.outputRetries)
-        if retries < 0:
-            raise ConfigurationError(f"outputRetries must be 0 or more, got {retries}")
         template, system_template = self._templates()
         operation = ChatOperation(
             model=None,
@@ -298,8 +272,6 @@ class ChatCompletion(
         if self._batch_mode():
             return operation  # one row per request line: packing is for online throughput (ignored, warned)
         rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
-        if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
-            raise ConfigurationError("rowsPerRequest: rows with imageCol or fileCol are not packed; set it to 1")
         return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 
@@ -332,22 +304,10 @@ class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageCon
         require_string(require_column(schema, name, "inputCol"), name, "inputCol")
         return str(name)
 
-    def _check(self) -> None:
-        batch_size = self.getOrDefault(self.batchSize)
-        if not 1 <= batch_size <= C.MAX_EMBEDDING_INPUTS:
-            raise ConfigurationError(f"batchSize must be between 1 and {C.MAX_EMBEDDING_INPUTS}, got {batch_size}")
-        if self.getOrDefault(self.maxBatchTokens) < 1:
-            raise ConfigurationError("maxBatchTokens must be at least 1")
-        if self.getOrDefault(self.dimensions) < 0:
-            raise ConfigurationError("dimensions must be positive (or 0 for the model's size)")
-        if self.getOrDefault(self.outputType) not in ("array", "vector"):
-            raise ConfigurationError("outputType must be 'array' or 'vector'")
-
     def _vector_output(self) -> bool:
         return bool(self.getOrDefault(self.outputType) == "vector")
 
     def _operation(self, config: ClientConfig) -> Operation:
-        self._check()
         route = EmbeddingOperation.route
         operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),

@@ -23,6 +23,7 @@ ROUTE = Route("responses", deployment_scoped=False, v1=True)
 SAME_NAME = ("temperature", "top_p", "user", "store", "metadata", "parallel_tool_calls", "service_tier")
 RENAMED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 UNSUPPORTED = ("seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "n")
+MIN_OUTPUT_TOKENS = 16  # a smaller max_output_tokens is Azure's 400
 
 
 def build_body(messages: list[dict[str, Any]], options: Mapping[str, Any], model: str | None) -> dict[str, Any]:
