@@ -227,6 +227,35 @@ def _packed_with(param: str, why: str) -> Rule:
     return Rule((param, "rowsPerRequest"), check)
 
 
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def is_reasoning_deployment(name: str) -> bool:
+    """Whether a deployment's name says it is a reasoning model (o1, o3, o4-mini, gpt-5, gpt-5-mini, ...)."""
+    return name.lower().startswith(REASONING_PREFIXES)
+
+
+def not_for_this_model(deployment: str, reasoning: bool | None, effort: Any, verbosity: Any) -> str | None:
+    """Why ``reasoningEffort``/``verbosity`` cannot go to ``deployment`` (``reasoning``: ``reasoningModel``)."""
+    if reasoning is None:
+        reasoning = is_reasoning_deployment(deployment)
+    if not reasoning and (effort is not None or verbosity is not None):
+        return (
+            f"reasoningEffort and verbosity are for reasoning models; deployment {deployment!r} is not one by its "
+            "name (set reasoningModel=True if it is)"
+        )
+    return None
+
+
+def _reasoning_settings(get: Get) -> str | None:
+    deployment = get("deploymentName")  # with deployments=[...], transform checks the first one
+    return (
+        None
+        if deployment is None
+        else not_for_this_model(deployment, get("reasoningModel"), get("reasoningEffort"), get("verbosity"))
+    )
+
+
 PROMPT_SOURCES = ("promptCol", "messagesCol", "promptTemplate")
 ONE_PROMPT_SOURCE = "set exactly one of promptCol and messagesCol (or promptTemplate)"
 
@@ -236,6 +265,11 @@ RULES: tuple[Rule, ...] = (
     *(_below_responses_minimum(p) for p in ("maxTokens", "maxCompletionTokens")),
     _one_of(("maxTokens", "maxCompletionTokens"), "set maxTokens or maxCompletionTokens, not both"),
     _one_of(PROMPT_SOURCES, ONE_PROMPT_SOURCE),
+    _one_of(
+        ("deploymentName", "deployments"),
+        "give deploymentName (one deployment) or deployments=[...] (failover), not both",
+    ),
+    Rule(("deploymentName", "reasoningEffort", "verbosity", "reasoningModel"), _reasoning_settings),
     _one_of(
         ("outputSchema", "responseFormat"),
         "set outputSchema or responseFormat, not both (outputSchema makes the format)",

@@ -90,10 +90,13 @@ class AITask(ChatCompletion, HasInstructions):
         except InvalidInputError as exc:  # a setting the instructions name is unset
             raise ConfigurationError(f"{type(self).__name__}: {exc}".replace("nullPlaceholder", "it")) from None
 
+    def _check_settings(self, given: frozenset[str] | None = None) -> None:
+        super()._check_settings(given)
+        if self._task is not None and self._task.output is not None and self._get(self.outputSchema):
+            raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
+
     def _structured_output(self) -> StructuredOutput | None:
         if self._task is not None and self._task.output is not None:
-            if self._get(self.outputSchema):
-                raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
             return self._task.output(self._settings())
         return super()._structured_output()
 

@@ -22,6 +22,7 @@ from spark_aoai._executor import Inputs
 from spark_aoai._media import Media
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
 from spark_aoai._packing import packed
+from spark_aoai._param_values import is_reasoning_deployment, not_for_this_model
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
@@ -47,13 +48,7 @@ from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
-REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 logger = logging.getLogger("spark_aoai")
-
-
-def is_reasoning_deployment(name: str) -> bool:
-    """Whether a deployment's name says it is a reasoning model (o1, o3, o4-mini, gpt-5, gpt-5-mini, ...)."""
-    return name.lower().startswith(REASONING_PREFIXES)
 
 
 def check_response_format(value: Any) -> None:
@@ -221,15 +216,11 @@ class ChatCompletion(
     def _reasoning_options(self, options: dict[str, Any], deployment: str) -> dict[str, Any]:
         """Map options for a reasoning model: ``maxTokens`` is ``max_completion_tokens``, sampling is not sent."""
         reasoning = self._get(self.reasoningModel)
-        if reasoning is None:
-            reasoning = is_reasoning_deployment(deployment)
         effort, verbosity = self._get(self.reasoningEffort), self._get(self.verbosity)
-        if not reasoning:
-            if effort is not None or verbosity is not None:
-                raise ConfigurationError(
-                    f"reasoningEffort and verbosity are for reasoning models; deployment {deployment!r} is not one "
-                    "by its name (set reasoningModel=True if it is)"
-                )
+        problem = not_for_this_model(deployment, reasoning, effort, verbosity)
+        if problem:
+            raise ConfigurationError(problem)
+        if not (is_reasoning_deployment(deployment) if reasoning is None else reasoning):
             return options
         mapped = dict(options)
         if "max_tokens" in mapped:

@@ -130,6 +130,10 @@ def test_an_embedding_param_out_of_its_values_is_refused_when_set(param, value, 
         (lambda: ai.translate("t", to=" ", **CONNECTION), "to must be a non-blank string"),
         (lambda: ai.translate("t", to=["French"], **CONNECTION), "to must be a non-blank string"),
         (lambda: ai.similarity("a", "b", batchSize=0, **EMBED), "batchSize must be between 1 and 2048"),
+        (
+            lambda: ai.classify("t", labels=["a", "b"], outputSchema="x string", **CONNECTION),
+            "Classify makes its own output; outputSchema cannot be set",
+        ),
     ],
 )
 def test_task_helpers_refuse_wrong_lists_enums_and_mappings(make, message):
@@ -165,6 +169,9 @@ def test_classify_takes_two_or_more_distinct_labels_in_any_sequence():
         ({"fileCol": "pdf", "rowsPerRequest": 2}, "rowsPerRequest: rows with fileCol are not packed"),
         ({"messagesCol": "m"}, "set exactly one of promptCol and messagesCol (or promptTemplate)"),
         ({"promptTemplate": "{q}"}, "set exactly one of promptCol and messagesCol (or promptTemplate)"),
+        ({"deployments": '[{"deploymentName": "b"}]'}, "give deploymentName (one deployment) or deployments"),
+        ({"reasoningEffort": "low"}, "reasoningEffort and verbosity are for reasoning models; deployment 'gpt-4o'"),
+        ({"verbosity": "low"}, "reasoningEffort and verbosity are for reasoning models"),
         (
             {"outputSchema": "a string", "responseFormat": {"type": "json_object"}},
             "set outputSchema or responseFormat, not both",
@@ -199,6 +206,11 @@ def test_params_set_one_at_a_time_are_checked_together_at_transform_not_half_way
     stage.set(stage.maxTokens, 10)  # as a loaded stage is set, one Param at a time
     stage.set(stage.apiType, "chat_completions")
     stage._check_settings()
+    reasoning = ChatCompletion(**CHAT)
+    reasoning.setParams(reasoningEffort="low")  # gpt-4o: refused unless reasoningModel comes next
+    reasoning.setParams(reasoningModel=True)
+    reasoning._check_settings()
+    assert ChatCompletion(**{**CHAT, "deploymentName": "gpt-5-mini"}, reasoningEffort="low").getReasoningEffort()
     batch = ChatCompletion(**CHAT)
     batch.setParams(mode="batch")
     batch.setParams(batchDir="/tmp/batches")
