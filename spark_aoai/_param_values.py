@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spark_aoai._template import Template
 from spark_aoai._wire.responses import MIN_OUTPUT_TOKENS
 from spark_aoai.exceptions import ConfigurationError
 
@@ -144,6 +145,43 @@ def json_text(value: Any) -> str:
     if not isinstance(value, dict):
         raise TypeError(f"expected a dict or JSON text, got a {type(value).__name__}")
     return json.dumps(value)
+
+
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
+def check_response_format(value: Any) -> None:
+    """Refuse a response_format the service would refuse, naming the Param."""
+    if not isinstance(value, dict) or value.get("type") not in RESPONSE_FORMAT_TYPES:
+        raise ConfigurationError(
+            f"responseFormat must be a dict with type one of {', '.join(RESPONSE_FORMAT_TYPES)}, got {value!r}"
+        )
+    if value["type"] == "json_schema":
+        schema = value.get("json_schema")
+        if not isinstance(schema, dict) or not schema.get("name") or not isinstance(schema.get("schema"), dict):
+            raise ConfigurationError(
+                "responseFormat: json_schema needs {'name': ..., 'schema': {...}} "
+                "(e.g. {'type': 'json_schema', 'json_schema': {'name': 'answer', 'schema': {...}, 'strict': True}})"
+            )
+
+
+def response_format(value: Any) -> str:
+    """``responseFormat``: a dict or JSON text of a format the service takes, stored as JSON text."""
+    text = json_text(value)
+    check_response_format(json.loads(text))
+    return text
+
+
+def template(name: str) -> Converter:
+    """A template over columns (``promptTemplate``): a lone brace or an empty placeholder is refused when set."""
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+        Template.parse(value, name)
+        return value
+
+    return convert
 
 
 def rows_per_request(value: Any) -> int | str:

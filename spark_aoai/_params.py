@@ -13,7 +13,16 @@ from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
 from spark_aoai._config import API_STYLES
-from spark_aoai._param_values import choice, json_text, real, rows_per_request, stop_sequences, whole
+from spark_aoai._param_values import (
+    choice,
+    json_text,
+    real,
+    response_format,
+    rows_per_request,
+    stop_sequences,
+    template,
+    whole,
+)
 from spark_aoai._schemas import schema_text
 from spark_aoai.exceptions import ConfigurationError
 
@@ -210,7 +219,7 @@ class HasChatRequest(Params):
     presencePenalty = _param("presencePenalty", "presence penalty (-2 to 2)", real("presencePenalty", -2, 2))
     frequencyPenalty = _param("frequencyPenalty", "frequency penalty (-2 to 2)", real("frequencyPenalty", -2, 2))
     responseFormat = _param(
-        "responseFormat", "response_format as a dict or JSON text, e.g. {'type': 'json_object'}", json_text
+        "responseFormat", "response_format as a dict or JSON text, e.g. {'type': 'json_object'}", response_format
     )
     user = _param("user", "end-user id sent as 'user'", TypeConverters.toString)
     extraBody = _param("extraBody", "dict (or JSON text) merged into every request body", json_text)
@@ -224,7 +233,7 @@ class HasStructuredOutput(Params):
     promptTemplate = _param(
         "promptTemplate",
         "prompt over columns: {column}, {struct.field}; {{ and }} for braces (then systemPrompt is one too)",
-        TypeConverters.toString,
+        template("promptTemplate"),
     )
     nullPlaceholder = _param(
         "nullPlaceholder",

@@ -224,6 +224,11 @@ def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
     >>> ai.run(keywords, "text", outputCol="keywords")  # doctest: +SKIP
     """
+    if not isinstance(task, Task):
+        raise ConfigurationError(
+            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, output_schema=...), "
+            "inputCol)"
+        )
     if task.output is not None:
         raise ConfigurationError("ai.run takes a Task with a fixed output_schema (or none), not an output builder")
     params = {"instructions": task.instructions, "outputSchema": task.output_schema, **task.defaults, **kwargs}

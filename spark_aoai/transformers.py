@@ -47,23 +47,7 @@ from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
-RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
 logger = logging.getLogger("spark_aoai")
-
-
-def check_response_format(value: Any) -> None:
-    """Refuse a response_format the service would refuse, naming the Param."""
-    if not isinstance(value, dict) or value.get("type") not in RESPONSE_FORMAT_TYPES:
-        raise ConfigurationError(
-            f"responseFormat must be a dict with type one of {', '.join(RESPONSE_FORMAT_TYPES)}, got {value!r}"
-        )
-    if value["type"] == "json_schema":
-        schema = value.get("json_schema")
-        if not isinstance(schema, dict) or not schema.get("name") or not isinstance(schema.get("schema"), dict):
-            raise ConfigurationError(
-                "responseFormat: json_schema needs {'name': ..., 'schema': {...}} "
-                "(e.g. {'type': 'json_schema', 'json_schema': {'name': 'answer', 'schema': {...}, 'strict': True}})"
-            )
 
 
 class ChatCompletion(
@@ -204,10 +188,8 @@ class ChatCompletion(
             if value is not None:
                 options[field] = value
         response_format = self._get(self.responseFormat)
-        if response_format:
-            parsed = json.loads(response_format)
-            check_response_format(parsed)
-            options["response_format"] = parsed
+        if response_format:  # checked when set (_param_values.response_format)
+            options["response_format"] = json.loads(response_format)
         extra = self._get(self.extraBody)
         if extra:
             options.update(json.loads(extra))

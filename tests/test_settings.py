@@ -69,6 +69,11 @@ def refused(message: str) -> object:
         ("batchMaxLinesPerFile", 100_001, "batchMaxLinesPerFile must be between 1 and 100000"),
         ("batchMaxBytesPerFile", 0, "batchMaxBytesPerFile must be between 1 and"),
         ("rowsPerRequest", 0, "rowsPerRequest is a whole number of rows (1 or more) or 'auto'"),
+        ("responseFormat", {"type": "xml"}, "responseFormat must be a dict with type one of"),
+        ("responseFormat", "json", "responseFormat: expected a dict or JSON text"),
+        ("responseFormat", {"type": "json_schema", "json_schema": {"schema": {}}}, "responseFormat: json_schema needs"),
+        ("promptTemplate", "Summarise {title", "promptTemplate: expected '}' before end of string"),
+        ("promptTemplate", "Hi {}", "promptTemplate: empty placeholder {}"),
     ],
 )
 def test_a_chat_param_out_of_its_values_is_refused_when_set(param, value, message):
@@ -130,6 +135,8 @@ def test_an_embedding_param_out_of_its_values_is_refused_when_set(param, value, 
         (lambda: ai.translate("t", to=" ", **CONNECTION), "to must be a non-blank string"),
         (lambda: ai.translate("t", to=["French"], **CONNECTION), "to must be a non-blank string"),
         (lambda: ai.similarity("a", "b", batchSize=0, **EMBED), "batchSize must be between 1 and 2048"),
+        (lambda: ai.run("keywords", "t", **CONNECTION), "ai.run takes a Task, got str"),
+        (lambda: ai.generate("Tag {product", **CONNECTION), "promptTemplate: expected '}'"),
         (
             lambda: ai.classify("t", labels=["a", "b"], outputSchema="x string", **CONNECTION),
             "Classify makes its own output; outputSchema cannot be set",
