@@ -98,7 +98,8 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
     ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
     ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
-    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``). Each is a SQL
+    function with these typed parameters, so a wrong argument count or type fails when the query is analysed.
 
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
     >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
