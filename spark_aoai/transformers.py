@@ -22,7 +22,7 @@ from spark_aoai._executor import Inputs
 from spark_aoai._media import Media
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
 from spark_aoai._packing import packed
-from spark_aoai._param_values import is_reasoning_deployment, not_for_this_model
+from spark_aoai._param_values import ONE_PROMPT_SOURCE, is_reasoning_deployment, not_for_this_model
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
@@ -110,7 +110,7 @@ class ChatCompletion(
     def _input_column(self, schema: StructType) -> str:
         prompt, messages = self._get(self.promptCol), self._get(self.messagesCol)
         if sum(bool(v) for v in (prompt, messages, self._get(self.promptTemplate))) != 1:
-            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
+            raise ConfigurationError(ONE_PROMPT_SOURCE)
         if prompt:
             require_string(require_column(schema, prompt, "promptCol"), prompt, "promptCol")
             return str(prompt)
@@ -165,7 +165,7 @@ class ChatCompletion(
         if template is None:
             return super()._inputs(schema)
         if self._get(self.promptCol) or self._get(self.messagesCol):
-            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
+            raise ConfigurationError(ONE_PROMPT_SOURCE)
         columns = require_template_columns(schema, template, "promptTemplate")
         if system is not None:
             columns += require_template_columns(schema, system, "systemPrompt")
