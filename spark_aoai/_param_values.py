@@ -223,7 +223,10 @@ def broken(
 
 def _batch_without_directory(get: Get) -> str | None:
     if get("mode") == "batch" and not get("batchDir"):
-        return "mode='batch' needs batchDir: a directory for the job's manifests (e.g. batchDir='/lakehouse/default/Files/batches')"
+        return (
+            "mode='batch' needs batchDir: a directory for the job's manifests "
+            "(e.g. batchDir='/lakehouse/default/Files/batches')"
+        )
     return None
 
 
