@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pyspark.ml.param import Params, TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._param_values import choice, real, whole
 from spark_aoai._params import _param, with_getters
 
 MODES = ("online", "batch")
@@ -18,7 +19,7 @@ class HasBatch(Params):
 
     mode = _param(
         "mode", "online (requests as the job runs) | batch (Azure's Batch API: JSONL files, answers within 24 h)",
-        TypeConverters.toString,
+        choice("mode", MODES),
     )  # fmt: skip
     batchDir = _param(
         "batchDir",
@@ -28,16 +29,22 @@ class HasBatch(Params):
     )
     batchTimeoutHours = _param(
         "batchTimeoutHours", "batch mode: hours transform waits before cancelling; unanswered rows are batch_expired",
-        TypeConverters.toFloat,
+        real("batchTimeoutHours", 0, above=True),
     )  # fmt: skip
     batchPollSeconds = _param(
-        "batchPollSeconds", "batch mode: the longest wait between two polls of the batches", TypeConverters.toFloat
+        "batchPollSeconds",
+        "batch mode: the longest wait between two polls of the batches",
+        real("batchPollSeconds", 0, above=True),
     )
     batchMaxLinesPerFile = _param(
-        "batchMaxLinesPerFile", "batch mode: requests per input file (Azure's limit: 100,000)", TypeConverters.toInt
+        "batchMaxLinesPerFile",
+        "batch mode: requests per input file (Azure's limit: 100,000)",
+        whole("batchMaxLinesPerFile", 1, C.BATCH_MAX_LINES_PER_FILE),
     )
     batchMaxBytesPerFile = _param(
-        "batchMaxBytesPerFile", "batch mode: bytes per input file (Azure's limit: 200 MB)", TypeConverters.toInt
+        "batchMaxBytesPerFile",
+        "batch mode: bytes per input file (Azure's limit: 200 MB)",
+        whole("batchMaxBytesPerFile", 1, C.BATCH_MAX_BYTES_PER_FILE),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {
         "mode": "online",

@@ -6,42 +6,34 @@ A secret is never a Param: Params are saved as JSON with the stage and shown by 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._config import API_STYLES
+from spark_aoai._param_values import (
+    choice,
+    json_text,
+    real,
+    response_format,
+    rows_per_request,
+    stop_sequences,
+    template,
+    whole,
+)
 from spark_aoai._schemas import schema_text
-from spark_aoai._tasks import fields_text
 from spark_aoai.exceptions import ConfigurationError
 
 P = TypeVar("P", bound=type)
+API_TYPES = ("chat_completions", "responses")
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+VERBOSITIES = ("low", "medium", "high")
 
 
 def _param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
     return Param(Params._dummy(), name, doc, converter)
-
-
-def json_text(value: Any) -> str:
-    """Params holding JSON (responseFormat, extraBody) accept a dict or JSON text; stored as JSON text."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError as exc:
-            raise TypeError(f"expected a dict or JSON text, got {value!r}") from exc
-        return value
-    if not isinstance(value, dict):
-        raise TypeError(f"expected a dict or JSON text, got a {type(value).__name__}")
-    return json.dumps(value)
-
-
-def string_list(value: Any) -> list[str]:
-    """A string or a list of strings (``stop="\\n"`` is accepted, as the API accepts it)."""
-    if isinstance(value, str):
-        return [value]
-    return list(TypeConverters.toListString(value))
 
 
 def with_getters(cls: P) -> P:
@@ -74,7 +66,7 @@ class HasConnection(Params):
     apiStyle = _param(
         "apiStyle",
         "auto | azure (deployments path) | azure_v1 (/openai/v1) | openai (OpenAI-compatible base URL)",
-        TypeConverters.toString,
+        choice("apiStyle", API_STYLES),
     )
     caBundle = _param(
         "caBundle", "path of a CA bundle for TLS verification (empty: system default)", TypeConverters.toString
@@ -86,33 +78,35 @@ class HasConnection(Params):
 class HasThroughput(Params):
     """How hard, how long, and how patient."""
 
-    concurrency = _param("concurrency", "maximum requests in flight per partition", TypeConverters.toInt)
-    maxAttempts = _param("maxAttempts", "attempts per request, retries included", TypeConverters.toInt)
-    connectTimeout = _param("connectTimeout", "connect timeout in seconds", TypeConverters.toFloat)
+    concurrency = _param("concurrency", "maximum requests in flight per partition", whole("concurrency", 1))
+    maxAttempts = _param("maxAttempts", "attempts per request, retries included", whole("maxAttempts", 1))
+    connectTimeout = _param("connectTimeout", "connect timeout in seconds", real("connectTimeout", 0, above=True))
     requestTimeout = _param(
-        "requestTimeout", "wall-clock limit of one attempt in seconds (the whole answer)", TypeConverters.toFloat
+        "requestTimeout",
+        "wall-clock limit of one attempt in seconds (the whole answer)",
+        real("requestTimeout", 0, above=True),
     )
     deadlineSeconds = _param(
         "deadlineSeconds",
         "time budget per partition; rows unanswered by then get a timeout error (0: none)",
-        TypeConverters.toFloat,
+        real("deadlineSeconds", 0),
     )
     maxRetryAfterSeconds = _param(
         "maxRetryAfterSeconds",
         "longest retry-after waited for; a longer one (an exhausted quota) stops the task with quota_exceeded",
-        TypeConverters.toFloat,
+        real("maxRetryAfterSeconds", 0, above=True),
     )
     maxRequestsPerMinute = _param(
         "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (0: none)",
-        TypeConverters.toFloat,
+        real("maxRequestsPerMinute", 0),
     )  # fmt: skip
     maxTokensPerMinute = _param(
         "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (0: none)",
-        TypeConverters.toFloat,
+        real("maxTokensPerMinute", 0),
     )  # fmt: skip
     concurrentTasks = _param(
         "concurrentTasks", "tasks running at once, to split budgets (0: from the Spark configuration)",
-        TypeConverters.toInt,
+        whole("concurrentTasks", 0),
     )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {
         "maxAttempts": C.MAX_ATTEMPTS,
@@ -139,7 +133,7 @@ class HasOutputs(Params):
     onSystemicError = _param(
         "onSystemicError",
         "fail (default): a bad key, unknown deployment or dead endpoint fails the job at once; mark: mark the rows",
-        TypeConverters.toString,
+        choice("onSystemicError", ("fail", "mark")),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {"errorCol": "error", "failOnError": False, "onSystemicError": "fail"}
 
@@ -183,10 +177,10 @@ class HasUsageControls(Params):
 
     maxTotalTokens = _param(
         "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (0: none)",
-        TypeConverters.toInt,
+        whole("maxTotalTokens", 0),
     )  # fmt: skip
     maxCost = _param(
-        "maxCost", "spend cap for the whole job in dollars, from the price table (0: none)", TypeConverters.toFloat
+        "maxCost", "spend cap for the whole job in dollars, from the price table (0: none)", real("maxCost", 0)
     )
     prices = _param(
         "prices", "this deployment's prices per million tokens: {'input', 'cached_input', 'output'}", json_text
@@ -214,18 +208,18 @@ class HasChatRequest(Params):
     )
     systemPrompt = _param("systemPrompt", "system message put before each prompt", TypeConverters.toString)
     finishReasonCol = _param("finishReasonCol", "optional column for finish_reason", TypeConverters.toString)
-    temperature = _param("temperature", "sampling temperature (0 to 2)", TypeConverters.toFloat)
-    topP = _param("topP", "nucleus sampling probability mass (0 to 1)", TypeConverters.toFloat)
-    maxTokens = _param("maxTokens", "max_tokens of the answer", TypeConverters.toInt)
+    temperature = _param("temperature", "sampling temperature (0 to 2)", real("temperature", 0, 2))
+    topP = _param("topP", "nucleus sampling probability mass (0 to 1)", real("topP", 0, 1))
+    maxTokens = _param("maxTokens", "max_tokens of the answer", whole("maxTokens", 1))
     maxCompletionTokens = _param(
-        "maxCompletionTokens", "max_completion_tokens (reasoning models)", TypeConverters.toInt
+        "maxCompletionTokens", "max_completion_tokens (reasoning models)", whole("maxCompletionTokens", 1)
     )
-    seed = _param("seed", "sampling seed", TypeConverters.toInt)
-    stop = _param("stop", "stop sequence(s): a string or a list", string_list)
-    presencePenalty = _param("presencePenalty", "presence penalty", TypeConverters.toFloat)
-    frequencyPenalty = _param("frequencyPenalty", "frequency penalty", TypeConverters.toFloat)
+    seed = _param("seed", "sampling seed", whole("seed"))
+    stop = _param("stop", "stop sequence(s): a string or a list of up to 4", stop_sequences)
+    presencePenalty = _param("presencePenalty", "presence penalty (-2 to 2)", real("presencePenalty", -2, 2))
+    frequencyPenalty = _param("frequencyPenalty", "frequency penalty (-2 to 2)", real("frequencyPenalty", -2, 2))
     responseFormat = _param(
-        "responseFormat", "response_format as a dict or JSON text, e.g. {'type': 'json_object'}", json_text
+        "responseFormat", "response_format as a dict or JSON text, e.g. {'type': 'json_object'}", response_format
     )
     user = _param("user", "end-user id sent as 'user'", TypeConverters.toString)
     extraBody = _param("extraBody", "dict (or JSON text) merged into every request body", json_text)
@@ -239,7 +233,7 @@ class HasStructuredOutput(Params):
     promptTemplate = _param(
         "promptTemplate",
         "prompt over columns: {column}, {struct.field}; {{ and }} for braces (then systemPrompt is one too)",
-        TypeConverters.toString,
+        template("promptTemplate"),
     )
     nullPlaceholder = _param(
         "nullPlaceholder",
@@ -254,18 +248,9 @@ class HasStructuredOutput(Params):
     outputRetries = _param(
         "outputRetries",
         "re-asks after an answer that does not fit outputSchema, before the row is invalid_output",
-        TypeConverters.toInt,
+        whole("outputRetries", 0),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
-
-
-def rows_per_request(value: Any) -> int | str:
-    """``rowsPerRequest``: a whole number of rows (1: no packing) or ``"auto"``."""
-    if value == "auto":
-        return "auto"
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() or int(value) < 1:
-        raise TypeError(f"rowsPerRequest is a whole number of rows (1 or more) or 'auto', not {value!r}")
-    return int(value)
 
 
 @with_getters
@@ -279,7 +264,9 @@ class HasPacking(Params):
         rows_per_request,
     )
     maxPackTokens = _param(
-        "maxPackTokens", "with rowsPerRequest='auto': estimated prompt tokens per packed request", TypeConverters.toInt
+        "maxPackTokens",
+        "with rowsPerRequest='auto': estimated prompt tokens per packed request",
+        whole("maxPackTokens", 1),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {"rowsPerRequest": 1, "maxPackTokens": C.MAX_PACK_TOKENS}
 
@@ -289,10 +276,20 @@ class HasEmbeddingRequest(Params):
     """What an embeddings request asks for, and how rows are batched into requests."""
 
     inputCol = _param("inputCol", "string column of texts to embed", TypeConverters.toString)
-    dimensions = _param("dimensions", "vector size for text-embedding-3 models (0: the model's)", TypeConverters.toInt)
-    batchSize = _param("batchSize", f"inputs per request (at most {C.MAX_EMBEDDING_INPUTS})", TypeConverters.toInt)
-    maxBatchTokens = _param("maxBatchTokens", "estimated tokens per request", TypeConverters.toInt)
-    outputType = _param("outputType", "array (array<float>) or vector (pyspark.ml.linalg)", TypeConverters.toString)
+    dimensions = _param(
+        "dimensions", "vector size for text-embedding-3 models (0: the model's)", whole("dimensions", 0)
+    )
+    batchSize = _param(
+        "batchSize",
+        f"inputs per request (at most {C.MAX_EMBEDDING_INPUTS})",
+        whole("batchSize", 1, C.MAX_EMBEDDING_INPUTS),
+    )
+    maxBatchTokens = _param("maxBatchTokens", "estimated tokens per request", whole("maxBatchTokens", 1))
+    outputType = _param(
+        "outputType",
+        "array (array<float>) or vector (pyspark.ml.linalg)",
+        choice("outputType", ("array", "vector")),
+    )
     _param_defaults: ClassVar[dict[str, Any]] = {
         "dimensions": 0,
         "batchSize": C.EMBEDDING_BATCH_SIZE,
@@ -305,11 +302,17 @@ class HasEmbeddingRequest(Params):
 class HasReasoning(Params):
     """Which API a chat stage calls, and what reasoning models (gpt-5, o-series) are asked for."""
 
-    apiType = _param("apiType", "chat_completions (default) or responses (the Responses API)", TypeConverters.toString)
-    reasoningEffort = _param(
-        "reasoningEffort", "reasoning models: minimal, low, medium or high", TypeConverters.toString
+    apiType = _param(
+        "apiType",
+        "chat_completions (default) or responses (the Responses API)",
+        choice("apiType", API_TYPES),
     )
-    verbosity = _param("verbosity", "reasoning models: low, medium or high", TypeConverters.toString)
+    reasoningEffort = _param(
+        "reasoningEffort",
+        "reasoning models: minimal, low, medium or high",
+        choice("reasoningEffort", REASONING_EFFORTS),
+    )
+    verbosity = _param("verbosity", "reasoning models: low, medium or high", choice("verbosity", VERBOSITIES))
     reasoningModel = _param(
         "reasoningModel",
         "treat the deployment as a reasoning model (default: from its name: o1, o3, o4, gpt-5)",
@@ -324,57 +327,10 @@ class HasMedia(Params):
 
     imageCol = _param("imageCol", "image per row: binary (PNG/JPEG/GIF/WebP) or a URL", TypeConverters.toString)
     fileCol = _param("fileCol", "PDF per row: a binary column, sent as a file part", TypeConverters.toString)
-    maxInputBytes = _param("maxInputBytes", "largest image or file sent (else invalid_input)", TypeConverters.toInt)
-    _param_defaults: ClassVar[dict[str, Any]] = {"maxInputBytes": C.MAX_INPUT_BYTES}
-
-
-# -- the AI task helpers' own settings (their defaults come from each task, in ``_tasks``) ----------------------
-
-
-@with_getters
-class HasInstructions(Params):
-    instructions = _param(
-        "instructions", "the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings",
-        TypeConverters.toString,
-    )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {}
-
-
-@with_getters
-class HasLabels(Params):
-    labels = _param("labels", "the labels to choose from; an answer outside them is invalid_output", string_list)
-    multiLabel = _param(
-        "multiLabel", "every label that applies (array<string>) instead of one", TypeConverters.toBoolean
+    maxInputBytes = _param(
+        "maxInputBytes", "largest image or file sent (else invalid_input)", whole("maxInputBytes", 1)
     )
-    _param_defaults: ClassVar[dict[str, Any]] = {"multiLabel": False}
-
-
-@with_getters
-class HasFields(Params):
-    fields = _param(
-        "fields", "fields to extract: names, a dict name -> description, or a StructType / DDL for typed ones",
-        fields_text,
-    )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {}
-
-
-@with_getters
-class HasMaxWords(Params):
-    maxWords = _param("maxWords", "longest summary, in words", TypeConverters.toInt)
-    _param_defaults: ClassVar[dict[str, Any]] = {}
-
-
-@with_getters
-class HasTargetLanguage(Params):
-    to = _param("to", "the language to translate into, e.g. 'French'", TypeConverters.toString)
-    _param_defaults: ClassVar[dict[str, Any]] = {}
-
-
-@with_getters
-class HasPair(Params):
-    leftCol = _param("leftCol", "first text column", TypeConverters.toString)
-    rightCol = _param("rightCol", "second text column", TypeConverters.toString)
-    _param_defaults: ClassVar[dict[str, Any]] = {}
+    _param_defaults: ClassVar[dict[str, Any]] = {"maxInputBytes": C.MAX_INPUT_BYTES}
 
 
 def collect_defaults(cls: type) -> dict[str, Any]:

@@ -98,7 +98,8 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
     ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
     ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
-    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``). Each is a SQL
+    function with these typed parameters, so a wrong argument count or type fails when the query is analysed.
 
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
     >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
@@ -111,7 +112,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
     if embeddingDeploymentName:
         embedding["deploymentName"] = embeddingDeploymentName
-    classify = Classify(labels=["placeholder"], **chat)
+    classify = Classify(labels=["placeholder", "another"], **chat)
     extract = Extract(fields=["placeholder"], **chat)
     functions = {
         "ai_generate": stage_udf(ChatCompletion(**chat)),
@@ -132,5 +133,35 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
         "ai_similarity": _similarity_udf(Embedding(**embedding)),
     }
     for name, function in functions.items():
-        spark.udf.register(name, function)
+        _declare(spark, name, function)
     return sorted(functions)
+
+
+# Each function's parameters: Spark checks a call's argument count and types against them when it analyses
+# the query, naming the function (``ai_classify(text, 'bug')`` cannot cast STRING to ARRAY<STRING>).
+SIGNATURES = {
+    "ai_classify": "text STRING, labels ARRAY<STRING>",
+    "ai_embed": "text STRING",
+    "ai_extract": "text STRING, fields ARRAY<STRING>",
+    "ai_generate": "prompt STRING",
+    "ai_sentiment": "text STRING",
+    "ai_similarity": "a STRING, b STRING",
+    "ai_summarize": "text STRING",
+    "ai_translate": "text STRING, language STRING",
+}
+
+
+def _declare(spark: SparkSession, name: str, function: Any) -> None:
+    """``name`` as a SQL function with typed parameters over the pandas UDF (registered as ``_spark_aoai_<name>``).
+    Where Spark has no SQL functions (before 4.0) or cannot name the result type, the UDF itself is ``name``."""
+    inner, parameters = f"_spark_aoai_{name}", SIGNATURES[name]
+    arguments = ", ".join(p.split()[0] for p in parameters.split(", "))
+    spark.udf.register(inner, function)
+    spark.sql(f"DROP TEMPORARY FUNCTION IF EXISTS {name}")  # a SQL function cannot replace a Python one
+    try:
+        spark.sql(
+            f"CREATE TEMPORARY FUNCTION {name}({parameters}) RETURNS {function.returnType.simpleString()} "
+            f"RETURN {inner}({arguments})"
+        )
+    except Exception:  # ParseException, or a result type without a DDL name (a Vector)
+        spark.udf.register(name, function)

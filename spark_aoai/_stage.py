@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.ml import Transformer
+from pyspark.ml.param import Param
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from spark_aoai._batch_params import MODES, HasBatch
+from spark_aoai._batch_params import HasBatch
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import SOURCE_FIELD, Operation
 from spark_aoai._engine import HookFactory
 from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._failover import resolve_deployments, split_deployments
+from spark_aoai._param_values import RULES, broken
 from spark_aoai._params import (
     HasCache,
     HasConnection,
@@ -87,17 +89,45 @@ class AzureOpenAIStage(
         self._setDefault(**collect_defaults(type(self)))
         self._secrets: dict[str, Any] = {}
         self.setParams(**kwargs)
+        self._check_settings()  # the constructor's arguments are the whole configuration asked for
 
     def setParams(self, **kwargs: Any) -> Any:
-        """Set Params by name (credentials are kept aside); an unknown name is refused with the nearest one."""
+        """Set Params by name (credentials are kept aside); an unknown name is refused with the nearest one, a
+        wrong value or a conflict among the Params of this call with what to change."""
         params = self._take_secrets(dict(kwargs))
         check_param_names(self, list(params))
-        for name, value in params.items():
+        self._set(**params)
+        self._check_settings(frozenset(params))
+        return self
+
+    def _set(self, **kwargs: Any) -> Any:
+        """Set Params by name, each through its converter; a wrong value is a ConfigurationError naming it."""
+        for name, value in kwargs.items():
+            param = self.getParam(name)
             try:
-                self._set(**{name: value})
+                self._paramMap[param] = value if value is None else param.typeConverter(value)
             except TypeError as exc:
                 raise ConfigurationError(f"{name}: {exc}") from None
         return self
+
+    def set(self, param: Param, value: Any) -> None:
+        """Set one Param (as ``load`` and pipelines do); a wrong value is refused naming the Param."""
+        self._shouldOwn(param)
+        self._set(**{param.name: value})
+
+    def copy(self, extra: dict[Param, Any] | None = None) -> Any:
+        """A copy with ``extra`` Params (a Pipeline's or a grid's): the result's settings are checked together."""
+        that = super().copy(extra)
+        if any(isinstance(p, Param) and p.parent == self.uid for p in extra or {}):
+            that._check_settings()
+        return that
+
+    def _check_settings(self, given: frozenset[str] | None = None) -> None:
+        """Refuse settings that are wrong together (``RULES``): all of them, or those among ``given`` only, so
+        Params set one at a time (``setParams``, ``set``) are never refused half way; ``transform`` checks all."""
+        problem = broken(RULES, lambda name: self._get(self.getParam(name)), self.hasParam, given)
+        if problem:
+            raise ConfigurationError(problem)
 
     def _take_secrets(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Move credentials out of the arguments into a private, unpersisted attribute."""
@@ -143,14 +173,8 @@ class AzureOpenAIStage(
     # -- Params -> settings, in one place ------------------------------------------------------------------
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
-        if self.getOrDefault(self.mode) not in MODES:
-            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {self.getOrDefault(self.mode)!r}")
         on_systemic = self.getOrDefault(self.onSystemicError)
-        if on_systemic not in ("fail", "mark"):
-            raise ConfigurationError(f"onSystemicError must be 'fail' or 'mark', got {on_systemic!r}")
         concurrent = self.getOrDefault(self.concurrentTasks)
-        if concurrent < 0:
-            raise ConfigurationError(f"concurrentTasks must be 0 (from Spark) or more, got {concurrent}")
         limits = Limits(
             concurrency=self.getOrDefault(self.concurrency),
             max_requests_per_minute=self.getOrDefault(self.maxRequestsPerMinute) or None,
@@ -225,6 +249,7 @@ class AzureOpenAIStage(
 
     def _plan(self, schema: StructType | None, spark: SparkSession | None) -> tuple[Plan, Inputs | None]:
         """Validate on the driver and build what the executors run; the input columns when a schema is given."""
+        self._check_settings()
         inputs = self._inputs(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)

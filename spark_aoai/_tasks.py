@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spark_aoai._contract import InvalidInputError
+from spark_aoai._param_values import labels as label_list
+from spark_aoai._param_values import names
 from spark_aoai._schemas import from_ddl, from_json_schema, from_spark_json, output_from
 from spark_aoai._structured import Shape, StructuredOutput, obj
 from spark_aoai.exceptions import ConfigurationError
@@ -46,12 +48,8 @@ class Task:
 
 
 def check_labels(labels: Any) -> tuple[str, ...]:
-    values = tuple(labels or ())
-    if not values or not all(isinstance(v, str) and v.strip() for v in values):
-        raise ConfigurationError(f"labels must be a non-empty list of non-blank strings, got {labels!r}")
-    if len(set(values)) != len(values):
-        raise ConfigurationError(f"labels must be distinct, got {list(values)}")
-    return values
+    """Two or more distinct non-blank labels; a string (``"bug,feature"``) is refused, naming the list meant."""
+    return tuple(label_list(labels))
 
 
 def classify_output(settings: Settings) -> StructuredOutput:
@@ -69,13 +67,24 @@ def sentiment_output(settings: Settings) -> StructuredOutput:
 def fields_text(value: Any) -> str:
     """The ``fields`` Param's converter: names, a dict name -> description, a StructType or DDL, as text."""
     if isinstance(value, str):
-        text = value
-    elif isinstance(value, Mapping):
-        text = json.dumps({str(k): str(v) for k, v in value.items()})
+        try:
+            fields_shape(value)
+        except ConfigurationError as exc:
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            raise ConfigurationError(
+                f"fields: {value!r} is not a DDL schema ({str(exc).removeprefix('outputSchema: ')}); to extract "
+                f"fields by name give a list: fields={parts!r}, or typed ones as DDL: fields='name string, age int'"
+            ) from None
+        return value
+    if isinstance(value, Mapping):
+        keys = names(list(value), "fields")
+        if not all(isinstance(v, str) for v in value.values()):
+            raise ConfigurationError(f"fields: a dict maps each name to its description (a string), got {value!r}")
+        text = json.dumps({k: value[k] for k in keys})
     elif hasattr(value, "jsonValue") and hasattr(value, "fields"):
         text = json.dumps(value.jsonValue())
     elif isinstance(value, Sequence):
-        text = json.dumps([str(v) for v in value])
+        text = json.dumps(names(value, "fields", example="['name', 'city']"))
     else:
         raise TypeError(f"expected field names, a dict name -> description, a StructType or DDL, got {value!r}")
     fields_shape(text)
@@ -108,7 +117,8 @@ def extract_output(settings: Settings) -> StructuredOutput:
 
 def extract_map_output(settings: Settings) -> StructuredOutput:
     """For SQL ``ai_extract(text, fields)``: the row's field names, answered as a ``map<string,string>``."""
-    return StructuredOutput(fields_shape(json.dumps(list(settings.get("fields") or ()))), "extraction", as_map=True)
+    fields = names(settings.get("fields") or [], "fields", example="array('name', 'city')")
+    return StructuredOutput(fields_shape(json.dumps(fields)), "extraction", as_map=True)
 
 
 def describe_fields(text: str | None) -> str:
@@ -166,6 +176,7 @@ def extract_for_row(row: Settings) -> StructuredOutput:
         raise InvalidInputError(str(exc)) from None
 
 
-def _values(value: Any) -> list[Any]:
-    """An array argument's values (a list, or the numpy array a pandas UDF gets); [] for null."""
-    return [] if value is None else list(value)
+def _values(value: Any) -> Any:
+    """An array argument's values (a list, or the numpy array a pandas UDF gets); [] for null; a string as it
+    is, to be refused (never read as its characters)."""
+    return [] if value is None else value if isinstance(value, str) else list(value)

@@ -19,9 +19,12 @@ from typing import Any, ClassVar
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from spark_aoai._config import ClientConfig
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError, Operation
-from spark_aoai._params import (
+from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError
+from spark_aoai._similarity import pair_partition
+from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
+from spark_aoai._sql import register
+from spark_aoai._structured import StructuredOutput
+from spark_aoai._task_params import (
     HasFields,
     HasInstructions,
     HasLabels,
@@ -29,10 +32,6 @@ from spark_aoai._params import (
     HasPair,
     HasTargetLanguage,
 )
-from spark_aoai._similarity import pair_partition
-from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
-from spark_aoai._sql import register
-from spark_aoai._structured import StructuredOutput
 from spark_aoai._tasks import TASKS, Task, describe_fields
 from spark_aoai._template import Template
 from spark_aoai.exceptions import ConfigurationError
@@ -91,18 +90,15 @@ class AITask(ChatCompletion, HasInstructions):
         except InvalidInputError as exc:  # a setting the instructions name is unset
             raise ConfigurationError(f"{type(self).__name__}: {exc}".replace("nullPlaceholder", "it")) from None
 
+    def _check_settings(self, given: frozenset[str] | None = None) -> None:
+        super()._check_settings(given)
+        if self._task is not None and self._task.output is not None and self._get(self.outputSchema):
+            raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
+
     def _structured_output(self) -> StructuredOutput | None:
         if self._task is not None and self._task.output is not None:
-            if self._get(self.outputSchema):
-                raise ConfigurationError(f"{type(self).__name__} makes its own output; outputSchema cannot be set")
             return self._task.output(self._settings())
         return super()._structured_output()
-
-    def _operation(self, config: ClientConfig) -> Operation:
-        max_words = self._settings().get("maxWords")
-        if max_words is not None and max_words < 1:
-            raise ConfigurationError(f"maxWords must be at least 1, got {max_words}")
-        return super()._operation(config)
 
 
 class Classify(AITask, HasLabels):
@@ -228,6 +224,11 @@ def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
     >>> ai.run(keywords, "text", outputCol="keywords")  # doctest: +SKIP
     """
+    if not isinstance(task, Task):
+        raise ConfigurationError(
+            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, output_schema=...), "
+            "inputCol)"
+        )
     if task.output is not None:
         raise ConfigurationError("ai.run takes a Task with a fixed output_schema (or none), not an output builder")
     params = {"instructions": task.instructions, "outputSchema": task.output_schema, **task.defaults, **kwargs}

@@ -22,6 +22,7 @@ from spark_aoai._executor import Inputs
 from spark_aoai._media import Media
 from spark_aoai._operations import ChatOperation, EmbeddingOperation
 from spark_aoai._packing import packed
+from spark_aoai._param_values import ONE_PROMPT_SOURCE, is_reasoning_deployment, not_for_this_model
 from spark_aoai._params import (
     HasChatRequest,
     HasEmbeddingRequest,
@@ -46,32 +47,7 @@ from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
-RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
-API_TYPES = ("chat_completions", "responses")
-REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-REASONING_EFFORTS = ("minimal", "low", "medium", "high")
-VERBOSITIES = ("low", "medium", "high")
 logger = logging.getLogger("spark_aoai")
-
-
-def is_reasoning_deployment(name: str) -> bool:
-    """Whether a deployment's name says it is a reasoning model (o1, o3, o4-mini, gpt-5, gpt-5-mini, ...)."""
-    return name.lower().startswith(REASONING_PREFIXES)
-
-
-def check_response_format(value: Any) -> None:
-    """Refuse a response_format the service would refuse, naming the Param."""
-    if not isinstance(value, dict) or value.get("type") not in RESPONSE_FORMAT_TYPES:
-        raise ConfigurationError(
-            f"responseFormat must be a dict with type one of {', '.join(RESPONSE_FORMAT_TYPES)}, got {value!r}"
-        )
-    if value["type"] == "json_schema":
-        schema = value.get("json_schema")
-        if not isinstance(schema, dict) or not schema.get("name") or not isinstance(schema.get("schema"), dict):
-            raise ConfigurationError(
-                "responseFormat: json_schema needs {'name': ..., 'schema': {...}} "
-                "(e.g. {'type': 'json_schema', 'json_schema': {'name': 'answer', 'schema': {...}, 'strict': True}})"
-            )
 
 
 class ChatCompletion(
@@ -134,7 +110,7 @@ class ChatCompletion(
     def _input_column(self, schema: StructType) -> str:
         prompt, messages = self._get(self.promptCol), self._get(self.messagesCol)
         if sum(bool(v) for v in (prompt, messages, self._get(self.promptTemplate))) != 1:
-            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
+            raise ConfigurationError(ONE_PROMPT_SOURCE)
         if prompt:
             require_string(require_column(schema, prompt, "promptCol"), prompt, "promptCol")
             return str(prompt)
@@ -176,8 +152,6 @@ class ChatCompletion(
         if image is None and file is None:
             return None
         max_bytes = self.getOrDefault(self.maxInputBytes)
-        if max_bytes < 1:
-            raise ConfigurationError(f"maxInputBytes must be at least 1, got {max_bytes}")
         prompt = None
         if not self._get(self.promptTemplate):  # a template reads the row's fields; else one column is the text
             prompt = self._get(self.promptCol) or self._get(self.messagesCol) or "prompt"
@@ -191,7 +165,7 @@ class ChatCompletion(
         if template is None:
             return super()._inputs(schema)
         if self._get(self.promptCol) or self._get(self.messagesCol):
-            raise ConfigurationError("set exactly one of promptCol and messagesCol (or promptTemplate)")
+            raise ConfigurationError(ONE_PROMPT_SOURCE)
         columns = require_template_columns(schema, template, "promptTemplate")
         if system is not None:
             columns += require_template_columns(schema, system, "systemPrompt")
@@ -205,8 +179,6 @@ class ChatCompletion(
         text = self._get(self.outputSchema)
         if not text:
             return None
-        if self._get(self.responseFormat):
-            raise ConfigurationError("set outputSchema or responseFormat, not both (outputSchema makes the format)")
         return output_from(text)
 
     def _request_options(self) -> dict[str, Any]:
@@ -215,22 +187,9 @@ class ChatCompletion(
             value = self._get(self.getParam(param_name))
             if value is not None:
                 options[field] = value
-        if "temperature" in options and not 0 <= options["temperature"] <= 2:
-            raise ConfigurationError(f"temperature must be between 0 and 2, got {options['temperature']}")
-        if "top_p" in options and not 0 <= options["top_p"] <= 1:
-            raise ConfigurationError(f"topP must be between 0 and 1, got {options['top_p']}")
-        if "max_tokens" in options and "max_completion_tokens" in options:
-            raise ConfigurationError("set maxTokens or maxCompletionTokens, not both")
-        for name in ("max_tokens", "max_completion_tokens"):
-            if name in options and options[name] < 1:
-                raise ConfigurationError(
-                    f"{'maxTokens' if name == 'max_tokens' else 'maxCompletionTokens'} must be >= 1"
-                )
         response_format = self._get(self.responseFormat)
-        if response_format:
-            parsed = json.loads(response_format)
-            check_response_format(parsed)
-            options["response_format"] = parsed
+        if response_format:  # checked when set (_param_values.response_format)
+            options["response_format"] = json.loads(response_format)
         extra = self._get(self.extraBody)
         if extra:
             options.update(json.loads(extra))
@@ -239,19 +198,11 @@ class ChatCompletion(
     def _reasoning_options(self, options: dict[str, Any], deployment: str) -> dict[str, Any]:
         """Map options for a reasoning model: ``maxTokens`` is ``max_completion_tokens``, sampling is not sent."""
         reasoning = self._get(self.reasoningModel)
-        if reasoning is None:
-            reasoning = is_reasoning_deployment(deployment)
         effort, verbosity = self._get(self.reasoningEffort), self._get(self.verbosity)
-        if effort is not None and effort not in REASONING_EFFORTS:
-            raise ConfigurationError(f"reasoningEffort must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}")
-        if verbosity is not None and verbosity not in VERBOSITIES:
-            raise ConfigurationError(f"verbosity must be one of {', '.join(VERBOSITIES)}, got {verbosity!r}")
-        if not reasoning:
-            if effort is not None or verbosity is not None:
-                raise ConfigurationError(
-                    f"reasoningEffort and verbosity are for reasoning models; deployment {deployment!r} is not one "
-                    "by its name (set reasoningModel=True if it is)"
-                )
+        problem = not_for_this_model(deployment, reasoning, effort, verbosity)
+        if problem:
+            raise ConfigurationError(problem)
+        if not (is_reasoning_deployment(deployment) if reasoning is None else reasoning):
             return options
         mapped = dict(options)
         if "max_tokens" in mapped:
@@ -271,16 +222,12 @@ class ChatCompletion(
 
     def _operation(self, config: ClientConfig) -> Operation:
         api = self.getOrDefault(self.apiType)
-        if api not in API_TYPES:
-            raise ConfigurationError(f"apiType must be one of {', '.join(API_TYPES)}, got {api!r}")
         options = self._reasoning_options(self._request_options(), config.deployment)
         if api == "responses":
             unsupported = sorted(set(options) & set(responses_wire.UNSUPPORTED))
             if unsupported:
                 raise ConfigurationError(f"the Responses API (apiType='responses') does not take {unsupported}")
         retries = self.getOrDefault(self.outputRetries)
-        if retries < 0:
-            raise ConfigurationError(f"outputRetries must be 0 or more, got {retries}")
         template, system_template = self._templates()
         operation = ChatOperation(
             model=None,
@@ -298,8 +245,6 @@ class ChatCompletion(
         if self._batch_mode():
             return operation  # one row per request line: packing is for online throughput (ignored, warned)
         rows, tokens = self.getOrDefault(self.rowsPerRequest), self.getOrDefault(self.maxPackTokens)
-        if operation.media is not None and rows != 1:  # a row's media must never reach another row's answer
-            raise ConfigurationError("rowsPerRequest: rows with imageCol or fileCol are not packed; set it to 1")
         return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 
@@ -332,22 +277,10 @@ class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageCon
         require_string(require_column(schema, name, "inputCol"), name, "inputCol")
         return str(name)
 
-    def _check(self) -> None:
-        batch_size = self.getOrDefault(self.batchSize)
-        if not 1 <= batch_size <= C.MAX_EMBEDDING_INPUTS:
-            raise ConfigurationError(f"batchSize must be between 1 and {C.MAX_EMBEDDING_INPUTS}, got {batch_size}")
-        if self.getOrDefault(self.maxBatchTokens) < 1:
-            raise ConfigurationError("maxBatchTokens must be at least 1")
-        if self.getOrDefault(self.dimensions) < 0:
-            raise ConfigurationError("dimensions must be positive (or 0 for the model's size)")
-        if self.getOrDefault(self.outputType) not in ("array", "vector"):
-            raise ConfigurationError("outputType must be 'array' or 'vector'")
-
     def _vector_output(self) -> bool:
         return bool(self.getOrDefault(self.outputType) == "vector")
 
     def _operation(self, config: ClientConfig) -> Operation:
-        self._check()
         route = EmbeddingOperation.route
         operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),

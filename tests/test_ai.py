@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -205,3 +206,36 @@ def test_sql_functions(spark, shared_emulator):
     va, vb = embed_text(TEXTS[0], 1536).astype(float), embed_text("photo upload crash", 1536).astype(float)
     assert ok.sim.result == pytest.approx(float(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)), abs=1e-9)
     assert all(v.result is None and v.error.code == "invalid_input" for v in null)
+
+
+def test_sql_arguments_are_checked_when_the_query_is_analysed(spark, shared_emulator):
+    from pyspark.errors import AnalysisException
+
+    shared_emulator.configure(faults=Faults())
+    ai.register(spark, embeddingDeploymentName="text-embedding-3-small", **kwargs(shared_emulator.endpoint))
+    spark.createDataFrame([(0, TEXTS[0])], "id int, text string").createOrReplaceTempView("sql_args")
+    shared_emulator.reset_stats()
+    wrong_type = 'cannot cast "STRING" to "ARRAY<STRING>"'
+    for call, message in (
+        ("ai_classify(text, 'bug')", wrong_type),  # never the labels 'b', 'u', 'g'
+        ("ai_classify(text, 'bug,feature')", wrong_type),
+        ("ai_extract(text, 'product')", wrong_type),
+        ("ai_classify(text)", "The `ai_classify` requires 2 parameters but the actual number is 1"),
+        ("ai_extract(text, array('a'), 3)", "The `ai_extract` requires 2 parameters but the actual number is 3"),
+        ("ai_generate(text, 'x')", "The `ai_generate` requires 1 parameters but the actual number is 2"),
+        ("ai_sentiment()", "The `ai_sentiment` requires 1 parameters but the actual number is 0"),
+        ("ai_summarize(text, 10)", "The `ai_summarize` requires 1 parameters but the actual number is 2"),
+        ("ai_translate(text)", "The `ai_translate` requires 2 parameters but the actual number is 1"),
+        ("ai_embed(text, text)", "The `ai_embed` requires 1 parameters but the actual number is 2"),
+        ("ai_similarity(text)", "The `ai_similarity` requires 2 parameters but the actual number is 1"),
+    ):
+        with pytest.raises(AnalysisException, match=re.escape(message)):
+            spark.sql(f"SELECT {call} FROM sql_args")
+    rows = spark.sql(
+        "SELECT ai_classify(text, array('bug')) one, ai_classify(text, array('a', 'a')) twice, "
+        "ai_extract(text, array('a', NULL)) null_field FROM sql_args"
+    ).collect()
+    assert rows[0].one.error.code == "invalid_input" and "labels needs at least 2" in rows[0].one.error.message
+    assert "labels must be distinct" in rows[0].twice.error.message
+    assert "fields must hold non-blank strings only" in rows[0].null_field.error.message
+    assert shared_emulator.stats()["requests"] == {}  # nothing was sent for any of them

@@ -223,7 +223,7 @@ def test_bad_media_columns_are_refused_before_any_job(spark, emu):
         ({"imageCol": "missing"}, "imageCol: column 'missing' not found"),
         ({"imageCol": "q"}, "other columns than the prompt's"),
         ({"imageCol": "s", "maxInputBytes": 0}, "maxInputBytes must be at least 1"),
-        ({"imageCol": "s", "rowsPerRequest": "auto"}, "imageCol or fileCol are not packed"),
+        ({"imageCol": "s", "rowsPerRequest": "auto"}, "rows with imageCol are not packed"),
     ):
         with pytest.raises(ConfigurationError, match=problem):
             ChatCompletion(deploymentName="gpt-4o", endpoint=emu.endpoint, promptCol="q", **kwargs).transform(df)

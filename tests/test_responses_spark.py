@@ -74,3 +74,22 @@ def test_the_older_responses_path_when_an_api_version_is_given(spark, strict):
     )  # fmt: skip
     assert all(r.error is None for r in stage.transform(questions(spark, 2)).collect())
     assert set(strict.stats()["paths"]) == {"/openai/responses"}
+
+
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+def test_an_answer_cut_short_before_any_text_is_an_incomplete_row_with_its_usage(spark, strict, api):
+    # gpt-5 thinks 192 tokens at the default effort: with maxTokens=100 the reasoning uses the whole budget
+    common = {"deploymentName": "gpt-5-mini", "promptCol": "q", "endpoint": strict.endpoint, "apiType": api,
+              "usageCol": "usage", "finishReasonCol": "finish"}  # fmt: skip
+    rows = ChatCompletion(maxTokens=100, **common).transform(questions(spark, 4)).collect()
+    assert len(rows) == 4
+    for r in rows:
+        assert r.response is None and r.error.code == "incomplete" and r.error.status == 200, r
+        assert "maxTokens" in r.error.message and r.error.attempts == 1
+        assert r.finish is None  # the finish column is for answers; the error says why
+        assert r.usage.completion_tokens == 100 and r.usage.reasoning_tokens == 100  # billed, so reported
+    # enough for the thinking, not for the whole answer: the text so far is the answer, flagged "length"
+    rows = ChatCompletion(maxTokens=20, reasoningEffort="minimal", **common).transform(questions(spark, 4)).collect()
+    for r in rows:
+        assert r.error is None and r.response and r.finish == "length", r
+        assert chat_reply([{"role": "user", "content": f"question {r.id}"}]).startswith(r.response)

@@ -31,6 +31,11 @@ def _chat_body(message, finish_reason="stop", usage=None):
             "tool_call",
         ),
         (_chat_body({"content": None}, "length"), None, "incomplete"),
+        # a reasoning model whose thinking used the whole budget: content "" (Azure's shape), not an answer
+        (_chat_body({"role": "assistant", "content": ""}, "length"), None, "incomplete"),
+        (_chat_body({"role": "assistant", "content": " \n"}, "length"), None, "incomplete"),
+        (_chat_body({"role": "assistant", "content": "cut"}, "length"), "cut", None),
+        (_chat_body({"role": "assistant", "content": ""}, "content_filter"), "", None),
     ],
 )
 def test_chat_answers(body, text, code):
@@ -165,6 +170,12 @@ def _response(status="completed", content=None, reason=None, extra_items=()):
         ),
         (_response("incomplete", [{"type": "output_text", "text": "cut"}], "max_output_tokens"), "cut", None, "length"),
         (_response("incomplete", [], "max_output_tokens"), None, "incomplete", "length"),
+        (
+            _response("incomplete", [{"type": "output_text", "text": ""}], "max_output_tokens"),
+            None,
+            "incomplete",
+            "length",
+        ),
         (_response("incomplete", None, "content_filter"), "", None, "content_filter"),
         (_response(content=[{"type": "refusal", "refusal": "no"}]), None, "refusal", "stop"),
         (_response(extra_items=[{"type": "function_call", "name": "f"}]), None, "tool_call", "stop"),

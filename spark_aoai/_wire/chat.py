@@ -114,8 +114,9 @@ def content_text(content: Any) -> str | None:
 
 
 def parse_answer(body: Any) -> Answer:
-    """One choice's answer. A valid 200 is final: refusals, tool calls and empty cut-short answers are errors
-    (not retried); a body without the expected shape raises ``MalformedResponseError`` (retried)."""
+    """One choice's answer. A valid 200 is final: refusals, tool calls and answers cut short (``finish_reason:
+    length``) before any text are errors (not retried); a body without the expected shape raises
+    ``MalformedResponseError`` (retried)."""
     if not isinstance(body, Mapping):
         raise MalformedResponseError(f"the chat response is a {type(body).__name__}, not an object")
     choices = body.get("choices")
@@ -129,12 +130,22 @@ def parse_answer(body: Any) -> Answer:
     finish_reason = finish_reason if isinstance(finish_reason, str) else None
     usage = parse_usage(body.get("usage"))
     text = content_text(message.get("content"))
-    if text is None:
+    if text is None or (finish_reason == "length" and not text.strip()):
+        # a reasoning model whose thinking used the whole budget answers content "" (or null): not an answer
         error = _empty_answer_error(message, finish_reason)
         if error is None:
             return Answer("", None, usage, finish_reason)
         return Answer(None, error, usage, finish_reason)
     return Answer(text, None, usage, finish_reason)
+
+
+def cut_short(reason: str) -> RowError:
+    """The ``incomplete`` error of a 200 cut short before any text (billed: the usage stays with the row)."""
+    message = (
+        f"the answer was cut short ({reason}) before any text: raise maxTokens (a reasoning model spends part of "
+        "it thinking; or lower reasoningEffort)"
+    )
+    return RowError(200, ErrorCode.INCOMPLETE, message)
 
 
 def _empty_answer_error(message: Mapping[str, Any], finish_reason: str | None) -> RowError | None:
@@ -155,5 +166,5 @@ def _empty_answer_error(message: Mapping[str, Any], finish_reason: str | None) -
     if finish_reason == "content_filter":
         return None
     if finish_reason == "length":
-        return RowError(200, ErrorCode.INCOMPLETE, "the answer was cut short (finish_reason: length) before any text")
+        return cut_short("finish_reason: length")
     raise MalformedResponseError("the chat response's message has no content")

@@ -15,7 +15,7 @@ from typing import Any
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
 from spark_aoai._media import responses_content
-from spark_aoai._wire.chat import Answer, _count
+from spark_aoai._wire.chat import Answer, _count, cut_short
 
 # v1: ``{base}/openai/v1/responses`` on Azure (the older ``/openai/responses?api-version=`` when one is given)
 ROUTE = Route("responses", deployment_scoped=False, v1=True)
@@ -23,6 +23,7 @@ ROUTE = Route("responses", deployment_scoped=False, v1=True)
 SAME_NAME = ("temperature", "top_p", "user", "store", "metadata", "parallel_tool_calls", "service_tier")
 RENAMED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 UNSUPPORTED = ("seed", "stop", "presence_penalty", "frequency_penalty", "logprobs", "n")
+MIN_OUTPUT_TOKENS = 16  # a smaller max_output_tokens is Azure's 400
 
 
 def build_body(messages: list[dict[str, Any]], options: Mapping[str, Any], model: str | None) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def parse_answer(body: Any) -> Answer:
                 texts.append(part["text"])
             elif part.get("type") == "refusal":
                 refusals.append(str(part.get("refusal")))
-    if texts:
+    if texts and ("".join(texts).strip() or finish_reason != "length"):
         return Answer("".join(texts), None, usage, finish_reason)
     if refusals:
         return Answer(
@@ -134,8 +135,7 @@ def parse_answer(body: Any) -> Answer:
     if finish_reason == "content_filter":
         return Answer("", None, usage, finish_reason)
     if body.get("status") == "incomplete":
-        message = f"the answer was cut short ({finish_reason}) before any text"
-        return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)
+        return Answer(None, cut_short(f"status: incomplete, {finish_reason}"), usage, finish_reason)
     if body.get("status") in UNFINISHED:  # a background response: billed as it runs, never polled here
         message = f"the response is {body.get('status')}, with no text yet (background responses are not read)"
         return Answer(None, RowError(200, ErrorCode.INCOMPLETE, message), usage, finish_reason)

@@ -1,0 +1,61 @@
+"""The AI task helpers' own settings as Params (their defaults come from each task, in ``_tasks``), each checked
+when it is set: ``labels="bug,feature"`` is refused there, naming the fix."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pyspark.ml.param import Params, TypeConverters
+
+from spark_aoai._param_values import labels as label_list
+from spark_aoai._param_values import text, whole
+from spark_aoai._params import _param, with_getters
+from spark_aoai._tasks import fields_text
+
+
+@with_getters
+class HasInstructions(Params):
+    instructions = _param(
+        "instructions", "the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings",
+        TypeConverters.toString,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasLabels(Params):
+    labels = _param(
+        "labels", "the labels to choose from (2 or more); an answer outside them is invalid_output", label_list
+    )
+    multiLabel = _param(
+        "multiLabel", "every label that applies (array<string>) instead of one", TypeConverters.toBoolean
+    )
+    _param_defaults: ClassVar[dict[str, Any]] = {"multiLabel": False}
+
+
+@with_getters
+class HasFields(Params):
+    fields = _param(
+        "fields", "fields to extract: names, a dict name -> description, or a StructType / DDL for typed ones",
+        fields_text,
+    )  # fmt: skip
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasMaxWords(Params):
+    maxWords = _param("maxWords", "longest summary, in words", whole("maxWords", 1))
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasTargetLanguage(Params):
+    to = _param("to", "the language to translate into, e.g. 'French'", text("to"))
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasPair(Params):
+    leftCol = _param("leftCol", "first text column", TypeConverters.toString)
+    rightCol = _param("rightCol", "second text column", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
