@@ -8,56 +8,24 @@ the row's values: the instructions are rendered and the output schema built per 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
 from pyspark.sql import SparkSession
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import DoubleType, StructField, StructType
 
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
-from spark_aoai._engine import open_hooks
-from spark_aoai._executor import OutputColumn, Plan
+from spark_aoai._executor import OutputColumn
 from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._similarity import pairs
-from spark_aoai._spark_types import spark_type
+from spark_aoai._similarity import PAIR_KEYS
 from spark_aoai._stage import SECRET_ARGUMENTS, AzureOpenAIStage
 from spark_aoai._tasks import TASKS, classify_for_row, extract_for_row, extract_map_output
 from spark_aoai._template import Template
+from spark_aoai.functions import plan_udf, stage_udf
+from spark_aoai.transformers import ChatCompletion, Embedding
 
 FUNCTIONS = (
     "ai_classify", "ai_embed", "ai_extract", "ai_generate", "ai_sentiment", "ai_similarity", "ai_summarize",
     "ai_translate",
 )  # fmt: skip
 EMBEDDING_ONLY = ("dimensions", "batchSize", "maxBatchTokens")
-
-
-def _result_type(plan: Plan) -> StructType:
-    return StructType([StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs])
-
-
-def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
-    """A pandas UDF over ``len(names)`` columns whose items are dicts ``{name: value}`` (a template's rows)."""
-
-    maps = [c.name for c in plan.outputs if pa.types.is_map(c.field.arrow_type)]
-
-    @pandas_udf(_result_type(plan))  # type: ignore[call-overload]
-    def call(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
-        def items(columns: Any) -> list[dict[str, Any]]:
-            series = (columns,) if isinstance(columns, pd.Series) else tuple(columns)
-            return [dict(zip(names, values, strict=True)) for values in zip(*(s.tolist() for s in series), strict=True)]
-
-        work = ((items(b), None) for b in batches)
-        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
-            frame = pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
-            for column in maps:  # Arrow gives a map as key/value pairs; Spark takes a dict
-                frame[column] = [None if v is None else dict(v) for v in frame[column]]
-            yield frame
-
-    return call.asNondeterministic()
 
 
 def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **changes: Any) -> Any:
@@ -73,20 +41,8 @@ def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **cha
     assert isinstance(operation, ChatOperation)
     declared = {f.param: f for f in operation.outputs}  # the output type may have changed (a map)
     outputs = tuple(OutputColumn(declared[c.field.param], c.name) for c in plan.outputs)
-    return _rows_udf(Plan(plan.config, operation, outputs, plan.hooks), names)
-
-
-def _similarity_udf(stage: AzureOpenAIStage) -> Any:
-    plan = stage._udf_plan()
-    result = StructType([StructField("result", DoubleType()), StructField("error", spark_type(ROW_ERROR_ARROW_TYPE))])
-
-    @pandas_udf(result)  # type: ignore[call-overload]
-    def call(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        work = ((left.tolist(), right.tolist(), None) for left, right in batches)
-        for columns, _ in pairs(work, plan):
-            yield pa.Table.from_arrays(columns, names=["result", "error"]).to_pandas()
-
-    return call.asNondeterministic()
+    per_row = dataclasses.replace(plan, operation=operation, outputs=outputs)  # dedup, hooks: the stage's
+    return plan_udf(per_row, f"{type(stage).__name__} UDF", names)
 
 
 def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
@@ -103,9 +59,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
     >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
     """
-    from spark_aoai.ai import Classify, Extract, Sentiment, Summarize, Translate
-    from spark_aoai.functions import stage_udf
-    from spark_aoai.transformers import ChatCompletion, Embedding
+    from spark_aoai.ai import Classify, Extract, Sentiment, Similarity, Summarize, Translate
 
     chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY} | {"outputCol": "result", "errorCol": "error"}
     embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
@@ -129,7 +83,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
             structured=extract_map_output({"fields": ["placeholder"]}),
         ),
         "ai_embed": stage_udf(Embedding(**embedding)),
-        "ai_similarity": _similarity_udf(Embedding(**embedding)),
+        "ai_similarity": stage_udf(Similarity(**embedding), PAIR_KEYS),
     }
     for name, function in functions.items():
         spark.udf.register(name, function)

@@ -21,7 +21,7 @@ from spark_aoai._batch_params import MODES, HasBatch
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import SOURCE_FIELD, Operation
 from spark_aoai._engine import HookFactory
-from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
+from spark_aoai._executor import Combine, Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._failover import resolve_deployments, split_deployments
 from spark_aoai._params import (
     HasCache,
@@ -140,6 +140,10 @@ class AzureOpenAIStage(
     def _vector_output(self) -> bool:
         return False
 
+    def _combine(self) -> Combine | None:
+        """How a row's item splits into the operation's items (a pair's two texts); None: it is one."""
+        return None
+
     # -- Params -> settings, in one place ------------------------------------------------------------------
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
@@ -231,7 +235,8 @@ class AzureOpenAIStage(
         built = (build(self, config, operation) for build in HOOK_BUILDERS)
         hooks = tuple(factory for factory in built if factory is not None)
         outputs = self._output_columns(operation, schema)
-        return Plan(config, operation, outputs, hooks, dedup=self.getOrDefault(self.dedup)), inputs
+        dedup = self.getOrDefault(self.dedup)
+        return Plan(config, operation, outputs, hooks, dedup=dedup, combine=self._combine()), inputs
 
     def _udf_plan(self) -> Plan:
         """The plan of a column-expression UDF or a SQL function: those send online, inside the user's query."""
@@ -269,13 +274,12 @@ class AzureOpenAIStage(
         original = schema.fieldNames()
         safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
-        out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
         return Prepared(
             plan,
             inputs.renamed(dict(zip(original, safe, strict=True))),
             dataset.toDF(*safe),
             tuple(original),
-            StructType(fields + out_fields),
+            StructType(fields + output_fields(plan)),
         )
 
     def _finish(self, prepared: Prepared, out: DataFrame) -> DataFrame:
@@ -327,6 +331,18 @@ class Prepared:
     renamed: DataFrame
     original: tuple[str, ...]
     out_schema: StructType
+
+
+def output_fields(plan: Plan, vector: bool = False) -> list[StructField]:
+    """The Spark fields of a plan's output columns: the Transformer's new columns, or the struct a UDF or a
+    SQL function returns. ``vector``: the value is a pyspark.ml Vector (a UDF's own; the Transformer returns
+    ``array<float>`` from ``mapInArrow`` and converts it in ``_finish``)."""
+    fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
+    if vector:
+        from pyspark.ml.linalg import VectorUDT
+
+        fields[0] = StructField(fields[0].name, VectorUDT())
+    return fields
 
 
 def _to_vector(column: Column) -> Column:

@@ -237,7 +237,7 @@ class UsageMethods:
         model = plan.config.deployment
         answers = plan.operation.route.path != "embeddings"
         safe = {name: f"_spark_aoai_in_{i}" for i, name in enumerate(inputs.columns)}  # a template reads several
-        function = count_partition(plan.operation, inputs.renamed(safe), model, answers)
+        function = count_partition(plan, inputs.renamed(safe), model, answers)
         selected = df.select(*[_column(name).alias(alias) for name, alias in safe.items()])
         counted = selected.mapInArrow(function, _counts_ddl())
         row = counted.agg(*[F.sum(name).alias(name) for name in COUNT_FIELDS]).collect()[0]
