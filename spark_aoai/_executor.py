@@ -34,6 +34,10 @@ class Combine(Protocol):
     """How a row's item becomes several of the operation's items (both texts of a pair), and their results
     the row's one result again (``_similarity.Pairs``)."""
 
+    @property
+    def parts(self) -> int:
+        """The operation's items per row."""
+
     def split(self, items: Sequence[Any]) -> list[Any]: ...
 
     def join(self, results: RowResults, rows: int) -> RowResults: ...

@@ -33,6 +33,8 @@ OUTPUTS = (SIMILARITY_FIELD, ERROR_FIELD)  # the value and its error (no usage c
 class Pairs:
     """The ``Combine`` of a similarity plan: a batch's left texts then its right texts, embedded together."""
 
+    parts: int = len(PAIR_KEYS)
+
     def split(self, items: Sequence[Any]) -> list[Any]:
         left, right = PAIR_KEYS
         return [item[left] for item in items] + [item[right] for item in items]

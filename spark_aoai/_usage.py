@@ -171,7 +171,10 @@ def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -
         total = known[1] if known is not None and known[0] is _input_of(stage) else None
         stats = factory.statistics
         label = str(stage._get(stage.getParam("deploymentName")))
-        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total).start()
+        noun = "rows"
+        if plan.combine is not None:  # the tasks count the texts they embed: a row's parts
+            total, noun = None if total is None else total * plan.combine.parts, "texts"
+        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total, noun=noun).start()
     return out
 
 
