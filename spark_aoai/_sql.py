@@ -8,6 +8,7 @@ the row's values: the instructions are rendered and the output schema built per 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -45,33 +46,34 @@ def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **cha
     return plan_udf(per_row, f"{type(stage).__name__} UDF", names)
 
 
-def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
-    """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
-    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+@dataclass(frozen=True)
+class TaskStages:
+    """The task stages the SQL functions are made of; ``ai`` defines them and hands them in."""
 
-    ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
-    ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
-    ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
-    ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
-    ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
-    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+    classify: type[Any]
+    extract: type[Any]
+    sentiment: type[Any]
+    summarize: type[Any]
+    translate: type[Any]
+    similarity: type[Any]
 
-    >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
-    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
-    """
-    from spark_aoai.ai import Classify, Extract, Sentiment, Similarity, Summarize, Translate
 
+def register(
+    spark: SparkSession, tasks: TaskStages, embeddingDeploymentName: str | None = None, **kwargs: Any
+) -> list[str]:
+    """``ai.register``: make each SQL function from its stage (its plan run through ``Plan.run``) and register it
+    on ``spark``; the names, sorted."""
     chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY} | {"outputCol": "result", "errorCol": "error"}
     embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
     if embeddingDeploymentName:
         embedding["deploymentName"] = embeddingDeploymentName
-    classify = Classify(labels=["placeholder"], **chat)
-    extract = Extract(fields=["placeholder"], **chat)
+    classify = tasks.classify(labels=["placeholder"], **chat)
+    extract = tasks.extract(fields=["placeholder"], **chat)
     functions = {
         "ai_generate": stage_udf(ChatCompletion(**chat)),
-        "ai_sentiment": stage_udf(Sentiment(**chat)),
-        "ai_summarize": stage_udf(Summarize(**chat)),
-        "ai_translate": _per_row(Translate(to="x", **chat), ("text", "to"), TASKS["translate"].instructions),
+        "ai_sentiment": stage_udf(tasks.sentiment(**chat)),
+        "ai_summarize": stage_udf(tasks.summarize(**chat)),
+        "ai_translate": _per_row(tasks.translate(to="x", **chat), ("text", "to"), TASKS["translate"].instructions),
         "ai_classify": _per_row(
             classify, ("text", "labels"), TASKS["classify"].instructions, output_for=classify_for_row
         ),
@@ -83,7 +85,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
             structured=extract_map_output({"fields": ["placeholder"]}),
         ),
         "ai_embed": stage_udf(Embedding(**embedding)),
-        "ai_similarity": stage_udf(Similarity(**embedding), PAIR_KEYS),
+        "ai_similarity": stage_udf(tasks.similarity(**embedding), PAIR_KEYS),
     }
     for name, function in functions.items():
         spark.udf.register(name, function)

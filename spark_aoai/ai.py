@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
 from spark_aoai._config import ClientConfig
@@ -33,7 +34,8 @@ from spark_aoai._params import (
 from spark_aoai._similarity import OUTPUTS as SIMILARITY_OUTPUTS
 from spark_aoai._similarity import PAIR_KEYS, Pairs
 from spark_aoai._spark_types import require_column, require_string
-from spark_aoai._sql import register
+from spark_aoai._sql import TaskStages
+from spark_aoai._sql import register as _register
 from spark_aoai._structured import StructuredOutput
 from spark_aoai._tasks import TASKS, Task, describe_fields
 from spark_aoai._template import Template
@@ -236,3 +238,21 @@ def embed(inputCol: str, **kwargs: Any) -> Embedding:
 def similarity(leftCol: str, rightCol: str, **kwargs: Any) -> Similarity:
     """The cosine similarity (double) of the two columns' embeddings; takes ``Embedding``'s Params."""
     return Similarity(leftCol=leftCol, rightCol=rightCol, **kwargs)
+
+
+def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
+    """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
+    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+
+    ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
+    ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
+    ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
+    ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
+    ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
+    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+
+    >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
+    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
+    """
+    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
+    return _register(spark, tasks, embeddingDeploymentName, **kwargs)

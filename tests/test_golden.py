@@ -116,7 +116,7 @@ def test_batch_manifest_fingerprints_never_change(spark, tmp_path, name):
 
     stage = golden_stages()[name].setParams(batchDir=str(tmp_path))
     df = spark.createDataFrame([(t,) for t in ITEMS], "p string").coalesce(1)
-    job = BatchJob(stage, df)
+    job = BatchJob(stage, df, stage._prepare, stage._finish)
     assert job._fingerprint(job._request_pass(None)) == FINGERPRINTS[name]
 
 
