@@ -49,6 +49,45 @@ class ErrorCode(str, enum.Enum):
         return self.value
 
 
+class Retry(enum.Enum):
+    """Whether another attempt may cure a row with one of our codes, and when."""
+
+    NEVER = "never"  # the input, the answer or the settings: the same request fails the same way
+    NOW = "now"  # no usable answer came (network, garbled body, token provider): retried within the run
+    LATER = "later"  # a stop that a later run cures (quota, budget, an unfinished batch): ``retry_failed``
+
+
+# Every ErrorCode, classified once (a test checks none is missing): the engine's retry policy and
+# ``retry_failed`` both read their codes from here.
+RETRY_BY_CODE: dict[ErrorCode, Retry] = {
+    ErrorCode.INVALID_INPUT: Retry.NEVER,
+    ErrorCode.HTTP_ERROR: Retry.NEVER,  # its status decides (408/409/429/5xx are retried by status)
+    ErrorCode.TIMEOUT: Retry.NOW,
+    ErrorCode.CONNECTION_ERROR: Retry.NOW,
+    ErrorCode.TLS_ERROR: Retry.NEVER,
+    ErrorCode.MALFORMED_RESPONSE: Retry.NOW,
+    ErrorCode.REFUSAL: Retry.NEVER,
+    ErrorCode.TOOL_CALL: Retry.NEVER,
+    ErrorCode.INCOMPLETE: Retry.NEVER,
+    ErrorCode.CREDENTIAL_ERROR: Retry.NOW,
+    ErrorCode.QUOTA_EXCEEDED: Retry.LATER,
+    ErrorCode.BUDGET_EXHAUSTED: Retry.LATER,
+    ErrorCode.CLIENT_ERROR: Retry.NEVER,
+    ErrorCode.BATCH_FAILED: Retry.LATER,  # batch mode: a new job over these rows submits them again
+    ErrorCode.BATCH_EXPIRED: Retry.LATER,
+    ErrorCode.BATCH_CANCELLED: Retry.LATER,
+    ErrorCode.INTERNAL_ERROR: Retry.LATER,
+    ErrorCode.INVALID_OUTPUT: Retry.NEVER,  # already re-asked ``outputRetries`` times
+}
+
+
+def retryable_codes(later: bool) -> frozenset[str]:
+    """Our codes worth another attempt within the run, or with ``later`` in a later run too (those include the
+    first: what the run's retries did not cure may pass later)."""
+    wanted = (Retry.NOW, Retry.LATER) if later else (Retry.NOW,)
+    return frozenset(code.value for code, retry in RETRY_BY_CODE.items() if retry in wanted)
+
+
 @dataclass(frozen=True)
 class RowError:
     """Why a row has no answer: HTTP status (None when no response came), code, message, attempts, request id."""
