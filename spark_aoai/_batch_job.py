@@ -27,6 +27,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -53,7 +54,15 @@ ONLINE_ONLY = (
 class BatchJob:
     """One stage over one input in batch mode: ``submit``, ``status``, ``wait``, ``collect`` (``run`` = all)."""
 
-    def __init__(self, stage: AzureOpenAIStage, dataset: DataFrame) -> None:
+    def __init__(
+        self,
+        stage: AzureOpenAIStage,
+        dataset: DataFrame,
+        prepare: Callable[[DataFrame], Prepared],
+        finish: Callable[[Prepared, DataFrame], DataFrame],
+    ) -> None:
+        """``stage``'s Params set the job; ``prepare`` plans it over ``dataset`` and ``finish`` is what the stage
+        does with an output (its column names, the observers): the stage's own steps, handed over by it."""
         if dataset.isStreaming:
             raise ConfigurationError("mode='batch' takes a static DataFrame; a stream is answered online")
         directory = stage.getOrDefault(stage.batchDir)
@@ -67,8 +76,8 @@ class BatchJob:
         )
         if self.limits.max_lines < 1 or self.limits.max_bytes < 1:
             raise ConfigurationError("batchMaxLinesPerFile and batchMaxBytesPerFile must be at least 1")
-        self.stage, self.hours, self.longest_poll = stage, hours, poll
-        self.prepared: Prepared = stage._prepare(dataset)
+        self.stage, self.hours, self.longest_poll, self.finish = stage, hours, poll, finish
+        self.prepared = prepare(dataset)
         self.plan = self.prepared.plan
         route = self.plan.operation.route
         if route.path not in BATCH_ROUTES:
@@ -232,7 +241,7 @@ class BatchJob:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""
         function = answer_partition(self.plan, self.prepared.inputs, self._job_files())
         out = self.prepared.renamed.mapInArrow(function, self.prepared.out_schema)
-        return self.stage._finish(self.prepared, out)
+        return self.finish(self.prepared, out)
 
     def delete_files(self) -> int:
         """Delete the job's input, output and error files from the service (Azure keeps 500 per resource), once
@@ -273,6 +282,42 @@ class BatchJob:
             found = tuple(index[f] for f in part["files"] if f in index)
             by_first[part["first"]] = by_first.get(part["first"], ()) + found
         return JobFiles(by_first, tuple(outcomes), self.limits, bool(self.manifest.get("files_deleted")))
+
+
+class BatchMethods:
+    """Batch mode on a stage (mixed in before ``AzureOpenAIStage``): ``transform`` in batch mode, ``submit``
+    and ``collect_batch``."""
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        stage: Any = self
+        if stage._batch_mode():
+            return self._job(dataset).run()
+        return super()._transform(dataset)  # type: ignore[misc]
+
+    def _job(self, dataset: DataFrame) -> BatchJob:
+        stage: Any = self
+        return BatchJob(stage, dataset, stage._prepare, stage._finish)
+
+    def submit(self, dataset: DataFrame) -> BatchJob:
+        """Batch mode: upload ``dataset``'s requests and create the batches; returns at once with the job
+        (``job.status()``). ``collect_batch`` (or ``transform``) with the same input joins the answers later.
+
+        >>> job = chat.submit(df); job.status()                     # doctest: +SKIP
+        {'batches': 2, 'total': 1000, 'completed': 0, 'failed': 0, 'status': {'in_progress': 2}}
+        """
+        self._require_batch_mode("submit")
+        return self._job(dataset).submit()
+
+    def collect_batch(self, dataset: DataFrame) -> DataFrame:
+        """Batch mode: the output of the job submitted for ``dataset``, once its batches are done (waiting up to
+        ``batchTimeoutHours``); submits it first if that was not done."""
+        self._require_batch_mode("collect_batch")
+        return self._job(dataset).run()
+
+    def _require_batch_mode(self, method: str) -> None:
+        stage: Any = self
+        if not stage._batch_mode():
+            raise ConfigurationError(f"{method}() is for batch mode: set mode='batch' and batchDir=...")
 
 
 def _outcome(info: dict[str, Any]) -> BatchOutcome:

@@ -39,8 +39,8 @@ from spark_aoai._contract import (
     Unit,
     invalid_input,
 )
-from spark_aoai._engine import Hooks, open_hooks
 from spark_aoai._executor import Inputs, Plan
+from spark_aoai._hooks import Hooks, open_hooks
 from spark_aoai._http import Outcome, clean_message, error_from_response
 from spark_aoai.exceptions import RequestFailedError
 

@@ -1,12 +1,11 @@
-"""A token bucket: the one budget model for the emulator's rate limiter and the client's pacing.
+"""A token bucket: the budget model of the client's pacing (the emulator has its own, ``emulator._limiter``).
 
 A bucket holds up to ``capacity`` units and refills continuously at ``rate`` units per second. A request of
 ``cost`` units may go when the bucket holds that much, and then takes it out. A cost above the capacity is
 clamped to the capacity: a request larger than the whole budget waits for a full bucket and empties it,
 instead of waiting forever.
 
-Standard library only, so the emulator and the engine use it where pyspark (or the rest of spark_aoai) is
-absent::
+Standard library only, so the engine uses it where pyspark (or the rest of spark_aoai) is absent::
 
     >>> bucket = TokenBucket.full(rate=10.0, capacity=20.0, now=0.0)
     >>> bucket.wait_for(5.0)

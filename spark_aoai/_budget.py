@@ -31,7 +31,7 @@ from typing import Any
 
 from spark_aoai import _constants as C
 from spark_aoai._contract import ErrorCode, RowError, Unit
-from spark_aoai._engine import NoHooks
+from spark_aoai._hooks import NoHooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage

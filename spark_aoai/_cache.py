@@ -37,7 +37,7 @@ from typing import Any
 
 from spark_aoai import _constants as C
 from spark_aoai._contract import Route, Unit
-from spark_aoai._engine import NoHooks
+from spark_aoai._hooks import NoHooks
 from spark_aoai.exceptions import ConfigurationError
 
 logger = logging.getLogger("spark_aoai")

@@ -17,10 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
-
-from spark_aoai._arrow import array, struct_of, validity
 
 
 class ErrorCode(str, enum.Enum):
@@ -47,6 +44,45 @@ class ErrorCode(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class Retry(enum.Enum):
+    """Whether another attempt may cure a row with one of our codes, and when."""
+
+    NEVER = "never"  # the input, the answer or the settings: the same request fails the same way
+    NOW = "now"  # no usable answer came (network, garbled body, token provider): retried within the run
+    LATER = "later"  # a stop that a later run cures (quota, budget, an unfinished batch): ``retry_failed``
+
+
+# Every ErrorCode, classified once (a test checks none is missing): the engine's retry policy and
+# ``retry_failed`` both read their codes from here.
+RETRY_BY_CODE: dict[ErrorCode, Retry] = {
+    ErrorCode.INVALID_INPUT: Retry.NEVER,
+    ErrorCode.HTTP_ERROR: Retry.NEVER,  # its status decides (408/409/429/5xx are retried by status)
+    ErrorCode.TIMEOUT: Retry.NOW,
+    ErrorCode.CONNECTION_ERROR: Retry.NOW,
+    ErrorCode.TLS_ERROR: Retry.NEVER,
+    ErrorCode.MALFORMED_RESPONSE: Retry.NOW,
+    ErrorCode.REFUSAL: Retry.NEVER,
+    ErrorCode.TOOL_CALL: Retry.NEVER,
+    ErrorCode.INCOMPLETE: Retry.NEVER,
+    ErrorCode.CREDENTIAL_ERROR: Retry.NOW,
+    ErrorCode.QUOTA_EXCEEDED: Retry.LATER,
+    ErrorCode.BUDGET_EXHAUSTED: Retry.LATER,
+    ErrorCode.CLIENT_ERROR: Retry.NEVER,
+    ErrorCode.BATCH_FAILED: Retry.LATER,  # batch mode: a new job over these rows submits them again
+    ErrorCode.BATCH_EXPIRED: Retry.LATER,
+    ErrorCode.BATCH_CANCELLED: Retry.LATER,
+    ErrorCode.INTERNAL_ERROR: Retry.LATER,
+    ErrorCode.INVALID_OUTPUT: Retry.NEVER,  # already re-asked ``outputRetries`` times
+}
+
+
+def retryable_codes(later: bool) -> frozenset[str]:
+    """Our codes worth another attempt within the run, or with ``later`` in a later run too (those include the
+    first: what the run's retries did not cure may pass later)."""
+    wanted = (Retry.NOW, Retry.LATER) if later else (Retry.NOW,)
+    return frozenset(code.value for code, retry in RETRY_BY_CODE.items() if retry in wanted)
 
 
 @dataclass(frozen=True)
@@ -307,64 +343,3 @@ class TaskOperation(Protocol):
 
 def invalid_input(message: str) -> RowError:
     return RowError(None, ErrorCode.INVALID_INPUT, message)
-
-
-# -- encoders shared by the output declarations ----------------------------------------------------------
-
-
-# (``_arrow.array``, not ``pa.array``: that one imports pandas on every fresh Python worker)
-
-
-def encode_errors(results: RowResults) -> pa.Array:
-    errors = results.errors
-    columns = [[None if e is None else getattr(e, f.name) for e in errors] for f in fields(RowError)]
-    return struct_of(columns, [e is not None for e in errors], ROW_ERROR_ARROW_TYPE)
-
-
-def encode_usage(results: RowResults) -> pa.Array:
-    figures = [None if u is None else u.figures() for u in results.usage]
-    columns = [[None if f is None else f[i] for f in figures] for i in range(USAGE_ARROW_TYPE.num_fields)]
-    return struct_of(columns, [f is not None for f in figures], USAGE_ARROW_TYPE)
-
-
-def encode_finish_reasons(results: RowResults) -> pa.Array:
-    return array(results.finish_reasons, pa.string())
-
-
-def encode_sources(results: RowResults) -> pa.Array:
-    return array(results.sources, pa.string())
-
-
-def encode_strings(results: RowResults) -> pa.Array:
-    return array(results.values, pa.string())
-
-
-@dataclass(frozen=True)
-class encode_typed:  # noqa: N801 - used as an encoder function, like the others
-    """The encoder of a typed (structured) output column: values already converted to ``arrow_type``."""
-
-    arrow_type: pa.DataType
-
-    def __call__(self, results: RowResults) -> pa.Array:
-        return array(results.values, self.arrow_type)
-
-
-def encode_vectors(results: RowResults) -> pa.Array:
-    """``list<float>`` from float32 vectors (None for null), built from one contiguous buffer."""
-    vectors: Sequence[np.ndarray | None] = results.values
-    lengths = np.fromiter((0 if v is None else v.shape[0] for v in vectors), dtype=np.int64, count=len(vectors))
-    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    present = [v for v in vectors if v is not None]
-    flat = np.concatenate(present).astype(np.float32, copy=False) if present else np.zeros(0, dtype=np.float32)
-    valid = np.fromiter((v is not None for v in vectors), dtype=bool, count=len(vectors))
-    values = pa.Array.from_buffers(pa.float32(), len(flat), [None, pa.py_buffer(flat)])
-    return pa.Array.from_buffers(
-        pa.list_(pa.float32()), len(vectors), [validity(valid), pa.py_buffer(offsets)], children=[values]
-    )
-
-
-ERROR_FIELD = OutputField("errorCol", "error", ROW_ERROR_ARROW_TYPE, encode_errors)
-USAGE_FIELD = OutputField("usageCol", None, USAGE_ARROW_TYPE, encode_usage)
-FINISH_REASON_FIELD = OutputField("finishReasonCol", None, pa.string(), encode_finish_reasons)
-SOURCE_FIELD = OutputField("deploymentCol", None, pa.string(), encode_sources)  # every stage may add it

@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 
 from spark_aoai._bpe import count_message_tokens, count_tokens
-from spark_aoai._contract import Operation, RowResults
-from spark_aoai._executor import Inputs
+from spark_aoai._contract import RowResults
+from spark_aoai._executor import Inputs, Plan
 from spark_aoai._pricing import Price
 from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS
 
@@ -46,19 +46,24 @@ def completion_limit(payload: dict[str, Any]) -> int | None:
 
 
 def count_partition(
-    operation: Operation, inputs: Inputs, model: str | None, answers: bool
+    plan: Plan, inputs: Inputs, model: str | None, answers: bool
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The ``mapInArrow`` function: one row of counts per partition. ``answers``: the API returns text."""
+    """The ``mapInArrow`` function: one row of counts per partition. ``answers``: the API returns text.
+
+    A row whose item is several of the operation's (a pair's two texts) is counted once, invalid when any of
+    its parts is; its requests and tokens are those of all its parts."""
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        task = operation.for_task()
+        task = plan.operation.for_task()
         counts = dict.fromkeys(COUNT_FIELDS, 0)
         for batch in batches:
-            items = inputs.items(batch)
+            rows = inputs.items(batch)
+            items = plan.expand(rows)
             results = RowResults(len(items))
-            units = task.plan(items, results)  # type: ignore[attr-defined]
-            counts["rows"] += len(items)
-            counts["invalid_rows"] += sum(error is not None for error in results.errors)
+            units = task.plan(items, results)
+            counts["rows"] += len(rows)
+            invalid = {i % len(rows) for i, error in enumerate(results.errors) if error is not None}
+            counts["invalid_rows"] += len(invalid)
             counts["requests"] += len(units)
             for unit in units:
                 counts["prompt_tokens"] += request_prompt_tokens(unit.payload, model)

@@ -1,19 +1,25 @@
 """What runs on the executors for a stage: its plan (settings, operation, output columns) and the
 ``mapInArrow`` function. Free of pyspark, so a fresh Python worker imports only what the job needs.
+
+Every online flavour (the Transformer, the UDFs, the SQL functions, ``ai.similarity``) runs a stage's rows
+through ``Plan.run``, the one caller of the partition runner; the dry run (``estimate``) and batch mode's
+lines plan the same rows with ``Plan.expand`` and the plan's operation, and send nothing through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation, OutputField, RowResults
-from spark_aoai._engine import HookFactory, open_hooks
+from spark_aoai._hooks import HookFactory, open_hooks
 from spark_aoai._partition import run_partition
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -24,15 +30,53 @@ class OutputColumn:
     name: str
 
 
+class Combine(Protocol):
+    """How a row's item becomes several of the operation's items (both texts of a pair), and their results
+    the row's one result again (``_similarity.Pairs``)."""
+
+    @property
+    def parts(self) -> int:
+        """The operation's items per row."""
+
+    def split(self, items: Sequence[Any]) -> list[Any]: ...
+
+    def join(self, results: RowResults, rows: int) -> RowResults: ...
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What one transform (or UDF) runs: settings, the operation and its output columns; picklable."""
+    """What one transform (or UDF) runs: settings, the operation and its output columns; picklable.
+
+    Built on the driver by one function (``AzureOpenAIStage._plan``), from the stage's Params.
+    """
 
     config: ClientConfig
     operation: Operation
     outputs: tuple[OutputColumn, ...]
     hooks: tuple[HookFactory, ...] = ()
     dedup: bool = False
+    combine: Combine | None = None
+
+    def run(self, batches: Iterable[tuple[Sequence[Any], T]]) -> Iterator[tuple[RowResults, T]]:
+        """Each batch's rows answered: ``(items, context)`` in, ``(results, context)`` out, in input order.
+
+        The one caller of the partition runner, with the plan's hooks (opened once per task) and ``dedup``.
+        """
+        work: Iterator[tuple[Sequence[Any], Any]] = iter(batches)
+        combine = self.combine
+        if combine is not None:
+            work = ((combine.split(items), (len(items), context)) for items, context in work)
+        answered = run_partition(work, self.operation, self.config, open_hooks(self.hooks), self.dedup)
+        for results, context in answered:
+            if combine is None:
+                yield results, context
+            else:
+                rows, own = context
+                yield combine.join(results, rows), own
+
+    def expand(self, items: Sequence[Any]) -> list[Any]:
+        """The operation's items for a batch's rows (``run`` sends these): the items, or each pair's two."""
+        return self.combine.split(items) if self.combine is not None else list(items)
 
     def encode(self, results: RowResults) -> list[pa.Array]:
         return [column.field.encode(results) for column in self.outputs]
@@ -66,8 +110,7 @@ def arrow_partition(plan: Plan, inputs: Inputs) -> Callable[[Iterator[pa.RecordB
     """The function ``mapInArrow`` runs on each partition: input batches in, same rows plus results out."""
 
     def partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        work = ((inputs.items(batch), batch) for batch in batches)
-        for results, batch in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
+        for results, batch in plan.run((inputs.items(batch), batch) for batch in batches):
             columns = list(batch.columns) + plan.encode(results)
             yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names + plan.names)
 

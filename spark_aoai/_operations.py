@@ -16,10 +16,15 @@ import numpy as np
 import pyarrow as pa
 
 from spark_aoai import _constants as C
-from spark_aoai._contract import (
+from spark_aoai._columns import (
     ERROR_FIELD,
     FINISH_REASON_FIELD,
     USAGE_FIELD,
+    encode_strings,
+    encode_typed,
+    encode_vectors,
+)
+from spark_aoai._contract import (
     ErrorCode,
     InvalidInputError,
     OutputField,
@@ -29,9 +34,6 @@ from spark_aoai._contract import (
     Unit,
     Usage,
     add_usage,
-    encode_strings,
-    encode_typed,
-    encode_vectors,
     invalid_input,
 )
 from spark_aoai._media import Media

@@ -20,7 +20,8 @@ from spark_aoai._config import ClientConfig
 from spark_aoai._constants import MAX_PENDING_BATCHES
 from spark_aoai._contract import CACHED, ErrorCode, Operation, RowError, RowResults, TaskOperation, Unit
 from spark_aoai._dedup import InFlight
-from spark_aoai._engine import Hooks, NoHooks, Sender
+from spark_aoai._engine import Sender
+from spark_aoai._hooks import Hooks, NoHooks
 from spark_aoai._http import clean_message
 from spark_aoai._operations import Asked
 from spark_aoai._packing import Pack, Single

@@ -36,8 +36,10 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def render(label: str, records: list[dict[str, Any]], total: int | None, now: float) -> str:
-    """One progress line from the task records (rows done of ``total`` when known, errors, rates, ETA)."""
+def render(label: str, records: list[dict[str, Any]], total: int | None, now: float, noun: str = "rows") -> str:
+    """One progress line from the task records (rows done of ``total`` when known, errors, rates, ETA).
+
+    ``noun``: what the tasks count, ``texts`` when a row is several of them (``ai.similarity``'s two)."""
     done = sum(r["rows_done"] for r in records)
     errors = sum(r["error_rows"] for r in records)
     requests = sum(r["requests"] for r in records)
@@ -46,7 +48,7 @@ def render(label: str, records: list[dict[str, Any]], total: int | None, now: fl
     if records and all(r.get("closed") for r in records):
         now = max(r["updated"] for r in records)  # every task is over: the rates of the job, not of the wait
     elapsed = now - min((r["started"] for r in records), default=now)
-    rows = f"{done:,}/{total:,} rows ({100 * done // max(total, 1)}%)" if total else f"{done:,} rows"
+    rows = f"{done:,}/{total:,} {noun} ({100 * done // max(total, 1)}%)" if total else f"{done:,} {noun}"
     rate = f"{tokens / elapsed:,.0f} tokens/s" if elapsed > 0 else "- tokens/s"
     eta = ""
     if total and 0 < done < total and elapsed > 0:
@@ -66,8 +68,9 @@ class Progress:
         total: int | None = None,
         interval: float = DEFAULT_INTERVAL_SECONDS,
         stream: TextIO | None = None,
+        noun: str = "rows",
     ) -> None:
-        self.label, self.directory, self.run_id = label, directory, run_id
+        self.label, self.directory, self.run_id, self.noun = label, directory, run_id, noun
         self.finished, self.total, self.interval = finished, total, interval
         self.stream = stream
         self.lines: list[str] = []
@@ -88,7 +91,7 @@ class Progress:
             over = self.finished()
             records = read_records(self.directory, self.run_id)
             if records:
-                self._draw(render(self.label, records, self.total, time.time()), final=over)
+                self._draw(render(self.label, records, self.total, time.time(), self.noun), final=over)
                 drawn = True
             if over:
                 if drawn and self.stream is None and self.handle is None and sys.stderr.isatty():

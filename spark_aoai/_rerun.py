@@ -8,25 +8,14 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark_aoai._contract import ErrorCode
+from spark_aoai._contract import retryable_codes
 from spark_aoai._retry import RETRYABLE_STATUS
 from spark_aoai._stage import AzureOpenAIStage
 from spark_aoai.exceptions import ConfigurationError
 
 # What a later try may cure: throttling, quota and budget stops, server errors, the network, garbled answers,
-# and batches that did not finish.
-RETRYABLE_CODES = (
-    ErrorCode.TIMEOUT.value,
-    ErrorCode.CONNECTION_ERROR.value,
-    ErrorCode.QUOTA_EXCEEDED.value,
-    ErrorCode.MALFORMED_RESPONSE.value,
-    ErrorCode.CREDENTIAL_ERROR.value,
-    ErrorCode.INTERNAL_ERROR.value,
-    "budget_exhausted",
-    ErrorCode.BATCH_FAILED.value,  # batch mode: a new job over these rows submits them again
-    ErrorCode.BATCH_EXPIRED.value,
-    ErrorCode.BATCH_CANCELLED.value,
-)
+# and batches that did not finish (``_contract.RETRY_BY_CODE``).
+RETRYABLE_CODES = tuple(sorted(retryable_codes(later=True)))
 
 
 def retryable(error: Column) -> Column:

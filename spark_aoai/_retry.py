@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from spark_aoai import _constants as C
-from spark_aoai._contract import ErrorCode, RowError
+from spark_aoai._contract import ErrorCode, RowError, retryable_codes
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # Our own codes for failures that got no usable HTTP answer; all are worth another attempt.
-TRANSPORT_CODES = frozenset(
-    {ErrorCode.TIMEOUT, ErrorCode.CONNECTION_ERROR, ErrorCode.MALFORMED_RESPONSE, ErrorCode.CREDENTIAL_ERROR}
-)
+TRANSPORT_CODES = retryable_codes(later=False)
 # A 429 with one of these codes says the capacity itself is used up, not that we are going too fast.
 CAPACITY_CODES = frozenset({"CapacityLimitExceeded", "insufficient_quota", "quota_exceeded"})
 

@@ -1,63 +1,34 @@
 """The AI helpers as SQL functions: ``spark_aoai.ai.register(spark, ...)``.
 
-Each is a pandas UDF registered with ``spark.udf.register`` (no SparkContext, no JVM: Spark Connect works)
-and returns ``struct<result, error>``. Settings that SQL passes per row (``labels``, ``fields``, ``to``) are
+Each is a pandas UDF registered with ``spark.udf.register`` under a private name, wrapped in a temporary SQL
+function with typed parameters (``SIGNATURES``), so Spark refuses a wrong argument count or type when it
+analyses the query (no SparkContext, no JVM: Spark Connect works); each returns ``struct<result, error>``.
+Settings that SQL passes per row (``labels``, ``fields``, ``to``) are
 the row's values: the instructions are rendered and the output schema built per row, on the executor.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
 from pyspark.sql import SparkSession
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import DoubleType, StructField, StructType
 
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE
-from spark_aoai._engine import open_hooks
-from spark_aoai._executor import OutputColumn, Plan
+from spark_aoai._executor import OutputColumn
 from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._similarity import pairs
-from spark_aoai._spark_types import spark_type
+from spark_aoai._similarity import PAIR_KEYS
 from spark_aoai._stage import SECRET_ARGUMENTS, AzureOpenAIStage
 from spark_aoai._tasks import TASKS, classify_for_row, extract_for_row, extract_map_output
 from spark_aoai._template import Template
+from spark_aoai.functions import plan_udf, stage_udf
+from spark_aoai.transformers import ChatCompletion, Embedding
 
 FUNCTIONS = (
     "ai_classify", "ai_embed", "ai_extract", "ai_generate", "ai_sentiment", "ai_similarity", "ai_summarize",
     "ai_translate",
 )  # fmt: skip
 EMBEDDING_ONLY = ("dimensions", "batchSize", "maxBatchTokens")
-
-
-def _result_type(plan: Plan) -> StructType:
-    return StructType([StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs])
-
-
-def _rows_udf(plan: Plan, names: tuple[str, ...]) -> Any:
-    """A pandas UDF over ``len(names)`` columns whose items are dicts ``{name: value}`` (a template's rows)."""
-
-    maps = [c.name for c in plan.outputs if pa.types.is_map(c.field.arrow_type)]
-
-    @pandas_udf(_result_type(plan))  # type: ignore[call-overload]
-    def call(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
-        def items(columns: Any) -> list[dict[str, Any]]:
-            series = (columns,) if isinstance(columns, pd.Series) else tuple(columns)
-            return [dict(zip(names, values, strict=True)) for values in zip(*(s.tolist() for s in series), strict=True)]
-
-        work = ((items(b), None) for b in batches)
-        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks)):
-            frame = pa.Table.from_arrays(plan.encode(results), names=plan.names).to_pandas()
-            for column in maps:  # Arrow gives a map as key/value pairs; Spark takes a dict
-                frame[column] = [None if v is None else dict(v) for v in frame[column]]
-            yield frame
-
-    return call.asNondeterministic()
 
 
 def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **changes: Any) -> Any:
@@ -73,52 +44,38 @@ def _per_row(stage: AzureOpenAIStage, names: tuple[str, ...], system: str, **cha
     assert isinstance(operation, ChatOperation)
     declared = {f.param: f for f in operation.outputs}  # the output type may have changed (a map)
     outputs = tuple(OutputColumn(declared[c.field.param], c.name) for c in plan.outputs)
-    return _rows_udf(Plan(plan.config, operation, outputs, plan.hooks), names)
+    per_row = dataclasses.replace(plan, operation=operation, outputs=outputs)  # dedup, hooks: the stage's
+    return plan_udf(per_row, f"{type(stage).__name__} UDF", names)
 
 
-def _similarity_udf(stage: AzureOpenAIStage) -> Any:
-    plan = stage._udf_plan()
-    result = StructType([StructField("result", DoubleType()), StructField("error", spark_type(ROW_ERROR_ARROW_TYPE))])
+@dataclass(frozen=True)
+class TaskStages:
+    """The task stages the SQL functions are made of; ``ai`` defines them and hands them in."""
 
-    @pandas_udf(result)  # type: ignore[call-overload]
-    def call(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        work = ((left.tolist(), right.tolist(), None) for left, right in batches)
-        for columns, _ in pairs(work, plan):
-            yield pa.Table.from_arrays(columns, names=["result", "error"]).to_pandas()
+    classify: type[Any]
+    extract: type[Any]
+    sentiment: type[Any]
+    summarize: type[Any]
+    translate: type[Any]
+    similarity: type[Any]
 
-    return call.asNondeterministic()
 
-
-def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
-    """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
-    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
-
-    ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
-    ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
-    ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
-    ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
-    ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
-    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``). Each is a SQL
-    function with these typed parameters, so a wrong argument count or type fails when the query is analysed.
-
-    >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
-    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
-    """
-    from spark_aoai.ai import Classify, Extract, Sentiment, Summarize, Translate
-    from spark_aoai.functions import stage_udf
-    from spark_aoai.transformers import ChatCompletion, Embedding
-
+def register(
+    spark: SparkSession, tasks: TaskStages, embeddingDeploymentName: str | None = None, **kwargs: Any
+) -> list[str]:
+    """``ai.register``: make each SQL function from its stage (its plan run through ``Plan.run``) and register it
+    on ``spark`` as a SQL function with typed parameters (``SIGNATURES``); the names, sorted."""
     chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY} | {"outputCol": "result", "errorCol": "error"}
     embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
     if embeddingDeploymentName:
         embedding["deploymentName"] = embeddingDeploymentName
-    classify = Classify(labels=["placeholder", "another"], **chat)
-    extract = Extract(fields=["placeholder"], **chat)
+    classify = tasks.classify(labels=["placeholder", "another"], **chat)
+    extract = tasks.extract(fields=["placeholder"], **chat)
     functions = {
         "ai_generate": stage_udf(ChatCompletion(**chat)),
-        "ai_sentiment": stage_udf(Sentiment(**chat)),
-        "ai_summarize": stage_udf(Summarize(**chat)),
-        "ai_translate": _per_row(Translate(to="x", **chat), ("text", "to"), TASKS["translate"].instructions),
+        "ai_sentiment": stage_udf(tasks.sentiment(**chat)),
+        "ai_summarize": stage_udf(tasks.summarize(**chat)),
+        "ai_translate": _per_row(tasks.translate(to="x", **chat), ("text", "to"), TASKS["translate"].instructions),
         "ai_classify": _per_row(
             classify, ("text", "labels"), TASKS["classify"].instructions, output_for=classify_for_row
         ),
@@ -130,7 +87,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
             structured=extract_map_output({"fields": ["placeholder"]}),
         ),
         "ai_embed": stage_udf(Embedding(**embedding)),
-        "ai_similarity": _similarity_udf(Embedding(**embedding)),
+        "ai_similarity": stage_udf(tasks.similarity(**embedding), PAIR_KEYS),
     }
     for name, function in functions.items():
         _declare(spark, name, function)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param
@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._batch_params import HasBatch
+from spark_aoai._columns import SOURCE_FIELD
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
-from spark_aoai._contract import SOURCE_FIELD, Operation
-from spark_aoai._engine import HookFactory
-from spark_aoai._executor import Inputs, OutputColumn, Plan, arrow_partition
+from spark_aoai._contract import Operation
+from spark_aoai._executor import Combine, Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._failover import resolve_deployments, split_deployments
 from spark_aoai._param_values import RULES, broken
 from spark_aoai._params import (
@@ -34,21 +34,12 @@ from spark_aoai._params import (
     check_param_names,
     collect_defaults,
 )
+from spark_aoai._plugins import hook_factories, observe
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai.exceptions import ConfigurationError
 
-if TYPE_CHECKING:
-    from spark_aoai._batch_job import BatchJob
-
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
-
-# Features that plug into the engine's seams (a response cache, statistics, a spend cap) register here a
-# function that reads the stage's Params and returns a picklable HookFactory, or None when it is off.
-HOOK_BUILDERS: list[Callable[[AzureOpenAIStage, ClientConfig, Operation], HookFactory | None]] = []
-# Features that watch a transform's output on the driver (job statistics, progress) register here a function
-# that gets the stage, its plan and the output DataFrame, and returns the DataFrame to hand back.
-OUTPUT_OBSERVERS: list[Callable[[AzureOpenAIStage, Plan, DataFrame], DataFrame]] = []
 
 
 def infer_concurrent_tasks(spark: SparkSession | None) -> int:
@@ -170,6 +161,10 @@ class AzureOpenAIStage(
     def _vector_output(self) -> bool:
         return False
 
+    def _combine(self) -> Combine | None:
+        """How a row's item splits into the operation's items (a pair's two texts); None: it is one."""
+        return None
+
     # -- Params -> settings, in one place ------------------------------------------------------------------
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
@@ -253,10 +248,10 @@ class AzureOpenAIStage(
         inputs = self._inputs(schema) if schema is not None else None
         config = self._client_config(spark)
         operation = self._operation(config)
-        built = (build(self, config, operation) for build in HOOK_BUILDERS)
-        hooks = tuple(factory for factory in built if factory is not None)
+        hooks = hook_factories(self, config, operation)  # the plug-ins, in their one order (``_plugins``)
         outputs = self._output_columns(operation, schema)
-        return Plan(config, operation, outputs, hooks, dedup=self.getOrDefault(self.dedup)), inputs
+        dedup = self.getOrDefault(self.dedup)
+        return Plan(config, operation, outputs, hooks, dedup=dedup, combine=self._combine()), inputs
 
     def _udf_plan(self) -> Plan:
         """The plan of a column-expression UDF or a SQL function: those send online, inside the user's query."""
@@ -272,10 +267,6 @@ class AzureOpenAIStage(
         return bool(self.getOrDefault(self.mode) == "batch")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        if self._batch_mode():
-            from spark_aoai._batch_job import BatchJob
-
-            return BatchJob(self, dataset).run()
         prepared = self._prepare(dataset)
         function = arrow_partition(prepared.plan, prepared.inputs)
         return self._finish(prepared, prepared.renamed.mapInArrow(function, prepared.out_schema))
@@ -294,13 +285,12 @@ class AzureOpenAIStage(
         original = schema.fieldNames()
         safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]
         fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
-        out_fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
         return Prepared(
             plan,
             inputs.renamed(dict(zip(original, safe, strict=True))),
             dataset.toDF(*safe),
             tuple(original),
-            StructType(fields + out_fields),
+            StructType(fields + output_fields(plan)),
         )
 
     def _finish(self, prepared: Prepared, out: DataFrame) -> DataFrame:
@@ -309,35 +299,7 @@ class AzureOpenAIStage(
         out = out.toDF(*prepared.original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
-        for observe in OUTPUT_OBSERVERS:
-            out = observe(self, plan, out)
-        return out
-
-    # -- batch mode (Azure's Batch API; see _batch_job) -----------------------------------------------------
-
-    def submit(self, dataset: DataFrame) -> BatchJob:
-        """Batch mode: upload ``dataset``'s requests and create the batches; returns at once with the job
-        (``job.status()``). ``collect_batch`` (or ``transform``) with the same input joins the answers later.
-
-        >>> job = chat.submit(df); job.status()                     # doctest: +SKIP
-        {'batches': 2, 'total': 1000, 'completed': 0, 'failed': 0, 'status': {'in_progress': 2}}
-        """
-        from spark_aoai._batch_job import BatchJob
-
-        self._require_batch_mode("submit")
-        return BatchJob(self, dataset).submit()
-
-    def collect_batch(self, dataset: DataFrame) -> DataFrame:
-        """Batch mode: the output of the job submitted for ``dataset``, once its batches are done (waiting up to
-        ``batchTimeoutHours``); submits it first if that was not done."""
-        from spark_aoai._batch_job import BatchJob
-
-        self._require_batch_mode("collect_batch")
-        return BatchJob(self, dataset).run()
-
-    def _require_batch_mode(self, method: str) -> None:
-        if not self._batch_mode():
-            raise ConfigurationError(f"{method}() is for batch mode: set mode='batch' and batchDir=...")
+        return observe(self, plan, out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(uid={self.uid!r}, deploymentName={self._get(self.deploymentName)!r})"
@@ -352,6 +314,18 @@ class Prepared:
     renamed: DataFrame
     original: tuple[str, ...]
     out_schema: StructType
+
+
+def output_fields(plan: Plan, vector: bool = False) -> list[StructField]:
+    """The Spark fields of a plan's output columns: the Transformer's new columns, or the struct a UDF or a
+    SQL function returns. ``vector``: the value is a pyspark.ml Vector (a UDF's own; the Transformer returns
+    ``array<float>`` from ``mapInArrow`` and converts it in ``_finish``)."""
+    fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
+    if vector:
+        from pyspark.ml.linalg import VectorUDT
+
+        fields[0] = StructField(fields[0].name, VectorUDT())
+    return fields
 
 
 def _to_vector(column: Column) -> Column:

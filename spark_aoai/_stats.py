@@ -27,7 +27,7 @@ from typing import Any
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._cache import CacheHooks
 from spark_aoai._contract import RowResults, Unit
-from spark_aoai._engine import ComposedHooks, Hooks, NoHooks
+from spark_aoai._hooks import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
 from spark_aoai._wire.usage import billed_usage

@@ -1,5 +1,5 @@
 """Usage and cost on the Spark side: ``stage.statistics()``, ``stage.estimate(df)``, the spend cap's and the
-statistics' hooks, and the progress line; registered into ``_stage`` when this module is imported.
+statistics' hooks, and the progress line; ``_plugins`` plugs them into the stages.
 
 Where each figure comes from, on classic Spark and Spark Connect alike (DataFrame API only):
 
@@ -22,7 +22,6 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_aoai import _constants as C
-from spark_aoai import _stage
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._cache import check_directory
 from spark_aoai._config import ClientConfig
@@ -60,10 +59,9 @@ def _is_local(spark: SparkSession | None) -> bool:
     return not master or str(master).startswith("local")
 
 
-def build_usage_hooks(
-    stage: _stage.AzureOpenAIStage, config: ClientConfig, operation: Operation
-) -> UsageFactory | None:
-    """The ``HOOK_BUILDERS`` entry: a fresh run (its id names its records and ledger) for each plan."""
+def build_usage_hooks(stage: Any, config: ClientConfig, operation: Operation) -> UsageFactory | None:
+    """The statistics' and spend cap's hooks of a stage's plan (an ``AzureOpenAIStage``): a fresh run (its id
+    names its records and ledger) for each plan."""
     if not stage.hasParam("maxTotalTokens"):
         return None
     try:
@@ -152,8 +150,8 @@ def _metrics(session: Any, error_col: str, usage_col: str | None) -> list[Column
     return _METRICS[key]
 
 
-def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -> DataFrame:
-    """The ``OUTPUT_OBSERVERS`` entry: count rows and errors as the action runs; start the progress line."""
+def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
+    """Watch a stage's output: count rows and errors as the action runs; start the progress line."""
     factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
     if factory is None:
         return out
@@ -173,7 +171,10 @@ def observe_output(stage: _stage.AzureOpenAIStage, plan: Plan, out: DataFrame) -
         total = known[1] if known is not None and known[0] is _input_of(stage) else None
         stats = factory.statistics
         label = str(stage._get(stage.getParam("deploymentName")))
-        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total).start()
+        noun = "rows"
+        if plan.combine is not None:  # the tasks count the texts they embed: a row's parts
+            total, noun = None if total is None else total * plan.combine.parts, "texts"
+        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total, noun=noun).start()
     return out
 
 
@@ -239,7 +240,7 @@ class UsageMethods:
         model = plan.config.deployment
         answers = plan.operation.route.path != "embeddings"
         safe = {name: f"_spark_aoai_in_{i}" for i, name in enumerate(inputs.columns)}  # a template reads several
-        function = count_partition(plan.operation, inputs.renamed(safe), model, answers)
+        function = count_partition(plan, inputs.renamed(safe), model, answers)
         selected = df.select(*[_column(name).alias(alias) for name, alias in safe.items()])
         counted = selected.mapInArrow(function, _counts_ddl())
         row = counted.agg(*[F.sum(name).alias(name) for name in COUNT_FIELDS]).collect()[0]
@@ -251,7 +252,3 @@ class UsageMethods:
 
 def _counts_ddl() -> str:
     return ", ".join(f"{f.name} long" for f in COUNTS_SCHEMA)
-
-
-_stage.HOOK_BUILDERS.append(build_usage_hooks)
-_stage.OUTPUT_OBSERVERS.append(observe_output)

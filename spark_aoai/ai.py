@@ -14,15 +14,20 @@ the same helpers SQL functions.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
-from pyspark.sql import DataFrame
-from pyspark.sql.types import DoubleType, StructField, StructType
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, InvalidInputError
-from spark_aoai._similarity import pair_partition
-from spark_aoai._spark_types import require_column, require_new_column, require_string, spark_type
-from spark_aoai._sql import register
+from spark_aoai._config import ClientConfig
+from spark_aoai._contract import InvalidInputError, Operation
+from spark_aoai._executor import Inputs
+from spark_aoai._similarity import OUTPUTS as SIMILARITY_OUTPUTS
+from spark_aoai._similarity import PAIR_KEYS, Pairs
+from spark_aoai._spark_types import require_column, require_string
+from spark_aoai._sql import TaskStages
+from spark_aoai._sql import register as _register
 from spark_aoai._structured import StructuredOutput
 from spark_aoai._task_params import (
     HasFields,
@@ -148,33 +153,25 @@ class Similarity(Embedding, HasPair):
 
     _stage_defaults: ClassVar[dict[str, Any]] = {**Embedding._stage_defaults, "outputCol": "similarity"}
 
-    def _input_column(self, schema: StructType) -> str:
+    def _inputs(self, schema: StructType) -> Inputs:
+        """A row's item is the pair of its texts (``{"left": ..., "right": ...}``), embedded together."""
         for param in ("leftCol", "rightCol"):
             name = self._get(self.getParam(param))
             require_string(require_column(schema, name, param), name, param)
-        return str(self._get(self.leftCol))
+        return Inputs((str(self._get(self.leftCol)), str(self._get(self.rightCol))), as_rows=True, keys=PAIR_KEYS)
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
+    def _combine(self) -> Pairs:
+        return Pairs()
+
+    def _vector_output(self) -> bool:
+        return False  # the output is the cosine (a double)
+
+    def _operation(self, config: ClientConfig) -> Operation:
         if self._batch_mode():
             raise ConfigurationError(
                 "ai.similarity runs online only (not mode='batch'): embed each column with ai.embed(..., mode='batch')"
             )
-        schema = dataset.schema
-        plan, _ = self._plan(schema, dataset.sparkSession)
-        names = [str(self.getOrDefault(self.outputCol)), str(self.getOrDefault(self.errorCol))]
-        for param, name in zip(("outputCol", "errorCol"), names, strict=True):
-            require_new_column(schema, name, param)
-        original = schema.fieldNames()
-        safe = [f"_spark_aoai_in_{i}" for i in range(len(original))]
-        renamed = dataset.toDF(*safe)
-        left, right = (safe[original.index(str(self._get(self.getParam(p))))] for p in ("leftCol", "rightCol"))
-        fields = [StructField(s, f.dataType, f.nullable, f.metadata) for s, f in zip(safe, schema.fields, strict=True)]
-        out_schema = StructType([*fields, StructField(names[0], DoubleType()), StructField(names[1], _ERROR_TYPE)])
-        function = pair_partition(plan, left, right, names)
-        return renamed.mapInArrow(function, out_schema).toDF(*original, *names)
-
-
-_ERROR_TYPE = spark_type(ROW_ERROR_ARROW_TYPE)
+        return dataclasses.replace(super()._operation(config), outputs=SIMILARITY_OUTPUTS)  # type: ignore[type-var]
 
 
 # -- the helpers --------------------------------------------------------------------------------------------
@@ -243,3 +240,21 @@ def embed(inputCol: str, **kwargs: Any) -> Embedding:
 def similarity(leftCol: str, rightCol: str, **kwargs: Any) -> Similarity:
     """The cosine similarity (double) of the two columns' embeddings; takes ``Embedding``'s Params."""
     return Similarity(leftCol=leftCol, rightCol=rightCol, **kwargs)
+
+
+def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
+    """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
+    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+
+    ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
+    ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
+    ``ai_similarity`` (default: ``deploymentName``). Arguments in SQL: ``ai_generate(prompt)``,
+    ``ai_classify(text, labels array<string>)``, ``ai_extract(text, fields array<string>)`` (result:
+    ``map<string,string>``), ``ai_sentiment(text)``, ``ai_summarize(text)``, ``ai_translate(text, language)``,
+    ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
+
+    >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
+    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
+    """
+    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
+    return _register(spark, tasks, embeddingDeploymentName, **kwargs)

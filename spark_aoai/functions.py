@@ -28,45 +28,46 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import StructType
 
-from spark_aoai._engine import open_hooks
-from spark_aoai._partition import run_partition
-from spark_aoai._spark_types import spark_type
-from spark_aoai._stage import AzureOpenAIStage
+from spark_aoai._executor import Plan
+from spark_aoai._stage import AzureOpenAIStage, output_fields
 from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion, Embedding
 
 
-def stage_udf(stage: AzureOpenAIStage) -> Any:
-    """The pandas UDF that runs ``stage`` over one column and returns its output columns as one struct."""
-    plan = stage._udf_plan()
-    vector = stage._vector_output()
-    fields = [StructField(c.name, spark_type(c.field.arrow_type)) for c in plan.outputs]
-    if vector:
-        from pyspark.ml.linalg import VectorUDT
+def stage_udf(stage: AzureOpenAIStage, names: tuple[str, ...] = ()) -> Any:
+    """The pandas UDF that runs ``stage`` over its argument column(s) and returns its output columns as one
+    struct. ``names``: the UDF takes that many columns, and a row's item is a dict of them under these names."""
+    return plan_udf(stage._udf_plan(), f"{type(stage).__name__} UDF", names, stage._vector_output())
 
-        fields[0] = StructField(fields[0].name, VectorUDT())
-    names = plan.names
 
-    udf_name = f"{type(stage).__name__} UDF"
+def plan_udf(plan: Plan, udf_name: str, names: tuple[str, ...] = (), vector: bool = False) -> Any:
+    """The pandas UDF that runs ``plan`` (through ``Plan.run``, like every flavour): the UDFs and SQL functions."""
+    out = plan.names
+    maps = [c.name for c in plan.outputs if pa.types.is_map(c.field.arrow_type)]
 
-    @pandas_udf(StructType(fields))  # type: ignore[call-overload]
-    def call(series: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        work = ((_items(s, udf_name), None) for s in series)
-        for results, _ in run_partition(work, plan.operation, plan.config, open_hooks(plan.hooks), plan.dedup):
-            frame = pa.Table.from_arrays(plan.encode(results), names=names).to_pandas()
+    @pandas_udf(StructType(output_fields(plan, vector)))  # type: ignore[call-overload]
+    def call(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:  # a tuple of them for several columns
+        for results, _ in plan.run((_items(b, names, udf_name), None) for b in batches):
+            frame = pa.Table.from_arrays(plan.encode(results), names=out).to_pandas()
+            for column in maps:  # Arrow gives a map as key/value pairs; Spark takes a dict
+                frame[column] = [None if v is None else dict(v) for v in frame[column]]
             if vector:
                 from pyspark.ml.linalg import DenseVector
 
-                frame[names[0]] = [None if v is None else DenseVector(v) for v in frame[names[0]]]
+                frame[out[0]] = [None if v is None else DenseVector(v) for v in frame[out[0]]]
             yield frame
 
     return call.asNondeterministic()
 
 
-def _items(values: pd.Series | pd.DataFrame, udf_name: str) -> list[Any]:
-    """A batch's items: a column's values, or for a struct column (a template's fields) one dict per row."""
+def _items(values: Any, names: tuple[str, ...], udf_name: str) -> list[Any]:
+    """A batch's items: a column's values; for a struct column (a template's fields) one dict per row; for
+    several columns (``names``) one dict per row of them under those names."""
+    if names:
+        series = (values,) if isinstance(values, pd.Series) else tuple(values)
+        return [dict(zip(names, row, strict=True)) for row in zip(*(s.tolist() for s in series), strict=True)]
     if isinstance(values, pd.DataFrame):
         return list(values.to_dict("records"))
     return list(_checked(values, udf_name).tolist())

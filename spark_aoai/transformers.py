@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from spark_aoai import _constants as C
-from spark_aoai import _resilience  # noqa: F401  (registers the response cache's hook builder)
+from spark_aoai._batch_job import BatchMethods
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
@@ -52,6 +52,7 @@ logger = logging.getLogger("spark_aoai")
 
 class ChatCompletion(
     UsageMethods,
+    BatchMethods,
     AzureOpenAIStage,
     HasChatRequest,
     HasReasoning,
@@ -248,7 +249,7 @@ class ChatCompletion(
         return packed(operation, rows, tokens, bool(self._get(self.messagesCol)))
 
 
-class Embedding(UsageMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
+class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingRequest, HasUsageControls):
     """Embeddings over a DataFrame: batched, deduplicated base64 requests; bad inputs isolated per row.
 
     Parameters

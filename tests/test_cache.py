@@ -365,7 +365,7 @@ def test_a_re_asked_structured_answer_is_stored_for_the_rows_own_request(emulato
 
 
 def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, tmp_path):
-    from spark_aoai._engine import ComposedHooks
+    from spark_aoai._hooks import ComposedHooks
     from spark_aoai._stats import StatsFactory
 
     cfg, cache = config(emulator.endpoint), CacheFactory(str(tmp_path / "cache"), ROUTE, "gpt-4o")

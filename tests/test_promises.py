@@ -20,7 +20,7 @@ from spark_aoai import ChatCompletion, failure_of
 from spark_aoai._auth import ApiKey, Secret, TokenProvider
 from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
 from spark_aoai._contract import ErrorCode, RowError, RowResults
-from spark_aoai._engine import NoHooks
+from spark_aoai._hooks import NoHooks
 from spark_aoai._json import loads
 from spark_aoai._operations import ChatOperation
 from spark_aoai._partition import run_partition

@@ -104,3 +104,18 @@ def test_concurrent_tasks_from_the_spark_configuration(conf, expected):
     from spark_aoai._stage import infer_concurrent_tasks
 
     assert infer_concurrent_tasks(_Session(conf)) == expected  # type: ignore[arg-type]
+
+
+def test_every_error_code_says_whether_another_attempt_may_cure_it():
+    from spark_aoai._contract import RETRY_BY_CODE, ErrorCode, retryable_codes
+    from spark_aoai._rerun import RETRYABLE_CODES
+    from spark_aoai._retry import TRANSPORT_CODES
+
+    assert set(RETRY_BY_CODE) == set(ErrorCode)
+    assert TRANSPORT_CODES == retryable_codes(later=False) == {
+        "timeout", "connection_error", "malformed_response", "credential_error",
+    }  # fmt: skip
+    assert set(RETRYABLE_CODES) == retryable_codes(later=True) == TRANSPORT_CODES | {
+        "quota_exceeded", "budget_exhausted", "internal_error", "batch_failed", "batch_expired", "batch_cancelled",
+    }  # fmt: skip
+    assert should_retry(None, ErrorCode.TIMEOUT) and not should_retry(None, ErrorCode.QUOTA_EXCEEDED)

@@ -14,7 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Any
 
-from spark_aoai._bucket import TokenBucket
+from spark_aoai.emulator._limiter import Budget
 from spark_aoai.emulator._settings import Settings
 
 # Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
@@ -31,7 +31,7 @@ class State:
         self.lock = threading.Lock()
         self.settings = settings
         self.random = random.Random(settings.faults.seed)
-        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.buckets: dict[tuple[str, str], Budget] = {}
         self.prompts: OrderedDict[bytes, None] = OrderedDict()  # recent long prompts, for cached_tokens
         self.reset_stats()
 
@@ -88,31 +88,28 @@ class State:
         headers: dict[str, str] = {}
         now = time.monotonic()
         with self.lock:
-            charges: list[tuple[TokenBucket, float, str]] = []
+            charges: list[tuple[Budget, float, str]] = []
             if limit.requests_per_minute:
                 bucket = self._bucket(deployment, "requests", limit.requests_per_minute, limit.window_seconds)
                 charges.append((bucket, 1.0, "requests"))
             if limit.tokens_per_minute:
                 bucket = self._bucket(deployment, "tokens", limit.tokens_per_minute, limit.window_seconds)
                 charges.append((bucket, float(tokens), "tokens"))
-            wait = 0.0
-            for bucket, cost, _ in charges:
-                bucket.refill(now)
-                wait = max(wait, bucket.wait_for(cost))
+            wait = max((bucket.wait(cost, now) for bucket, cost, _ in charges), default=0.0)
             if wait == 0.0 and charge:
                 self.admitted_tokens += tokens
                 for bucket, cost, _ in charges:
-                    bucket.take(cost)
+                    bucket.charge(cost, now)
             for bucket, _, name in charges:
-                headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level)))
+                headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.remaining(now))))
                 headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
         return wait, {**UNLIMITED_HEADERS, **headers}
 
-    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> TokenBucket:
+    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> Budget:
         key = (deployment, kind)
         if key not in self.buckets:
             rate = per_minute / 60.0
-            self.buckets[key] = TokenBucket.full(rate, max(1.0, rate * window), time.monotonic())
+            self.buckets[key] = Budget(rate, max(1.0, rate * window), time.monotonic())
         return self.buckets[key]
 
     def cached_tokens(self, prompt: str, tokens: int) -> tuple[int, int]:
