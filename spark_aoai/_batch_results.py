@@ -3,7 +3,6 @@ reads (``JobFiles``), and its output and error lines by ``custom_id`` (``Answers
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from spark_aoai import _json as untrusted_json
 from spark_aoai._batch_api import BatchApi, BatchApiError
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, RowError
@@ -121,7 +121,7 @@ class Answers:
         size = 0
         for raw in lines:
             try:
-                line = json.loads(raw)
+                line = untrusted_json.loads(raw)
                 custom_id = line.get("custom_id")
                 ok = int((line.get("response") or {}).get("status_code") == 200)
             except (ValueError, AttributeError):
@@ -142,7 +142,7 @@ class Answers:
             return self.get(custom_id)
         if found is None:
             return None
-        line: dict[str, Any] = json.loads(found[1])
+        line: dict[str, Any] = untrusted_json.loads(found[1])
         return _timed_out(line, self.batches[found[0]])
 
     def close(self) -> None:

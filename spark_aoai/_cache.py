@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_aoai import _constants as C
+from spark_aoai import _json as untrusted_json
 from spark_aoai._contract import Route, Unit
 from spark_aoai._hooks import NoHooks
 from spark_aoai.exceptions import ConfigurationError
@@ -162,8 +163,8 @@ def entry_bytes(key: str, body: Any) -> bytes:
 def entry_answer(data: bytes, key: str) -> tuple[Any, str | None]:
     """The answer an entry holds for ``key``, or ``(None, why not)``."""
     try:
-        entry = json.loads(data)
-    except (ValueError, RecursionError):  # garbage, cut short, or nested too deep: a damaged entry
+        entry = untrusted_json.loads(data)
+    except ValueError:  # garbage, cut short, non-finite, or nested too deep: a damaged entry
         return None, "damaged"
     if not isinstance(entry, dict) or set(entry) != {"key", "answer"}:
         return None, "of the first format"  # a bare answer: what it answers cannot be checked

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from spark_aoai import _constants as C
+from spark_aoai import _json as untrusted_json
 from spark_aoai._contract import (
     InvalidInputError,
     OutputField,
@@ -302,7 +303,7 @@ def _outputs(text: str | None) -> dict[str, Any]:
     """The outputs of a packed answer by id; an id given more than once is left out (neither answer is
     trusted), and an answer that is not the packed shape gives nothing."""
     try:
-        parsed = json.loads((text or "").strip())
+        parsed = untrusted_json.loads((text or "").strip())
     except ValueError:
         return {}
     entries = parsed.get("items") if isinstance(parsed, dict) else None

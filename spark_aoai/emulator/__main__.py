@@ -15,7 +15,15 @@ import sys
 from typing import Any, NoReturn
 
 from spark_aoai.emulator._server import EmulatorServer
-from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, BatchSettings, Faults, RateLimit, Settings
+from spark_aoai.emulator._settings import (
+    BAD_STRUCTURED_KINDS,
+    NO_TEXT_KINDS,
+    NON_FINITE_LITERALS,
+    BatchSettings,
+    Faults,
+    RateLimit,
+    Settings,
+)
 
 PROG = "python -m spark_aoai.emulator"
 
@@ -83,6 +91,12 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "bad_structured_rate": (_rate, "share of json_schema answers that do not fit the schema (0..1)"),
     "pack_drop_rate": (_rate, "share of a packed answer's items left out (0..1)"),
     "pack_corrupt_rate": (_rate, "share of packed items with a wrong or repeated id or a misfit output (0..1)"),
+    "deep_body_marker": (str, "input text whose 200 body holds an array nested 5,000 levels deep (billed)"),
+    "deep_answer_marker": (str, "input text whose answer text is an array nested 5,000 levels deep (billed)"),
+    "non_finite_answer_marker": (str, "input text whose json_schema answer has non-finite numbers"),
+    "non_finite_literal": (str, f"the number written then: {', '.join(NON_FINITE_LITERALS)}"),
+    "no_text_marker": (str, "input text whose Responses API 200 has no usable text (billed)"),
+    "no_text_kind": (str, f"how that answer lacks text: {', '.join(NO_TEXT_KINDS)}"),
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
 }
 
@@ -194,13 +208,16 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings(
-        api_key=args.api_key,
-        rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
-        faults=faults_from_args(args),
-        deployments=deployments_from_args(args.deployment),
-        batch=batch_from_args(args),
-    )
+    try:
+        settings = Settings(
+            api_key=args.api_key,
+            rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
+            faults=faults_from_args(args),
+            deployments=deployments_from_args(args.deployment),
+            batch=batch_from_args(args),
+        )
+    except ValueError as error:  # a setting out of its range or choices
+        _fail(str(error))
     if bool(args.tls_cert) != bool(args.tls_key):
         _fail("--tls-cert and --tls-key go together")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
