@@ -100,8 +100,9 @@ def test_describe_images_runs_against_the_emulator():
 
 
 def test_batch_mode_submits_once_and_joins_the_answers(spark, emulator, tmp_path):
-    from batch_mode import TICKETS, summarize_tickets
+    from batch_mode import DEPLOYMENT, TICKETS, summarize_tickets
 
+    emulator.configure(extra_deployments={DEPLOYMENT: "gpt-4o"})
     answers, status = summarize_tickets(spark, emulator.endpoint, str(tmp_path))
     rows = answers.collect()
     assert [r.ticket_id for r in rows] == list(range(len(TICKETS)))
