@@ -103,15 +103,19 @@ def value_for_schema(
         return [value_for_schema(schema.get("items", {}), seed_text, defs, prompt, name) for _ in range(count)]
     description = schema.get("description")
     keys = field_words(name, description if isinstance(description, str) else None)
+    id_like = bool(name) and is_id_like(name, description if isinstance(description, str) else None)
     if kind in ("integer", "number"):
-        return _number(schema, prompt, kind == "integer", keys, nullable)
+        found = id_for(prompt, keys) if id_like else None
+        if found is not None and found.isdigit():
+            return int(found) if kind == "integer" else float(found)
+        return None if id_like and nullable else _number(schema, prompt, kind == "integer", keys, nullable)
     if kind == "boolean":
         return _boolean(name, prompt)
     if kind == "null":
         return None
     if schema.get("format") in ("date", "date-time"):
         return _date(prompt, keys, schema["format"] == "date-time", nullable)
-    if name and is_id_like(name, description if isinstance(description, str) else None):
+    if id_like:
         found = id_for(prompt, keys)
         return found if found is not None or nullable else seed_text
     return seed_text
