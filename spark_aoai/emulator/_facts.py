@@ -58,22 +58,25 @@ _DATES = (
 _TIME = re.compile(r"(?<!\d)(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?\s*(?P<half>[ap]\.?m\.?)?", re.I)
 
 
+def _name_words(name: str) -> list[str]:
+    """``orderId``, ``order_id`` and ``order-id`` are the words ``order`` and ``id``."""
+    return words(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " "))
+
+
 def field_words(name: str, description: str | None = None) -> list[str]:
     """The words a field's name and description are known by in a text: ``order_id`` -> ``["order"]``.
 
     >>> field_words("orderId", "an order number"), field_words("days_late")
     (['order'], ['days', 'late'])
     """
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ")
-    found = words(spaced) + words(description or "")
+    found = _name_words(name) + words(description or "")
     kept = [w for w in found if w not in _ID_WORDS and w not in _FILLER and len(w) > 1]
     return list(dict.fromkeys(kept))
 
 
 def is_id_like(name: str, description: str | None = None) -> bool:
     """Whether a string field holds an identifier (``order_id``, ``invoiceNumber``, "the ticket reference")."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ")
-    named = words(spaced)
+    named = _name_words(name)
     return bool(named and named[-1] in _ID_WORDS) or bool(set(words(description or "")) & _ID_WORDS)
 
 
