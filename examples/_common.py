@@ -25,14 +25,17 @@ def local_spark(app: str):  # type: ignore[no-untyped-def]
 
 
 @contextlib.contextmanager
-def azure_or_emulator() -> Iterator[str | None]:
-    """Yield the endpoint: None means the environment's (AZURE_OPENAI_ENDPOINT or Fabric), else the emulator's."""
+def azure_or_emulator(extra_deployments: dict[str, str] | None = None) -> Iterator[str | None]:
+    """Yield the endpoint: None means the environment's (AZURE_OPENAI_ENDPOINT or Fabric), else the emulator's.
+
+    The emulator serves the deployments named after a model (``gpt-4o``) and ``extra_deployments`` (name -> model).
+    """
     if os.environ.get("AZURE_OPENAI_ENDPOINT"):
         print(f"Using Azure OpenAI at {os.environ['AZURE_OPENAI_ENDPOINT']}")
         yield None
         return
     from spark_aoai.emulator import Emulator
 
-    with Emulator() as emulator:
+    with Emulator(extra_deployments=extra_deployments) as emulator:
         print(f"AZURE_OPENAI_ENDPOINT is not set: using the spark_aoai emulator at {emulator.endpoint}")
         yield emulator.endpoint

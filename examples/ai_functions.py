@@ -22,7 +22,7 @@ TICKETS = [
     (1, "The app crashes every time I upload a photo from my Pixel 8.", "upload crash"),
     (2, "Could you add a dark mode? My eyes hurt at night.", "feature request"),
     (3, "How do I export my invoices to CSV for 2024?", "export data"),
-    (4, "I was charged twice this month, order #4411. Please refund!", "billing problem"),
+    (4, "I was charged twice on March 3, 2024 for order #4411. Please refund!", "billing problem"),
 ]
 
 
@@ -35,8 +35,8 @@ def triage(spark: SparkSession, endpoint: str | None) -> DataFrame:
         stages=[
             ai.classify("text", labels=["bug", "feature", "question", "billing"], outputCol="category",
                         errorCol="category_error", **chat),
-            ai.extract("text", fields={"product_area": "the part of the product", "order_id": "an order number"},
-                       outputCol="fields", errorCol="fields_error", **chat),
+            ai.extract("text", fields="product_area string, order_id int, charged_on date", outputCol="fields",
+                       errorCol="fields_error", **chat),
             ai.sentiment("text", outputCol="sentiment", errorCol="sentiment_error", **chat),
             ai.summarize("text", maxWords=12, outputCol="summary", errorCol="summary_error", **chat),
             ai.similarity("text", "title", outputCol="title_match", errorCol="match_error", **embeddings),
@@ -53,7 +53,8 @@ def main() -> None:
         for row in result.collect():
             print(
                 f"#{row.ticket_id} {row.category} | {row.sentiment} | area={row.fields.product_area!r} "
-                f"order={row.fields.order_id!r} | match={row.title_match:.3f} | {row.summary}"
+                f"order={row.fields.order_id} charged_on={row.fields.charged_on} | match={row.title_match:.3f} "
+                f"| {row.summary}"
             )
     spark.stop()
 

@@ -21,6 +21,8 @@ from pyspark.sql import functions as F
 
 from spark_aoai import ChatCompletion
 
+# A Global Batch deployment of gpt-4o; the emulator is told of the name (it serves only names it knows).
+DEPLOYMENT = os.environ.get("BATCH_DEPLOYMENT", "gpt-4o-batch")
 TICKETS = [
     "My invoice for March shows the wrong VAT number.",
     "The mobile app logs me out every few minutes since the last update.",
@@ -33,7 +35,7 @@ def summarize_tickets(spark: SparkSession, endpoint: str | None, batch_dir: str)
     """Each ticket's one-line summary (and its usage), answered by a batch job; the job's status."""
     tickets = spark.createDataFrame([(i, t) for i, t in enumerate(TICKETS)], "ticket_id int, text string")
     stage = ChatCompletion(
-        deploymentName=os.environ.get("BATCH_DEPLOYMENT", "gpt-4o-batch"),
+        deploymentName=DEPLOYMENT,
         endpoint=endpoint,
         promptTemplate="Summarize this support ticket in one line: {text}",
         outputCol="summary",
@@ -51,7 +53,7 @@ def summarize_tickets(spark: SparkSession, endpoint: str | None, batch_dir: str)
 def main() -> None:
     batch_dir = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="spark_aoai_batches_")
     spark = local_spark("spark_aoai batch mode")
-    with azure_or_emulator() as endpoint:
+    with azure_or_emulator(extra_deployments={DEPLOYMENT: "gpt-4o"}) as endpoint:
         answers, status = summarize_tickets(spark, endpoint, batch_dir)
         for row in answers.select("ticket_id", "summary", F.col("error.code").alias("error")).collect():
             print(f"{row.ticket_id}: {row.summary or row.error}")

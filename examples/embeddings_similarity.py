@@ -51,7 +51,7 @@ def cluster(spark: SparkSession, endpoint: str | None, k: int = 2) -> DataFrame:
             Embedding(
                 deploymentName=DEPLOYMENT, inputCol="text", outputCol="features", outputType="vector", endpoint=endpoint
             ),
-            KMeans(k=k, seed=1, featuresCol="features", predictionCol="cluster"),
+            KMeans(k=k, seed=42, featuresCol="features", predictionCol="cluster"),
         ]
     )
     return pipeline.fit(docs).transform(docs).select("doc_id", "text", "cluster")

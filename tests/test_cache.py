@@ -194,7 +194,7 @@ def test_an_exhausted_quota_stops_the_task_at_once(emulator, faults):
 )  # fmt: skip
 def test_failover_answers_every_row_from_the_next_deployment(emulator, faults):
     emulator.configure(faults=faults)
-    with Emulator() as spare:
+    with Emulator(extra_deployments={"gpt-4o-spare": "gpt-4o"}) as spare:
         cfg = config(emulator.endpoint, failover=(config(spare.endpoint, "gpt-4o-spare"),))
         prompts = [f"spill {i}" for i in range(200)]
         started = time.monotonic()

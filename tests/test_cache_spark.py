@@ -98,7 +98,7 @@ def test_an_exhausted_quota_ends_200_rows_quickly_or_spills_to_the_next_deployme
     rows = chat(emulator.endpoint).transform(prompts(spark)).collect()
     assert time.monotonic() - started < 30
     assert len(rows) == 200 and {(r.error.status, r.error.code) for r in rows} == {(429, "quota_exceeded")}
-    with Emulator() as spare:
+    with Emulator(extra_deployments={"gpt-4o-spare": "gpt-4o"}) as spare:
         deployments = [
             {"endpoint": emulator.endpoint, "deploymentName": "gpt-4o"},
             {"endpoint": spare.endpoint, "deploymentName": "gpt-4o-spare", "apiKey": "spare-key"},

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from spark_aoai.emulator import chat_reply, embed_text, embed_texts, value_for_schema
+from spark_aoai.emulator._labels import pick_label, sentiment
 from spark_aoai.emulator._model import structured_reply
-from spark_aoai.emulator._structured import pick_label, sentiment
 
 REVIEW = {
     "type": "object",

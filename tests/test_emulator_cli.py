@@ -195,3 +195,14 @@ def test_the_python_wrapper_keeps_control_with_a_key():
             emu.configure(api_key="k2")
             emu.reset_stats()
             assert emu.stats()["requests"] == {}
+
+
+def test_extra_deployment_flag_adds_a_name():
+    with serving("--quiet", "--extra-deployment", "my-chat=gpt-4o-mini") as (endpoint, _):
+        chat = {"messages": [{"role": "user", "content": "hi"}]}
+        url = f"{endpoint}/openai/deployments/{{}}/chat/completions?api-version=2024-10-21"
+        body = requests.post(url.format("my-chat"), json=chat, timeout=10).json()
+        assert body["model"] == "gpt-4o-mini"
+        assert requests.post(url.format("gpt-4o"), json=chat, timeout=10).status_code == 200
+        typo = requests.post(url.format("gpt4o"), json=chat, timeout=10)
+        assert typo.status_code == 404 and typo.json()["error"]["code"] == "DeploymentNotFound"

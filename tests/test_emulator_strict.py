@@ -77,9 +77,9 @@ def test_unknown_deployment_through_the_v1_route_and_the_sdk(strict):
     assert caught.value.code == "DeploymentNotFound"
 
 
-def test_without_a_registry_any_deployment_is_served(emulator):
-    assert post(url(emulator, "anything-at-all"), {"messages": MESSAGES}).status_code == 200
-    assert post(url(emulator, "anything", version="1999-01-01"), {"messages": MESSAGES}).status_code == 200
+def test_without_a_registry_any_api_version_is_served(emulator):
+    assert post(url(emulator, "gpt-4o", version="1999-01-01"), {"messages": MESSAGES}).status_code == 200
+    assert post(url(emulator, "anything-at-all"), {"messages": MESSAGES}).status_code == 404  # a known name only
 
 
 @pytest.mark.parametrize(

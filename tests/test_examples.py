@@ -31,7 +31,7 @@ def test_chat_over_table(spark, emulator):
 
     rows = classify_reviews(spark, emulator.endpoint).orderBy("review_id").collect()
     assert len(rows) == len(REVIEWS)
-    assert all(r.label.sentiment in ("positive", "neutral", "negative") for r in rows[:-1])
+    assert [r.label.sentiment for r in rows[:-1]] == ["positive", "negative", "neutral", "positive"]
     assert rows[-1].error.code == "invalid_input"
     assert all(json.loads(r.answer)["summary"] for r in rows[:-1])
 
@@ -44,6 +44,8 @@ def test_similarity_search_and_clustering(spark, emulator):
     assert best[0].similarity >= best[1].similarity >= best[2].similarity
     clusters = cluster(spark, emulator.endpoint).collect()
     assert len(clusters) == len(DOCUMENTS) and {r.cluster for r in clusters} <= {0, 1}
+    topics = {frozenset(r.doc_id for r in clusters if r.cluster == c) for c in (0, 1)}
+    assert topics == {frozenset({0, 1, 4}), frozenset({2, 3, 5})}  # accounts and passwords apart from revenue
 
 
 def test_streaming_restarts_from_its_checkpoint(spark, emulator, tmp_path):
@@ -61,6 +63,15 @@ def test_streaming_restarts_from_its_checkpoint(spark, emulator, tmp_path):
     assert emulator.stats()["inputs"]["How do I reset my password?"] == 1
 
 
+# What a reader of examples/ai_functions.py should see for each ticket: its category, sentiment, order and date.
+TRIAGE = {
+    1: ("bug", "negative", None, None),
+    2: ("feature", "neutral", None, None),
+    3: ("question", "neutral", None, None),
+    4: ("billing", "negative", 4411, "2024-03-03"),
+}
+
+
 def test_ai_functions_triage(spark, emulator):
     from ai_functions import TICKETS, triage
 
@@ -71,16 +82,39 @@ def test_ai_functions_triage(spark, emulator):
     out = triage(spark, emulator.endpoint)
     types = {f.name: f.dataType.simpleString() for f in out.schema.fields}
     assert types["category"] == "string" and types["sentiment"] == "string" and types["title_match"] == "double"
-    assert types["fields"] == "struct<product_area:string,order_id:string>" and types["summary"] == "string"
+    assert types["fields"] == "struct<product_area:string,order_id:int,charged_on:date>"
+    assert types["summary"] == "string"
     rows = out.orderBy("ticket_id").collect()
     assert len(rows) == len(TICKETS)
-    for row, (_, text, _) in zip(rows, TICKETS, strict=True):
+    for row, (ticket_id, text, _) in zip(rows, TICKETS, strict=True):
+        category, sentiment, order_id, charged_on = TRIAGE[ticket_id]
+        assert (row.category, row.sentiment) == (category, sentiment)
         assert row.category == label_for(["bug", "feature", "question", "billing"], text)
         assert row.sentiment == label_for(list(SENTIMENTS), text)
+        assert row.fields.order_id == order_id
+        assert (row.fields.charged_on and row.fields.charged_on.isoformat()) == charged_on
         assert row.fields.product_area == chat_reply([{"role": "user", "content": text}])
         assert row.summary == chat_reply([{"role": "user", "content": text}])
         assert 0 < row.title_match < 1
         assert all(row[c] is None for c in out.columns if c.endswith("_error"))
+    stats = emulator.stats()
+    assert set(stats["requests"]) == {"chat 200", "embeddings 200"}
+    asked = [stats["answered_inputs"][text] for _, text, _ in TICKETS]
+    assert len(set(asked)) == 1  # every ticket asked as often as the others: no answer refused and asked again
+
+
+def test_ai_functions_prints_plausible_answers():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_OPENAI")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ai_functions.py")], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = {int(line[1:].split()[0]): line for line in done.stdout.splitlines() if line.startswith("#")}
+    assert sorted(printed) == sorted(TRIAGE)
+    for ticket_id, (category, sentiment, order_id, charged_on) in TRIAGE.items():
+        assert printed[ticket_id].startswith(f"#{ticket_id} {category} | {sentiment} | "), printed[ticket_id]
+        assert f"order={order_id} charged_on={charged_on} |" in printed[ticket_id]
 
 
 def test_describe_images_runs_against_the_emulator():
@@ -100,8 +134,9 @@ def test_describe_images_runs_against_the_emulator():
 
 
 def test_batch_mode_submits_once_and_joins_the_answers(spark, emulator, tmp_path):
-    from batch_mode import TICKETS, summarize_tickets
+    from batch_mode import DEPLOYMENT, TICKETS, summarize_tickets
 
+    emulator.configure(extra_deployments={DEPLOYMENT: "gpt-4o"})
     answers, status = summarize_tickets(spark, emulator.endpoint, str(tmp_path))
     rows = answers.collect()
     assert [r.ticket_id for r in rows] == list(range(len(TICKETS)))

@@ -63,7 +63,12 @@ class Emulator:
     deployments : dict, optional
         Deployment name -> model (``{"chat": "gpt-4o", "emb": "text-embedding-3-small"}``): a strict
         emulator that refuses other deployments (404 ``DeploymentNotFound``) and unpublished api-versions.
-        Without it any deployment is served, taken to be named after its model.
+        Without it the deployments named after a model the emulator knows are served (``gpt-4o``,
+        ``gpt-4o-2024-08-06``, ``text-embedding-3-small``), each as that model, and any other name is a 404
+        ``DeploymentNotFound``, as Azure answers a misspelt deployment.
+    extra_deployments : dict, optional
+        Deployment name -> model served besides the known model names when there is no ``deployments``
+        registry (``{"my-chat": "gpt-4o"}``); CLI ``--extra-deployment my-chat=gpt-4o``.
     batch : BatchSettings, optional
         The Batch API's limits (Azure's 100,000 lines, 200 MB), how long a batch takes, and its faults.
     process : bool
@@ -83,6 +88,7 @@ class Emulator:
         tls: tuple[str, str] | None = None,
         deployments: dict[str, str] | None = None,
         batch: BatchSettings | None = None,
+        extra_deployments: dict[str, str] | None = None,
     ) -> None:
         self.host, self.port, self.process, self.tls = host, port, process, tls
         self.settings = Settings(
@@ -91,6 +97,7 @@ class Emulator:
             faults=faults or Faults(),
             deployments=dict(deployments) if deployments is not None else None,
             batch=batch or BatchSettings(),
+            extra_deployments=dict(extra_deployments or {}),
         )
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -171,6 +178,7 @@ class Emulator:
         faults: Faults | None = None,
         deployments: Any = _KEEP,
         batch: BatchSettings | None = None,
+        extra_deployments: dict[str, str] | None = None,
     ) -> None:
         """Replace settings (those not given are kept) and reset rate-limit buckets.
 
@@ -186,6 +194,8 @@ class Emulator:
             self.settings.faults = faults
         if batch is not None:
             self.settings.batch = batch
+        if extra_deployments is not None:
+            self.settings.extra_deployments = dict(extra_deployments)
         body = json.dumps(settings_to_dict(self.settings))
         self._control("post", "/_emulator/config", data=body).raise_for_status()
         self._server_key = self.settings.api_key

@@ -135,7 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--deployment",
         action="append",
         metavar="NAME=MODEL",
-        help="serve only these deployments (repeatable), e.g. --deployment emb=text-embedding-3-small",
+        help="serve only these deployments (repeatable), e.g. --deployment emb=text-embedding-3-small; "
+        "default: the deployments named after a known model (gpt-4o, gpt-4o-2024-08-06, text-embedding-3-small)",
+    )
+    parser.add_argument(
+        "--extra-deployment",
+        action="append",
+        metavar="NAME=MODEL",
+        help="without --deployment, serve this deployment too (repeatable), e.g. --extra-deployment my-chat=gpt-4o",
     )
     parser.add_argument("--rpm", type=_positive, help="requests per minute per deployment (default: no limit)")
     parser.add_argument("--tpm", type=_positive, help="tokens per minute per deployment (default: no limit)")
@@ -181,14 +188,14 @@ def batch_from_args(args: argparse.Namespace) -> BatchSettings:
     return BatchSettings(**{name: getattr(args, f"batch_{name}") for name in _BATCH_FLAGS})
 
 
-def deployments_from_args(pairs: list[str] | None) -> dict[str, str] | None:
+def deployments_from_args(pairs: list[str] | None, flag: str = "--deployment") -> dict[str, str] | None:
     if not pairs:
         return None
     registry = {}
     for pair in pairs:
         name, sep, model = pair.partition("=")
         if not sep or not name or not model:
-            _fail(f"--deployment takes NAME=MODEL, not {pair!r}")
+            _fail(f"{flag} takes NAME=MODEL, not {pair!r}")
         registry[name] = model
     return registry
 
@@ -215,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             faults=faults_from_args(args),
             deployments=deployments_from_args(args.deployment),
             batch=batch_from_args(args),
+            extra_deployments=deployments_from_args(args.extra_deployment, "--extra-deployment") or {},
         )
     except ValueError as error:  # a setting out of its range or choices
         _fail(str(error))
+    if args.deployment and args.extra_deployment:
+        _fail("--extra-deployment adds to the known model names; with --deployment, list every deployment there")
     if bool(args.tls_cert) != bool(args.tls_key):
         _fail("--tls-cert and --tls-key go together")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None

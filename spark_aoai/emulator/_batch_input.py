@@ -4,13 +4,14 @@ A line is ``{"custom_id", "method": "POST", "url", "body"}``: ``custom_id`` uniq
 batch's endpoint (``/chat/completions`` and ``/v1/chat/completions`` are the same), ``body.model`` a deployment,
 the same on every line. What fails is one ``errors.data`` entry ``{code, message, line, param}`` per problem
 (line numbers from 1), with Azure's codes: ``empty_file``, ``too_many_tasks``, ``invalid_json_line``,
-``invalid_request``, ``duplicate_custom_id``, ``url_mismatch``, ``model_not_found`` (a strict registry) and
-``model_mismatch``; any of them fails the batch before a line is run.
+``invalid_request``, ``duplicate_custom_id``, ``url_mismatch``, ``model_not_found`` (a deployment the emulator
+does not serve) and ``model_mismatch``; any of them fails the batch before a line is run.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ def error(code: str, message: str, line: int | None = None, param: str | None = 
 
 
 def parse(
-    data: bytes, route: str, max_lines: int, deployments: dict[str, str] | None
+    data: bytes, route: str, max_lines: int, deployed: Callable[[str], bool]
 ) -> tuple[list[Line], list[dict[str, Any]]]:
     """(the requests, the errors): the requests are to be run only when there is no error."""
     texts = [(number, text) for number, text in enumerate(data.split(b"\n"), start=1) if text.strip()]
@@ -60,7 +61,7 @@ def parse(
     seen: set[str] = set()
     first_model: str | None = None
     for number, text in texts:
-        problem = _check(number, text, route, seen, deployments)
+        problem = _check(number, text, route, seen, deployed)
         if isinstance(problem, dict):
             errors.append(problem)
             continue
@@ -82,7 +83,7 @@ def parse(
 
 
 def _check(
-    number: int, text: bytes, route: str, seen: set[str], deployments: dict[str, str] | None
+    number: int, text: bytes, route: str, seen: set[str], deployed: Callable[[str], bool]
 ) -> Line | dict[str, Any]:
     """The line as a request, or its first problem."""
     try:
@@ -125,7 +126,7 @@ def _check(
         return error(
             "invalid_request", "The 'body' of a request needs 'model', a deployment name.", number, "body.model"
         )
-    if deployments is not None and model not in deployments:
+    if not deployed(model):
         return error(
             "model_not_found",
             f"The model deployment '{model}' specified in the 'model' property of the input file wasn't found. "

@@ -189,7 +189,10 @@ class Batches:
     def _process(self, job: Job) -> None:
         limits = job.settings.batch
         started = time.monotonic()
-        lines, errors = parse(job.data, job.route, limits.max_lines, job.settings.deployments)
+        settings = job.settings
+        lines, errors = parse(
+            job.data, job.route, limits.max_lines, lambda name: _dispatch.deployed_model(settings, name) is not None
+        )
         if not errors and self._fails(job):
             errors = [
                 error(

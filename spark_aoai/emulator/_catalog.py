@@ -2,7 +2,8 @@
 
 A model decides a deployment's embedding size, its context limit and whether it is a reasoning model (which
 refuses ``max_tokens`` and sampling parameters). A deployment registry maps deployment names to models; with
-none, a deployment is taken to be named after its model (``gpt-4o``, ``text-embedding-3-small``), as today.
+none, a deployment must be named after a model the emulator knows (:func:`known_model`: ``gpt-4o``,
+``gpt-4o-2024-08-06``, ``o3-mini``), so that a misspelt name (``gpt4o``) is Azure's 404 as it would be in Azure.
 """
 
 from __future__ import annotations
@@ -96,6 +97,30 @@ def find_model(name: str) -> Model | None:
     for known in _BY_LENGTH:
         if lowered.startswith(known):
             return MODELS[known]
+    return None
+
+
+# What may follow a model's name in a deployment named after it: a version (``2024-08-06``, ``0613``) or a variant.
+VARIANT_WORDS = frozenset(("mini", "nano", "turbo", "preview", "latest", "instruct", "chat", "pro", "16k", "32k"))
+
+
+def known_model(name: str) -> Model | None:
+    """The model a deployment named ``name`` is, when the name is a known model's, maybe with versions or variants.
+
+    Stricter than :func:`find_model`: what follows the model's name must be ``-`` and version numbers or
+    :data:`VARIANT_WORDS`, so a typo is not taken for a model.
+
+    >>> [m.name if m else None for m in map(known_model, ["gpt-4o-2024-08-06", "o3-mini", "gpt4o", "gpt-4o-x"])]
+    ['gpt-4o', 'o3', None, None]
+    """
+    lowered = name.lower()
+    for known in _BY_LENGTH:
+        if lowered == known:
+            return MODELS[known]
+        if lowered.startswith(known + "-"):
+            suffix = lowered[len(known) + 1 :].split("-")
+            if all(part.isdigit() or part in VARIANT_WORDS for part in suffix):
+                return MODELS[known]
     return None
 
 

@@ -1,9 +1,9 @@
 """One request's checks and answer, shared by the online routes and the Batch API's worker.
 
-:func:`check` resolves the deployment to its model (a strict registry refuses unknown deployments and
-api-versions) and refuses what Azure refuses; :func:`respond` builds the 200 body. The HTTP handler puts the rate
-limiter and the transport faults between the two; a batch line goes straight from one to the other
-(:func:`answer`), so it gets the same body the online route would give for the same deployment and body.
+:func:`check` resolves the deployment to its model (an unknown deployment is a 404; a strict registry also
+refuses unpublished api-versions) and refuses what Azure refuses; :func:`respond` builds the 200 body. The HTTP
+handler puts the rate limiter and the transport faults between the two; a batch line goes straight from one to
+the other (:func:`answer`), so it gets the same body the online route would give for the same deployment and body.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_aoai.emulator import _answers, _responses
-from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model
+from spark_aoai.emulator._catalog import API_VERSIONS, REASONING_MIN_API_VERSION, find_model, known_model
 from spark_aoai.emulator._errors import ApiError, bad_request, deployment_not_found
 from spark_aoai.emulator._settings import Faults, Settings
 from spark_aoai.emulator._state import State
@@ -39,14 +39,25 @@ def api_version_of(query: dict[str, list[str]], required: bool) -> str | None:
     return version
 
 
+def deployed_model(settings: Settings, deployment: str) -> str | None:
+    """The model behind ``deployment``, or None when the resource has no such deployment.
+
+    With a registry, its deployments; without, ``extra_deployments`` and the names of known models (each is that
+    model: ``gpt-4o-2024-08-06``), so a misspelt name (``gpt4o``) is not served.
+    """
+    if settings.deployments is not None:
+        return settings.deployments.get(deployment)
+    if deployment in settings.extra_deployments:
+        return settings.extra_deployments[deployment]
+    return deployment if known_model(deployment) is not None else None
+
+
 def model_of(settings: Settings, deployment: str, api_version: str | None) -> str:
-    """The model behind ``deployment``; with a registry, unknown deployments and api-versions are refused."""
-    if settings.deployments is None:
-        return deployment
-    if deployment not in settings.deployments:
+    """The model behind ``deployment``: Azure's 404 for an unknown one; a registry refuses unpublished api-versions."""
+    model = deployed_model(settings, deployment)
+    if model is None:
         raise deployment_not_found()
-    model = settings.deployments[deployment]
-    if api_version is not None:
+    if settings.deployments is not None and api_version is not None:
         if api_version not in API_VERSIONS:
             raise bad_request("API version not supported")
         facts = find_model(model)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from spark_aoai.emulator._labels import topic_of
 from spark_aoai.emulator._media import part_description
 from spark_aoai.emulator._structured import value_for_schema
 
@@ -83,9 +84,11 @@ def embedding_dimensions(model: str, dimensions: int | None) -> int:
 
 
 def _features(text: str) -> tuple[list[bytes], int]:
+    """(the text's features, how many of them are word-like): words, the words' topics, then trigrams."""
     lowered = text.lower()
     padded = f"  {lowered}  "
-    words = [f"w:{w}".encode() for w in _WORD.findall(lowered)]
+    found = _WORD.findall(lowered)
+    words = [f"w:{w}".encode() for w in found] + [f"t:{t}".encode() for w in found if (t := topic_of(w))]
     return words + [padded[i : i + 3].encode() for i in range(len(padded) - 2)], len(words)
 
 
@@ -121,10 +124,11 @@ def _rotate(matrix: np.ndarray) -> np.ndarray:
 def embed_texts(texts: list[str], dimensions: int) -> np.ndarray:
     """Dense unit-length float32 vectors (one row per text): hashed words and trigrams, randomly rotated.
 
-    Each text's words (weighted 2) and character trigrams (weighted 1) are hashed, with a sign, into
-    ``dimensions`` bins, and the bins are rotated by a fixed random orthogonal map (random signs, then
-    :func:`_rotate`). A rotation keeps inner products, so texts that share words or spellings are close
-    and unrelated texts nearly orthogonal, while every component carries signal, as a real embedding's does.
+    Each text's words and their topics (weighted 2; :func:`~spark_aoai.emulator._labels.topic_of`) and its
+    character trigrams (weighted 1) are hashed, with a sign, into ``dimensions`` bins, and the bins are rotated
+    by a fixed random orthogonal map (random signs, then :func:`_rotate`). A rotation keeps inner products, so
+    texts that share words, a topic or spellings are close and unrelated texts nearly orthogonal, while every
+    component carries signal, as a real embedding's does.
     """
     rows: list[int] = []
     features: list[bytes] = []

@@ -145,9 +145,12 @@ class Settings:
     api_key: str | None = None
     rate_limit: RateLimit = field(default_factory=RateLimit)
     faults: Faults = field(default_factory=Faults)
-    # deployment name -> model; None accepts any deployment, taken to be named after its model
+    # deployment name -> model: a strict registry (only these, on published api-versions). None serves the
+    # deployments named after a known model (``_catalog.known_model``) and those of ``extra_deployments``.
     deployments: dict[str, str] | None = None
     batch: BatchSettings = field(default_factory=BatchSettings)
+    # deployment name -> model, served besides the known model names when there is no registry
+    extra_deployments: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -157,8 +160,13 @@ class Settings:
             rate_limit=RateLimit(**(data.get("rate_limit") or {})),
             faults=Faults(**(data.get("faults") or {})),
             batch=BatchSettings(**(data.get("batch") or {})),
-            deployments=None if deployments is None else {str(k): str(v) for k, v in dict(deployments).items()},
+            deployments=None if deployments is None else _names(deployments),
+            extra_deployments=_names(data.get("extra_deployments") or {}),
         )
+
+
+def _names(registry: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(registry).items()}
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:

@@ -1,97 +1,47 @@
 """Structured answers: JSON that fits a schema and reads plausibly for the prompt, as a pure function of it.
 
-An ``enum`` picks the label whose words best match the prompt, helped by a small sentiment lexicon ("Arrived
-broken, and support never answered" is ``negative``, "Love it, works great" is ``positive``, neither is
-``neutral``); the first label wins a tie. A number is the first number in the prompt, else its word count,
-within the schema's bounds; a boolean says whether the prompt matches the field's name (or its polarity); a
-string is the plain-text answer. The same request always gets the same JSON, so tests can compute it.
+An ``enum`` picks the label with the most evidence in the prompt (:mod:`~spark_aoai.emulator._labels`: its own
+words, a small lexicon of synonyms and sentiment; "Arrived broken, and support never answered" is ``negative``,
+"I was charged twice, please refund" is ``billing``). Numbers, identifiers and dates are read from the prompt,
+the one nearest the field's name first (:mod:`~spark_aoai.emulator._facts`: ``order_id`` is ``4411`` in "order
+#4411"; a ``format: date`` field is the ISO date the text gives); a nullable field the text does not give is
+null. A boolean says whether the prompt matches the field's name (or its polarity); any other string is the
+plain-text answer. The same request always gets the same JSON, so tests can compute it.
 """
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 import zlib
 from typing import Any
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_POSITIVE_WORDS_TEXT = """
-    love loved loves great excellent good amazing awesome perfect happy works working easy fast gorgeous
-    recommend best nice fantastic wonderful beautiful pleased satisfied reliable powerful helpful glad
-    like likes enjoy enjoyed superb brilliant quick smooth thanks
-"""
-POSITIVE_WORDS = frozenset(_POSITIVE_WORDS_TEXT.split())
-_NEGATIVE_WORDS_TEXT = """
-    broken broke bad terrible awful poor never worst hate hated slow late refund disappointed
-    disappointing useless defective damaged missing angry problem problems fails failed failure rude
-    waste wrong cracked leaking leaks stopped dead unusable horrible cancel cancelled complaint not no
-"""
-NEGATIVE_WORDS = frozenset(_NEGATIVE_WORDS_TEXT.split())
-# Labels that stand for a polarity, whatever their exact spelling.
-_POSITIVE_LABELS_TEXT = """
-    positive pos good happy satisfied praise favorable favourable yes true like
-"""
-_POSITIVE_LABELS = frozenset(_POSITIVE_LABELS_TEXT.split())
-_NEGATIVE_LABELS_TEXT = """
-    negative neg bad unhappy angry complaint dissatisfied unfavorable unfavourable no false dislike
-"""
-_NEGATIVE_LABELS = frozenset(_NEGATIVE_LABELS_TEXT.split())
-_NEUTRAL_LABELS_TEXT = """
-    neutral mixed none other unknown neither
-"""
-_NEUTRAL_LABELS = frozenset(_NEUTRAL_LABELS_TEXT.split())
+from spark_aoai.emulator._facts import date_for, field_words, id_for, is_id_like, number_for
+from spark_aoai.emulator._labels import NEGATIVE_LABELS, NEGATIVE_WORDS, POSITIVE_LABELS, pick_label, sentiment, words
+
+# A stand-in date for a field that must have one when the text gives none: a day of this year, by the prompt.
+STAND_IN_YEAR = 2024
 
 
-def words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+def _number(schema: dict[str, Any], prompt: str, integer: bool, keys: list[str], nullable: bool) -> float | None:
+    """The number the prompt gives for the field, within the schema's bounds.
 
-
-def sentiment(text: str) -> int:
-    """Positive minus negative lexicon words: ``> 0`` reads positive, ``< 0`` negative.
-
-    >>> sentiment("Arrived broken, and support never answered"), sentiment("Love it, works great")
-    (-2, 3)
+    With none: null when nullable; else, between two bounds (a rating), the top for a positive prompt, the
+    bottom for a negative one, the middle otherwise; else the prompt's word count.
     """
-    found = words(text)
-    return sum(w in POSITIVE_WORDS for w in found) - sum(w in NEGATIVE_WORDS for w in found)
-
-
-def pick_label(labels: list[Any], prompt: str) -> Any:
-    """The label whose words best match ``prompt`` (literal words first, then polarity); the first on a tie.
-
-    >>> pick_label(["positive", "neutral", "negative"], "Arrived broken, and support never answered")
-    'negative'
-    >>> pick_label(["bug", "feature request", "question"], "Could you add a dark mode feature?")
-    'feature request'
-    """
-    if not labels:
-        return None
-    prompt_words, net = set(words(prompt)), sentiment(prompt)
-
-    def score(label: Any) -> float:
-        label_words = set(words(str(label)))
-        overlap = 2.0 * len(label_words & prompt_words)
-        if label_words & _POSITIVE_LABELS:
-            return overlap + max(0, net)
-        if label_words & _NEGATIVE_LABELS:
-            return overlap + max(0, -net)
-        if label_words & _NEUTRAL_LABELS:
-            return overlap + (0.5 if net == 0 else 0.0)
-        return overlap
-
-    scores = [score(label) for label in labels]
-    return labels[scores.index(max(scores))]
-
-
-def _number(schema: dict[str, Any], prompt: str, integer: bool) -> float | int:
-    found = _NUMBER.search(prompt)
-    value = float(found.group()) if found else float(len(words(prompt)))
+    found = number_for(prompt, keys)
     low = schema.get("minimum", schema.get("exclusiveMinimum"))
     high = schema.get("maximum", schema.get("exclusiveMaximum"))
     if low is not None and "exclusiveMinimum" in schema and "minimum" not in schema:
         low = float(low) + (1 if integer else 1e-6)
     if high is not None and "exclusiveMaximum" in schema and "maximum" not in schema:
         high = float(high) - (1 if integer else 1e-6)
+    if found is None and nullable:
+        return None
+    if found is None and low is not None and high is not None:
+        mood = sentiment(prompt)
+        value = float(high) if mood > 0 else float(low) if mood < 0 else (float(low) + float(high)) / 2
+    else:
+        value = found if found is not None else float(len(words(prompt)))
     if low is not None:
         value = max(value, float(low))
     if high is not None:
@@ -99,11 +49,20 @@ def _number(schema: dict[str, Any], prompt: str, integer: bool) -> float | int:
     return int(value) if integer else value
 
 
+def _date(prompt: str, keys: list[str], with_time: bool, nullable: bool) -> str | None:
+    """The ISO date (or date-time) the prompt gives; a stand-in day of :data:`STAND_IN_YEAR` when one is needed."""
+    found = date_for(prompt, keys, with_time)
+    if found is not None or nullable:
+        return found
+    day = dt.date(STAND_IN_YEAR, 1, 1) + dt.timedelta(days=zlib.crc32(prompt.encode()) % 365)
+    return f"{day.isoformat()}T00:00:00Z" if with_time else day.isoformat()
+
+
 def _boolean(name: str, prompt: str) -> bool:
     name_words = set(words(name.replace("_", " "))) - {"is", "has", "was", "contains"}
-    if name_words & _POSITIVE_LABELS:
+    if name_words & POSITIVE_LABELS:
         return sentiment(prompt) > 0
-    if name_words & (_NEGATIVE_LABELS | NEGATIVE_WORDS):
+    if name_words & (NEGATIVE_LABELS | NEGATIVE_WORDS):
         return sentiment(prompt) < 0
     if name_words & set(words(prompt)):
         return True
@@ -115,7 +74,8 @@ def value_for_schema(
 ) -> Any:
     """A value that validates against a JSON schema (the subset structured outputs allow).
 
-    Strings are ``seed_text``; labels, numbers and booleans are read from ``prompt`` (``seed_text`` if None).
+    Plain strings are ``seed_text``; labels, numbers, ids, dates and booleans are read from ``prompt``
+    (``seed_text`` if None), for the property called ``name``.
     """
     prompt = seed_text if prompt is None else prompt
     if not isinstance(schema, dict):
@@ -132,6 +92,7 @@ def value_for_schema(
         if schema.get(key):
             return value_for_schema(schema[key][0], seed_text, defs, prompt, name)
     kind = schema.get("type")
+    nullable = isinstance(kind, list) and "null" in kind
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
@@ -140,10 +101,21 @@ def value_for_schema(
     if kind == "array":
         count = max(1, int(schema.get("minItems", 1)))
         return [value_for_schema(schema.get("items", {}), seed_text, defs, prompt, name) for _ in range(count)]
+    description = schema.get("description")
+    keys = field_words(name, description if isinstance(description, str) else None)
+    id_like = bool(name) and is_id_like(name, description if isinstance(description, str) else None)
     if kind in ("integer", "number"):
-        return _number(schema, prompt, kind == "integer")
+        found = id_for(prompt, keys) if id_like else None
+        if found is not None and found.isdigit():
+            return int(found) if kind == "integer" else float(found)
+        return None if id_like and nullable else _number(schema, prompt, kind == "integer", keys, nullable)
     if kind == "boolean":
         return _boolean(name, prompt)
     if kind == "null":
         return None
+    if schema.get("format") in ("date", "date-time"):
+        return _date(prompt, keys, schema["format"] == "date-time", nullable)
+    if id_like:
+        found = id_for(prompt, keys)
+        return found if found is not None or nullable else seed_text
     return seed_text
