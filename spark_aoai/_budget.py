@@ -74,7 +74,7 @@ class Ledger:
         read or written and ``change`` sees a full budget of nothing."""
         with self.threads:  # flock excludes other processes, not this one's threads sharing the descriptor
             if self.fd < 0:
-                return change([0.0, 0.0, float("inf"), float("inf"), 0.0, 0.0, 0.0])
+                return change([0.0, 0.0, float("inf"), float("inf"), float("inf"), float("inf"), 0.0])  # no room
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             try:
                 raw = os.pread(self.fd, _RECORD.size, 0)
@@ -102,6 +102,7 @@ class BudgetHooks(NoHooks):
         self.spec = spec
         self.ledger = Ledger(path)
         self.lock = threading.Lock()
+        self.gave_up_waiting = False  # a wait for requests in flight timed out: no more waits in this task
         # id(unit) -> (estimate, expected), each (tokens, dollars), of its attempt in flight
         self.in_flight: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
 
@@ -111,9 +112,11 @@ class BudgetHooks(NoHooks):
         highest = max(price.input, price.output) if price is not None else 0.0
         return float(unit.tokens), unit.tokens * highest / 1e6
 
-    def admit(self, unit: Unit) -> RowError | None:
+    def admit(self, unit: Unit, until: float | None, stop: threading.Event) -> RowError | None:
         estimate = self._estimate(unit)
-        waited_until = time.monotonic() + C.BUDGET_SETTLE_SECONDS
+        waited_until = time.monotonic() + (0.0 if self.gave_up_waiting else C.BUDGET_SETTLE_SECONDS)
+        if until is not None:
+            waited_until = min(waited_until, until)
         while True:
             verdict = self.ledger.update(lambda values: _reserve(self.spec, values, estimate))
             if isinstance(verdict, tuple):
@@ -121,8 +124,13 @@ class BudgetHooks(NoHooks):
                     self.in_flight[id(unit)] = (estimate, verdict)
                 return None
             if verdict == _REFUSED or time.monotonic() >= waited_until:
+                if verdict == _WAIT and not stop.is_set():
+                    # what is in flight did not settle in time: perhaps a task that died held it; this task
+                    # waits no more, so a stale figure costs at most one wait per task
+                    self.gave_up_waiting = True
                 return exhausted(self.spec)
-            time.sleep(C.BUDGET_POLL_SECONDS)  # others are in flight: what they cost decides
+            if stop.wait(C.BUDGET_POLL_SECONDS):  # others are in flight: what they cost decides
+                return exhausted(self.spec)
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         usage = billed_usage(outcome.body) if outcome.status == 200 else None

@@ -283,6 +283,9 @@ class Unit:
     attempts: int = 0
     refreshed_credential: bool = False
     context: Any = None  # what the operation carries from an answer to its follow-up unit (a re-ask)
+    # a pack: its 200 is stored even when some items are asked again, so a re-run reads the answered ones from
+    # it and asks again only for the others
+    store_partial: bool = False
     stored_as: dict[str, Any] | None = None  # a re-ask: the row's own request, which its answer is stored under
     target: int = 0  # the deployment (index into the failover list) the next attempt goes to
     target_since: int = 0  # ``attempts`` when the unit moved to that deployment

@@ -100,7 +100,6 @@ class Sender:
         self.breaker = CircuitBreaker(config.retry, time.monotonic())
         self.any_response = False
         self.credential_worked = False  # an attempt of this task got past its credential
-        self.credential_failures = 0  # attempts whose credential raised before any got past it
         self.stopped: RowError | None = None  # set once: every unit still to run gets this error
         self.systemic: RowError | None = None  # set with ``stopped`` when the task must fail
 
@@ -197,9 +196,10 @@ class Sender:
             if self.stopped is not None or self.closing.is_set():
                 self._fail(unit, self.stopped or self._deadline_error())
                 return
-            refused = self.hooks.admit(unit)
-            if refused is not None:
-                self._fail(unit, refused)
+            refused = self.hooks.admit(unit, self.deadline, self.closing)
+            if refused is not None:  # a task stopped, or a deadline passed, while it waited: that is the reason
+                late = self.deadline is not None and time.monotonic() >= self.deadline
+                self._fail(unit, self.stopped or (self._deadline_error() if late else refused))
                 return
             slot = _Slot(self.controller)
             try:
@@ -240,11 +240,8 @@ class Sender:
             slot.release(outcome.status, outcome.headers, paused, elapsed)
         if outcome.status is not None:
             self.any_response = True
-        with self.lock:
-            if outcome.error is None or outcome.error.code != ErrorCode.CREDENTIAL_ERROR:
-                self.credential_worked = True
-            elif not self.credential_worked:
-                self.credential_failures += 1
+        if outcome.error is None or outcome.error.code != ErrorCode.CREDENTIAL_ERROR:
+            self.credential_worked = True  # a token was produced (whatever the service then said)
         self.hooks.attempt(unit, outcome, elapsed)
         if error is None:
             try:
@@ -262,7 +259,7 @@ class Sender:
                 self.breaker.success()
                 for part in follow_ups or ():
                     self.queue.put(part)
-                if not follow_ups:
+                if not follow_ups or unit.store_partial:
                     self.hooks.store(unit, outcome.body)
                 return None
         if self._settled(unit, target, outcome, error, retry_after):
@@ -293,7 +290,9 @@ class Sender:
             unit.refreshed_credential = True
             if target.config.credential.refresh_after_unauthorized():
                 return False
-        failures = 0 if self.credential_worked else self.credential_failures
+        # a unit's attempts come one after another, with backoff between: a credential failing a few times in a
+        # row for one unit, while none of the task's attempts got past it, is not a passing hiccup
+        failures = 0 if self.credential_worked else unit.attempts
         if is_systemic(error, outcome.connect_failed, self.any_response, failures):
             self.stop(error.with_attempts(unit.attempts, outcome.request_id), systemic=self.config.fail_on_systemic)
             self._fail(unit, error, outcome.request_id)

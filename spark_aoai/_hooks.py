@@ -6,6 +6,8 @@ opened once per task on the executor. Plug-ins are assembled in ``_plugins``, in
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from spark_aoai._contract import RowError, Unit
@@ -22,8 +24,10 @@ class Hooks(Protocol):
     def store(self, unit: Unit, body: Any) -> None:
         """Keep a 200 body that was accepted for this unit."""
 
-    def admit(self, unit: Unit) -> RowError | None:
-        """None to let the next attempt of ``unit`` start; an error ends the unit with it, unsent."""
+    def admit(self, unit: Unit, until: float | None, stop: threading.Event) -> RowError | None:
+        """None to let the next attempt of ``unit`` start; an error ends the unit with it, unsent. A hook that
+        waits before it answers waits no later than ``until`` (a ``time.monotonic()`` deadline, or None) and
+        stops waiting once ``stop`` is set (the task stopped sending)."""
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
         """Called after every attempt that was sent, whatever its outcome."""
@@ -48,7 +52,7 @@ class NoHooks:
     def store(self, unit: Unit, body: Any) -> None:
         pass
 
-    def admit(self, unit: Unit) -> RowError | None:
+    def admit(self, unit: Unit, until: float | None, stop: threading.Event) -> RowError | None:
         return None
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
@@ -82,20 +86,31 @@ class ComposedHooks:
         for hook in self.hooks:
             hook.store(unit, body)
 
-    def admit(self, unit: Unit) -> RowError | None:
-        return next((error for error in (h.admit(unit) for h in self.hooks) if error is not None), None)
+    def admit(self, unit: Unit, until: float | None, stop: threading.Event) -> RowError | None:
+        return next((e for e in (h.admit(unit, until, stop) for h in self.hooks) if e is not None), None)
 
     def attempt(self, unit: Unit, outcome: Outcome, seconds: float) -> None:
-        for hook in self.hooks:
-            hook.attempt(unit, outcome, seconds)
+        _every(self.hooks, lambda hook: hook.attempt(unit, outcome, seconds))
 
     def withdraw(self, unit: Unit) -> None:
         for hook in self.hooks:
             hook.withdraw(unit)
 
     def close(self) -> None:
-        for hook in self.hooks:
-            hook.close()
+        _every(self.hooks, lambda hook: hook.close())
+
+
+def _every(hooks: list[Hooks], call: Callable[[Hooks], None]) -> None:
+    """``call`` on every hook even when one raises (the spend cap's bill must not depend on the statistics'),
+    then the first exception is raised."""
+    first: Exception | None = None
+    for hook in hooks:
+        try:
+            call(hook)
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def open_hooks(factories: tuple[HookFactory, ...]) -> Hooks:

@@ -195,7 +195,7 @@ class PackedChatOperation:
         options = {**_scaled(self.chat.options, len(groups)), "response_format": response_format(pack.structured)}
         body = WIRES[self.chat.api].build_body(messages, options, self.chat.model)
         tokens = estimate_message_tokens(messages) + self.chat._completion_budget() * len(groups)
-        return Unit(results, groups, body, tokens, context=pack)
+        return Unit(results, groups, body, tokens, context=pack, store_partial=True)
 
     def _single(self, results: RowResults, rows: list[int], pack: Pack) -> Unit:
         """One item as the ordinary request (answered by ``chat``, re-asks included)."""

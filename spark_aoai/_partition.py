@@ -95,7 +95,10 @@ def _answer_from_cache(unit: Unit, task: TaskOperation, hooks: Hooks, sender: Se
     unit.results.mark_source(answered, CACHED)  # a row re-asked gets the source of the answer it keeps
     for part in follow_ups or ():
         part.context = _unbilled(part.context)
-        sender.submit(part)
+        # a pack's items asked again may have been answered and stored by an earlier run (a re-ask, stored
+        # under the row's own request, would find the answer it corrects: it is sent)
+        if part.stored_as is not None or not _answer_from_cache(part, task, hooks, sender):
+            sender.submit(part)
     return True
 
 

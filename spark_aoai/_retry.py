@@ -112,8 +112,9 @@ def is_systemic(error: RowError, connect_failed: bool, any_response: bool, crede
 
     401/403 (after the credential was refreshed once), any 404 (the URL is the same for every row), a
     connection that could not be opened (refused, DNS, TLS) while this task has not had a single response, and
-    a credential that failed ``CREDENTIAL_FAILURES_SYSTEMIC`` times in a row before it ever produced a token
-    in this task (like a wrong key; Spark may retry the task); one that fails between successes is retried.
+    a credential that failed ``CREDENTIAL_FAILURES_SYSTEMIC`` times in a row for one request (with backoff
+    between) before it ever produced a token in this task (like a wrong key; Spark may retry the task); one
+    that fails between successes is retried.
     """
     if error.status in (401, 403, 404):
         return True

@@ -249,7 +249,7 @@ class DictCache:
     def store(self, unit, body) -> None:
         self.bodies[self.key(unit)] = body
 
-    def admit(self, unit):
+    def admit(self, unit, until, stop):
         return None
 
     def attempt(self, unit, outcome, seconds) -> None:
@@ -281,7 +281,7 @@ def test_the_admit_seam_ends_units_unsent(emulator):
     from spark_aoai._contract import RowError
 
     class Cap(DictCache):
-        def admit(self, unit):
+        def admit(self, unit, until, stop):
             return RowError(None, "budget_exhausted", "the spend cap is reached")
 
     ((results, _),) = list(

@@ -88,7 +88,7 @@ class Raising(NoHooks):
         self._maybe("lookup", unit)
         return None
 
-    def admit(self, unit: Any) -> RowError | None:
+    def admit(self, unit: Any, until: Any, stop: Any) -> RowError | None:
         self._maybe("admit", unit)
         return None
 
@@ -236,16 +236,17 @@ def test_a_provider_that_never_produces_a_token_fails_the_task_quickly(emulator)
     started = time.monotonic()
     with pytest.raises(SystemicError) as raised:
         engine(emulator.endpoint, [f"p{i}" for i in range(40)], credential=TokenProvider(Provider(10**9)),
-               concurrency=8)  # fmt: skip
+               concurrency=8, max_attempts=5)  # fmt: skip
     assert time.monotonic() - started < 30
     assert "tokenProvider" in str(raised.value) and "identity endpoint unavailable" in str(raised.value)
     assert emulator.stats()["requests"] == {}
 
 
 def test_a_provider_that_fails_now_and_then_is_retried(emulator):
-    provider = Provider(failures=2)  # fewer than CREDENTIAL_FAILURES_SYSTEMIC in a row
-    results = engine(emulator.endpoint, [f"p{i}" for i in range(12)], credential=TokenProvider(provider))
-    assert results.errors == [None] * 12
+    provider = Provider(failures=5)  # 5 threads fail at once at the start: no request failed 3 times in a row
+    results = engine(emulator.endpoint, [f"p{i}" for i in range(24)], credential=TokenProvider(provider),
+                     concurrency=8, max_attempts=5)  # fmt: skip
+    assert results.errors == [None] * 24
 
 
 def unavailable() -> str:
@@ -372,3 +373,59 @@ def test_the_ledger_loses_no_update_between_threads_of_one_process(tmp_path):
         thread.join(30)
     assert ledger.read()[6] == 8 * 500
     ledger.close()
+
+
+def test_a_reservation_left_by_a_dead_task_costs_one_bounded_wait(tmp_path):
+    from spark_aoai._budget import BudgetFactory
+    from spark_aoai._contract import Unit
+
+    spec = BudgetFactory(str(tmp_path), "run", max_tokens=1000)
+    dead = spec.open()
+    assert dead.admit(Unit(RowResults(1), [[0]], {}, 600), None, threading.Event()) is None
+    dead.ledger.close()  # the task's worker was killed: its close() never ran, its 600 tokens stay in flight
+    alive = spec.open()
+    rows = [Unit(RowResults(1), [[0]], {"n": i}, 500) for i in range(20)]
+    started = time.monotonic()
+    first = alive.admit(rows[0], time.monotonic() + 1.0, threading.Event())  # waits for the dead one, in vain
+    assert first is not None and first.code == ErrorCode.BUDGET_EXHAUSTED.value
+    assert 0.9 <= time.monotonic() - started < 5
+    started = time.monotonic()
+    assert all(alive.admit(u, None, threading.Event()) is not None for u in rows[1:])  # no more waits
+    assert time.monotonic() - started < 2
+    alive.close()
+
+
+def test_a_wait_for_the_spend_cap_ends_when_the_task_stops(tmp_path):
+    from spark_aoai._budget import BudgetFactory
+    from spark_aoai._contract import Unit
+
+    spec = BudgetFactory(str(tmp_path), "run", max_tokens=1000)
+    busy = spec.open()
+    assert busy.admit(Unit(RowResults(1), [[0]], {}, 900), None, threading.Event()) is None  # in flight
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    waiting = spec.open()
+    started = time.monotonic()
+    assert waiting.admit(Unit(RowResults(1), [[0]], {"n": 1}, 500), None, stop) is not None
+    assert time.monotonic() - started < 3
+    busy.close()
+    waiting.close()
+
+
+# -- packed answers are stored per pack, so a re-run pays only for what failed ------------------------------
+
+
+@pytest.mark.parametrize("structured", [None, "label string"])
+def test_a_rerun_after_packs_with_failed_items_sends_nothing_already_paid_for(spark, emulator, tmp_path, structured):
+    emulator.configure(faults=Faults(pack_drop_rate=0.25, seed=5))
+    prompts = [f"ticket {i}: the app crashes when I upload photo number {i}" for i in range(40)]
+    extra = {"outputSchema": structured} if structured else {}
+    out = stage(emulator.endpoint, rowsPerRequest=10, cacheDir=str(tmp_path), concurrency=2, **extra)
+    first = sorted(out.transform(frame(spark, prompts, partitions=1)).collect(), key=lambda r: r.id)
+    assert all(r.error is None for r in first)
+    requests = emulator.stats()["requests"]
+    assert sum(requests.values()) > 4  # dropped items were asked again in smaller packs
+    emulator.reset_stats()
+    again = sorted(out.transform(frame(spark, prompts, partitions=1)).collect(), key=lambda r: r.id)
+    assert [r.response for r in again] == [r.response for r in first]
+    assert emulator.stats()["requests"] == {}  # every answer, whatever happened to its pack-mates, was stored

@@ -78,7 +78,9 @@ def build_body(messages: list[dict[str, Any]], options: Mapping[str, Any], model
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    """A token count as reported, or None when it is not one a long column holds."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    return value if ok else None
 
 
 def parse_usage(usage: Any) -> Usage | None:
