@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from spark_aoai._arrow import array
 from spark_aoai._batch_api import BatchApi, line_url
-from spark_aoai._batch_results import Answers, FileLimits, JobFiles
+from spark_aoai._batch_results import CONFLICT, Answers, FileLimits, JobFiles
 from spark_aoai._cache import CacheFactory, cache_key
 from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import (
@@ -229,13 +229,21 @@ def _resolve(
         results.fail(rows, answers.missing)
         return
     response = line.get("response")
+    if line.get(CONFLICT):
+        message = "the batch output holds two different answers for this request; neither is trusted"
+        results.fail(rows, RowError(200, ErrorCode.MALFORMED_RESPONSE, message))
+        return
     if not isinstance(response, dict):  # a line the service could not process
         found = line.get("error")
         error: dict[str, Any] = found if isinstance(found, dict) else {}
         code = str(error.get("code") or ErrorCode.BATCH_FAILED.value)
         results.fail(rows, RowError(None, code, str(error.get("message") or "no response")[:MAX_MESSAGE_CHARS]))
         return
-    status, body, request_id = int(response.get("status_code") or 0), response.get("body"), response.get("request_id")
+    status, body, request_id = response.get("status_code"), response.get("body"), response.get("request_id")
+    if not isinstance(status, int) or isinstance(status, bool):
+        message = f"the batch output line's status_code is {str(status)[:40]!r}, not a number"
+        results.fail(rows, RowError(None, ErrorCode.MALFORMED_RESPONSE, message))
+        return
     repeat = custom_id in answered
     answered.add(custom_id)
     if not repeat:  # a request is billed once, whatever the rows it answers
@@ -257,8 +265,9 @@ def _accept(unit: Unit, body: Any, request_id: str | None, task: Any) -> None:
     results = unit.results
     try:
         follow_ups = task.accept(unit, body, request_id)
-    except MalformedResponseError as exc:
-        results.fail(results.unresolved(unit.rows), RowError(200, ErrorCode.MALFORMED_RESPONSE, str(exc)))
+    except Exception as exc:  # MalformedResponseError, or any surprise in a line: the row's error, not the job's
+        message = str(exc) if isinstance(exc, MalformedResponseError) else f"{type(exc).__name__}: {exc}"
+        results.fail(results.unresolved(unit.rows), RowError(200, ErrorCode.MALFORMED_RESPONSE, message[:500]))
         return
     for follow_up in follow_ups or ():
         message = f"the answer does not fit the output schema; {NO_REASK}"

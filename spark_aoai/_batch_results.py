@@ -68,6 +68,7 @@ class JobFiles:
 
 
 _SEVERITY = {"failed": 3, "expired": 2, "cancelled": 1}
+CONFLICT = "spark_aoai_conflict"  # marks a line whose custom_id came with two different answers
 
 
 class Answers:
@@ -85,7 +86,9 @@ class Answers:
         self.folder = tempfile.mkdtemp(prefix="spark_aoai_answers_")
         try:
             self.index = sqlite3.connect(os.path.join(self.folder, "lines.db"))
-            self.index.execute("create table lines (id text primary key, batch integer, ok integer, line blob)")
+            self.index.execute(
+                "create table lines (id text primary key, batch integer, ok integer, line blob, conflict integer)"
+            )
             self._read(mine)
         except BaseException:
             self.close()
@@ -114,8 +117,10 @@ class Answers:
     def _add(self, position: int, lines: Iterator[bytes]) -> None:
         """Index the lines of one file; an answer (200) is never replaced by another batch's error line."""
         upsert = (
-            "insert into lines values (?, ?, ?, ?) on conflict(id) do update set batch = excluded.batch, "
-            "ok = excluded.ok, line = excluded.line where excluded.ok >= lines.ok"
+            "insert into lines values (?, ?, ?, ?, 0) on conflict(id) do update set batch = excluded.batch, "
+            "ok = excluded.ok, line = excluded.line, "
+            "conflict = lines.conflict or (lines.ok = 1 and excluded.ok = 1 and lines.line != excluded.line) "
+            "where excluded.ok >= lines.ok"
         )
         rows: list[tuple[str, int, int, bytes]] = []
         size = 0
@@ -135,7 +140,7 @@ class Answers:
         self.index.executemany(upsert, rows)
 
     def get(self, custom_id: str) -> dict[str, Any] | None:
-        found = self.index.execute("select batch, line from lines where id = ?", (custom_id,)).fetchone()
+        found = self.index.execute("select batch, line, conflict from lines where id = ?", (custom_id,)).fetchone()
         if found is None and self.others:  # not in this partition's batches: the input was split otherwise
             others, self.others = self.others, []
             self._read(others)
@@ -143,6 +148,8 @@ class Answers:
         if found is None:
             return None
         line: dict[str, Any] = untrusted_json.loads(found[1])
+        if found[2]:  # two different answers for one request: neither is trusted
+            return {**line, CONFLICT: True}
         return _timed_out(line, self.batches[found[0]])
 
     def close(self) -> None:

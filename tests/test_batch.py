@@ -337,3 +337,20 @@ def test_batch_mode_is_checked_on_the_driver(spark, emu, tmp_path):
     with pytest.warns(UserWarning, match="ignores concurrency, rowsPerRequest"):
         batch_chat(emu.endpoint, str(tmp_path), concurrency=4, rowsPerRequest=5).transform(df).collect()
     assert online_requests(emu) == 0
+
+
+def test_unreadable_and_doubled_output_lines_are_their_rows_errors_never_the_jobs(spark, emu, tmp_path):
+    emu.configure(batch=BatchSettings(seconds=0.3, text_status_marker="question 1", duplicate_marker="question 2"))
+    rows = [(i, f"question {i}") for i in range(40)]  # 1, 10-19: status "OK"; 2, 20-29: two answers each
+    df = spark.createDataFrame(rows, "id int, prompt string").coalesce(1)
+    online = {r.id: r.response for r in ChatCompletion(**chat_params(emu.endpoint)).transform(df).collect()}
+    for attempt in range(2):  # a re-run reads the same files the same way: the job never fails for them
+        out = {r.id: r for r in batch_chat(emu.endpoint, str(tmp_path)).transform(df).collect()}
+        assert len(out) == 40
+        for i, row in out.items():
+            text = f"question {i}"
+            if "question 1" in text or "question 2" in text:
+                assert row.response is None and row.error.code == "malformed_response", (i, attempt)
+            else:
+                assert row.error is None and row.response == online[i]  # never another row's answer
+    assert "two different answers" in out[2].error.message and "not a number" in out[1].error.message

@@ -110,6 +110,8 @@ _BATCH_FLAGS: dict[str, tuple[Any, str]] = {
     "fail_rate": (_rate, "share of batches that fail with token_limit_exceeded (0..1)"),
     "fail_marker": (str, "input-file text that makes its batch fail with token_limit_exceeded"),
     "expire_after_lines": (_count, "a batch stops after this many lines and ends expired (the rest: batch_expired)"),
+    "text_status_marker": (str, 'input text whose output line has status_code "OK" instead of a number'),
+    "duplicate_marker": (str, "input text whose output line comes twice, the second with another answer"),
 }
 
 

@@ -236,6 +236,8 @@ class Batches:
                 return index
             record, ok = self._answer(job, line)
             (outputs if ok else failures).append(record)
+            if ok and _marked(job.settings.batch.duplicate_marker, line.body):
+                outputs.append(_another_answer(record))
             with self._lock:
                 job.completed += ok
                 job.failed += not ok
@@ -250,7 +252,8 @@ class Batches:
             return _record(line.custom_id, None, TIMED_OUT), False
         status, body, inputs = _dispatch.answer(self.state, job.settings, job.route, line.body, job.api_version)
         self.state.count_batch_line(job.route, str(status), inputs, body)
-        response = {"status_code": status, "request_id": str(uuid.uuid4()), "body": body}
+        shown: int | str = "OK" if _marked(job.settings.batch.text_status_marker, line.body) else status
+        response = {"status_code": shown, "request_id": str(uuid.uuid4()), "body": body}
         return _record(line.custom_id, response, None), 200 <= status < 300
 
     def _finish(
@@ -288,6 +291,26 @@ class Batches:
     def _wait(self, deadline: float) -> bool:
         """Sleep until ``deadline`` (monotonic); False when the server is shutting down."""
         return not self._closed.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _marked(marker: str | None, body: Any) -> bool:
+    return marker is not None and marker != "" and marker in json.dumps(body)
+
+
+def _another_answer(record: dict[str, Any]) -> dict[str, Any]:
+    """The same line again with another answer: its text (or first vector element) changed."""
+    again = json.loads(json.dumps(record))
+    body = again["response"]["body"]
+    for choice in body.get("choices") or []:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            message["content"] = "a different answer: " + message["content"]
+    for item in body.get("output") or []:
+        for part in item.get("content") or [] if isinstance(item, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                part["text"] = "a different answer: " + part["text"]
+    again["id"] = f"batch_req_{uuid.uuid4().hex}"
+    return again
 
 
 def _record(custom_id: str, response: dict[str, Any] | None, reason: tuple[str, str] | None) -> dict[str, Any]:

@@ -124,6 +124,10 @@ class BatchSettings:
     fail_marker: str | None = None
     # a batch that stops after this many lines and ends expired (the rest: batch_expired in the error file)
     expire_after_lines: int | None = None
+    # output lines of requests whose input holds the marker: status_code "OK" (not a number), or the line written
+    # twice, the second time with another answer (the same custom_id)
+    text_status_marker: str | None = None
+    duplicate_marker: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("line_error_rate", "fail_rate"):
