@@ -68,7 +68,9 @@ class JobFiles:
 
 
 _SEVERITY = {"failed": 3, "expired": 2, "cancelled": 1}
-CONFLICT = "spark_aoai_conflict"  # marks a line whose custom_id came with two different answers
+# marks a line whose custom_id came twice with different answers in one batch's output (an input file holds each
+# custom_id once; the same request in two partitions' batches is answered twice, legitimately)
+CONFLICT = "spark_aoai_conflict"
 
 
 class Answers:
@@ -119,7 +121,8 @@ class Answers:
         upsert = (
             "insert into lines values (?, ?, ?, ?, 0) on conflict(id) do update set batch = excluded.batch, "
             "ok = excluded.ok, line = excluded.line, "
-            "conflict = lines.conflict or (lines.ok = 1 and excluded.ok = 1 and lines.line != excluded.line) "
+            "conflict = lines.conflict or (lines.batch = excluded.batch and lines.ok = 1 and excluded.ok = 1 "
+            "and lines.line != excluded.line) "
             "where excluded.ok >= lines.ok"
         )
         rows: list[tuple[str, int, int, bytes]] = []
