@@ -245,15 +245,18 @@ class Sender:
         self.hooks.attempt(unit, outcome, elapsed)
         if error is None:
             try:
-                rows = unit.rows
+                rows, carried = unit.rows, unit.billed
                 follow_ups = self.operation.accept(unit, outcome.body, outcome.request_id)
             except MalformedResponseError as exc:
                 error = RowError(200, ErrorCode.MALFORMED_RESPONSE, self._clean(str(exc)))
                 unit.unknown_shapes += 1
-                if unit.results.unresolved(rows) == rows:  # billed, and none of it placed on a row
+                # billed, and none of it placed on a row (nor kept by the operation for the rows it asks again)
+                if unit.billed is carried and unit.results.unresolved(rows) == rows:
                     unit.billed = add_usage(unit.billed, billed_usage(outcome.body))
             else:
-                if unit.billed is not None:
+                if unit.billed is not None and follow_ups:  # rows asked again carry it to their end
+                    follow_ups[0].billed = add_usage(follow_ups[0].billed, unit.billed)
+                elif unit.billed is not None:
                     unit.results.add_billed(rows, unit.billed)
                 unit.results.mark_source(rows, target.config.deployment)
                 self.breaker.success()

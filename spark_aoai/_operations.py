@@ -330,7 +330,9 @@ class EmbeddingTask:
             if len(group) > 1:
                 answers.append((group[1:], vector, share.nothing() if share is not None else None))
         unit.results.succeed_many(answers)
-        if retry:
+        if retry:  # their share of this 200 was billed: the rows carry it when they end
+            for position in retry:
+                unit.billed = add_usage(unit.billed, shares[position])
             first = vectors[retry[0]]
             reason = (
                 str(first) if isinstance(first, Exception) else f"another length than this task's {self.dimensions}"

@@ -429,3 +429,17 @@ def test_a_rerun_after_packs_with_failed_items_sends_nothing_already_paid_for(sp
     again = sorted(out.transform(frame(spark, prompts, partitions=1)).collect(), key=lambda r: r.id)
     assert [r.response for r in again] == [r.response for r in first]
     assert emulator.stats()["requests"] == {}  # every answer, whatever happened to its pack-mates, was stored
+
+
+def test_embedding_usage_adds_up_when_some_vectors_are_unusable(spark, emulator):
+    from spark_aoai import Embedding
+
+    emulator.configure(faults=Faults(non_finite_marker="<<nan>>", wrong_dimensions_marker="<<short>>"))
+    texts = [f"text number {i}" for i in range(30)] + ["a <<nan>> one", "a <<short>> one"]
+    df = spark.createDataFrame(list(enumerate(texts)), "id int, text string").coalesce(1)
+    stage = Embedding(deploymentName="text-embedding-3-small", inputCol="text", endpoint=emulator.endpoint,
+                      apiKey=KEY, usageCol="usage", batchSize=8)  # fmt: skip
+    rows = stage.transform(df).collect()
+    assert sum(r.error is not None for r in rows) == 2
+    summed = sum(r.usage.total_tokens for r in rows if r.usage is not None)
+    assert summed == stage.statistics().total_tokens > 0  # the unusable texts' share of their 200s included
