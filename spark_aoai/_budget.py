@@ -6,9 +6,10 @@ is what a request really costs against its worst-case estimate: its prompt plus 
 take). Before every attempt a task takes the file's lock (``fcntl.flock``) and reads it; the request starts
 when billed + in flight + its own expected cost stays within the cap, and is then counted in flight at its
 expected cost (its estimate times that ratio; the estimate itself until the run's first answer, and when
-even that does not fit, one request goes alone to find out). When it
-would not fit but other requests are in flight, it waits for them to settle (they may cost less than
-expected); when nothing is in flight it is refused (``budget_exhausted``). The answer replaces the in-flight
+even that does not fit, one request goes alone to find out). When it would not fit but other requests are in
+flight, it waits for them to settle (they may cost less than expected; a wait is bounded by
+``BUDGET_SETTLE_SECONDS``, the deadline and the task's stop, and after one that timed out the task waits no
+more); when nothing is in flight it is refused (``budget_exhausted``). The answer replaces the in-flight
 figure with what the 200 body says was billed (an error bills nothing). So a cap is spent to within one
 request's size, and the job passes it by at most what the requests in flight at that moment were billed
 beyond their expected cost.
@@ -69,9 +70,9 @@ class Ledger:
         self.threads = threading.Lock()
 
     def update(self, change: Any) -> Any:
-        """Call ``change(values)`` on the four values under the lock; what it leaves in the list is written
+        """Call ``change(values)`` on the ledger's values under the lock; what it leaves in the list is written
         back; its return value is returned. After ``close`` (a sender thread outliving its task) nothing is
-        read or written and ``change`` sees a full budget of nothing."""
+        read or written and ``change`` sees a ledger with no room (and nothing to learn from)."""
         with self.threads:  # flock excludes other processes, not this one's threads sharing the descriptor
             if self.fd < 0:
                 return change([0.0, 0.0, float("inf"), float("inf"), float("inf"), float("inf"), 0.0])  # no room
