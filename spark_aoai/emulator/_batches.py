@@ -32,6 +32,7 @@ from typing import Any
 from spark_aoai.emulator import _dispatch
 from spark_aoai.emulator._batch_input import ENDPOINTS, Line, error, parse, route_of
 from spark_aoai.emulator._errors import bad_request, cannot_cancel, invalid, no_such
+from spark_aoai.emulator._faults import marked
 from spark_aoai.emulator._files import OUTPUT_PURPOSE, FileStore
 from spark_aoai.emulator._settings import Settings
 from spark_aoai.emulator._state import State
@@ -234,10 +235,8 @@ class Batches:
                 stopping = job.status == "cancelling"
             if stopping or (limit is not None and index >= limit):
                 return index
-            record, ok = self._answer(job, line)
-            (outputs if ok else failures).append(record)
-            if ok and _marked(job.settings.batch.duplicate_marker, line.body):
-                outputs.append(_another_answer(record))
+            records, ok = self._answer(job, line)
+            (outputs if ok else failures).extend(records)
             with self._lock:
                 job.completed += ok
                 job.failed += not ok
@@ -245,16 +244,21 @@ class Batches:
                 return None
         return len(lines)
 
-    def _answer(self, job: Job, line: Line) -> tuple[dict[str, Any], bool]:
-        """The line's output record, and whether it goes to the output file (a 2xx)."""
-        if batch_line_fails(line.custom_id, job.settings.batch.line_error_rate):
+    def _answer(self, job: Job, line: Line) -> tuple[list[dict[str, Any]], bool]:
+        """The line's output records (two with ``duplicate_marker``), and whether they go to the output file
+        (a 2xx)."""
+        batch = job.settings.batch
+        if batch_line_fails(line.custom_id, batch.line_error_rate):
             self.state.count_batch_line(job.route, TIMED_OUT[0], inputs_of(job.route, line.body))
-            return _record(line.custom_id, None, TIMED_OUT), False
+            return [_record(line.custom_id, None, TIMED_OUT)], False
         status, body, inputs = _dispatch.answer(self.state, job.settings, job.route, line.body, job.api_version)
         self.state.count_batch_line(job.route, str(status), inputs, body)
-        shown: int | str = "OK" if _marked(job.settings.batch.text_status_marker, line.body) else status
+        shown: int | str = "OK" if any(marked(batch.text_status_marker, t) for t in inputs) else status
         response = {"status_code": shown, "request_id": str(uuid.uuid4()), "body": body}
-        return _record(line.custom_id, response, None), 200 <= status < 300
+        record, ok = _record(line.custom_id, response, None), 200 <= status < 300
+        if ok and any(marked(batch.duplicate_marker, t) for t in inputs):
+            return [record, _another_answer(record)], ok
+        return [record], ok
 
     def _finish(
         self, job: Job, lines: list[Line], run: int, outputs: list[dict[str, Any]], failures: list[dict[str, Any]]
@@ -293,12 +297,8 @@ class Batches:
         return not self._closed.wait(max(0.0, deadline - time.monotonic()))
 
 
-def _marked(marker: str | None, body: Any) -> bool:
-    return marker is not None and marker != "" and marker in json.dumps(body)
-
-
 def _another_answer(record: dict[str, Any]) -> dict[str, Any]:
-    """The same line again with another answer: its text (or first vector element) changed."""
+    """The same line again with another answer: its text changed (chat completions and the Responses API)."""
     again = json.loads(json.dumps(record))
     body = again["response"]["body"]
     for choice in body.get("choices") or []:
