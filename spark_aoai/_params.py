@@ -1,5 +1,7 @@
 """Params shared by the stages, as mixins in the style of ``pyspark.ml.param.shared``, with every default read
-from ``_constants``. ``with_getters`` adds the ``getX()`` accessor of each Param, as pyspark's generated code has.
+from ``_constants``. Each mixin's typed ``getX``/``setX`` are generated from these declarations into
+``_accessors`` (``python scripts/gen_accessors.py``; a test fails when they are stale), as pyspark generates
+``pyspark.ml.param.shared``.
 
 A secret is never a Param: Params are saved as JSON with the stage and shown by ``explainParams()``.
 """
@@ -12,6 +14,20 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._accessors import (
+    HasCacheAccessors,
+    HasChatRequestAccessors,
+    HasConnectionAccessors,
+    HasEmbeddingRequestAccessors,
+    HasFailoverAccessors,
+    HasMediaAccessors,
+    HasOutputsAccessors,
+    HasPackingAccessors,
+    HasReasoningAccessors,
+    HasStructuredOutputAccessors,
+    HasThroughputAccessors,
+    HasUsageControlsAccessors,
+)
 from spark_aoai._config import API_STYLES
 from spark_aoai._param_values import (
     choice,
@@ -36,22 +52,7 @@ def _param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
     return Param(Params._dummy(), name, doc, converter)
 
 
-def with_getters(cls: P) -> P:
-    """Add ``getX()`` for each Param ``x`` declared on ``cls``."""
-    for name, value in list(vars(cls).items()):
-        if isinstance(value, Param):
-            getter = "get" + name[0].upper() + name[1:]
-
-            def get(self: Params, _name: str = name) -> Any:
-                return self.getOrDefault(getattr(self, _name))
-
-            get.__doc__ = f"The value of {name} (or its default)."
-            setattr(cls, getter, get)
-    return cls
-
-
-@with_getters
-class HasConnection(Params):
+class HasConnection(HasConnectionAccessors):
     """Where requests go."""
 
     deploymentName = _param("deploymentName", "Azure OpenAI deployment (or model) name", TypeConverters.toString)
@@ -74,8 +75,7 @@ class HasConnection(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto", "caBundle": ""}
 
 
-@with_getters
-class HasThroughput(Params):
+class HasThroughput(HasThroughputAccessors):
     """How hard, how long, and how patient."""
 
     concurrency = _param("concurrency", "maximum requests in flight per partition", whole("concurrency", 1))
@@ -120,8 +120,7 @@ class HasThroughput(Params):
     }
 
 
-@with_getters
-class HasOutputs(Params):
+class HasOutputs(HasOutputsAccessors):
     """Where results go, and what a failure does."""
 
     outputCol = _param("outputCol", "output column", TypeConverters.toString)
@@ -138,8 +137,7 @@ class HasOutputs(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"errorCol": "error", "failOnError": False, "onSystemicError": "fail"}
 
 
-@with_getters
-class HasCache(Params):
+class HasCache(HasCacheAccessors):
     """Never pay twice: a persistent response cache and the dedup of identical requests."""
 
     cacheDir = _param(
@@ -155,8 +153,7 @@ class HasCache(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"cacheDir": "", "dedup": True}
 
 
-@with_getters
-class HasFailover(Params):
+class HasFailover(HasFailoverAccessors):
     """Deployments tried in order when one is out of quota or keeps failing."""
 
     deployments = _param(
@@ -171,8 +168,7 @@ class HasFailover(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasUsageControls(Params):
+class HasUsageControls(HasUsageControlsAccessors):
     """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
 
     maxTotalTokens = _param(
@@ -198,8 +194,7 @@ class HasUsageControls(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"maxTotalTokens": 0, "maxCost": 0.0, "statisticsDir": ""}
 
 
-@with_getters
-class HasChatRequest(Params):
+class HasChatRequest(HasChatRequestAccessors):
     """What a chat request asks for: prompts, instructions and the request fields of the same meaning."""
 
     promptCol = _param("promptCol", "string column of user prompts", TypeConverters.toString)
@@ -226,8 +221,7 @@ class HasChatRequest(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasStructuredOutput(Params):
+class HasStructuredOutput(HasStructuredOutputAccessors):
     """Prompts from templates over columns, and a typed output column from an output schema."""
 
     promptTemplate = _param(
@@ -253,8 +247,7 @@ class HasStructuredOutput(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
 
 
-@with_getters
-class HasPacking(Params):
+class HasPacking(HasPackingAccessors):
     """Prompt packing: several rows per chat request under one copy of the instructions (see ``_packing``)."""
 
     rowsPerRequest = _param(
@@ -271,8 +264,7 @@ class HasPacking(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"rowsPerRequest": 1, "maxPackTokens": C.MAX_PACK_TOKENS}
 
 
-@with_getters
-class HasEmbeddingRequest(Params):
+class HasEmbeddingRequest(HasEmbeddingRequestAccessors):
     """What an embeddings request asks for, and how rows are batched into requests."""
 
     inputCol = _param("inputCol", "string column of texts to embed", TypeConverters.toString)
@@ -298,8 +290,7 @@ class HasEmbeddingRequest(Params):
     }
 
 
-@with_getters
-class HasReasoning(Params):
+class HasReasoning(HasReasoningAccessors):
     """Which API a chat stage calls, and what reasoning models (gpt-5, o-series) are asked for."""
 
     apiType = _param(
@@ -321,8 +312,7 @@ class HasReasoning(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"apiType": "chat_completions"}
 
 
-@with_getters
-class HasMedia(Params):
+class HasMedia(HasMediaAccessors):
     """Images and PDFs sent with each row's prompt."""
 
     imageCol = _param("imageCol", "image per row: binary (PNG/JPEG/GIF/WebP) or a URL", TypeConverters.toString)

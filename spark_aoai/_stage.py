@@ -6,6 +6,7 @@ Credentials are constructor arguments kept in ``_secrets``, never Params: not sa
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ class AzureOpenAIStage(
     """What every stage shares: Params, credentials, validation on the driver, then ``mapInArrow``."""
 
     _stage_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each stage's constructor shows its Params (``help()``, notebooks' signature pop-ups) keyword-only."""
+        super().__init_subclass__(**kwargs)
+        names = sorted(name for name in dir(cls) if isinstance(getattr(cls, name, None), Param))
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, keyword, default=None) for name in [*names, *SECRET_ARGUMENTS]]
+        )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()

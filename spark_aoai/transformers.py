@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.types import BinaryType, StringType, StructType
 
@@ -46,6 +46,11 @@ from spark_aoai._template import Template
 from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from spark_aoai._accessors import ChatCompletionKwargs, EmbeddingKwargs
 
 logger = logging.getLogger("spark_aoai")
 
@@ -94,6 +99,9 @@ class ChatCompletion(
     >>> chat = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", outputCol="response")
     >>> out = chat.transform(df)  # doctest: +SKIP
     """
+
+    def __init__(self, **kwargs: Unpack[ChatCompletionKwargs]) -> None:
+        super().__init__(**kwargs)
 
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "response", "concurrency": C.CHAT_CONCURRENCY}
     _REQUEST_OPTIONS = (
@@ -270,6 +278,9 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
     >>> emb = Embedding(deploymentName="text-embedding-3-small", inputCol="text", outputCol="embedding")
     >>> out = emb.transform(df)  # doctest: +SKIP
     """
+
+    def __init__(self, **kwargs: Unpack[EmbeddingKwargs]) -> None:
+        super().__init__(**kwargs)
 
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "embedding", "concurrency": C.EMBEDDING_CONCURRENCY}
 
