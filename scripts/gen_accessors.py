@@ -65,6 +65,11 @@ class Declared:
         self.name = node.name
         self.bases = [ast.unparse(base).rpartition(".")[2] for base in node.bases]
         self.params: list[tuple[str, str, str, str]] = []  # (name, doc, setter type, getter type)
+        defaults = set()
+        for statement in node.body:  # the keys of ``_param_defaults``: those Params are never unset
+            if isinstance(statement, ast.AnnAssign) and ast.unparse(statement.target) == "_param_defaults":
+                value = statement.value
+                defaults = {ast.literal_eval(k) for k in value.keys} if isinstance(value, ast.Dict) else set()
         for statement in node.body:
             call = statement.value if isinstance(statement, ast.Assign) else None
             if not (isinstance(call, ast.Call) and ast.unparse(call.func) == "_param"):
@@ -73,8 +78,9 @@ class Declared:
             converter = ast.unparse(call.args[2]).split("(")[0]
             if converter not in CONVERTER_TYPES:
                 raise SystemExit(f"{module}.{node.name}.{name}: add converter {converter!r} to CONVERTER_TYPES")
-            types = PARAM_TYPES.get(name, CONVERTER_TYPES[converter])
-            self.params.append((name, " ".join(doc.split()), *types))
+            setter, getter = PARAM_TYPES.get(name, CONVERTER_TYPES[converter])
+            getter = getter if name in defaults else f"{getter} | None"  # unset: None, as pyspark's raise would not
+            self.params.append((name, " ".join(doc.split()), setter, getter))
 
 
 def declared() -> dict[str, Declared]:
@@ -110,7 +116,7 @@ def accessor_class(cls: Declared) -> list[str]:
             "",
             f"    def get{upper(name)}(self) -> {getter}:",
             f'        """{name}: {short(name, doc)}"""',
-            f"        return self.getOrDefault(self.{name})  # type: ignore[no-any-return]",
+            f"        return _value(self, self.{name})",
             "",
             f"    def set{upper(name)}(self: _S, value: {setter}) -> _S:",
             f'        """Set {name} (checked as the constructor checks it)."""',
@@ -147,7 +153,10 @@ def kwargs_class(cls: Declared, classes: dict[str, Declared]) -> list[str]:
 def render() -> dict[str, str]:
     classes = declared()
     preamble = [HEADER, "from __future__ import annotations", "", "from typing import Any, TypeVar", ""]
-    preamble += ["from pyspark.ml.param import Param, Params", "", '_S = TypeVar("_S", bound=Params)']
+    preamble += ["from pyspark.ml.param import Param, Params", "", '_S = TypeVar("_S", bound=Params)', "", ""]
+    preamble += ["def _value(owner: Params, param: Param[Any]) -> Any:"]
+    preamble += ['    """The value set, else the default, else None (unset)."""']
+    preamble += ["    return owner.getOrDefault(param) if owner.isDefined(param) else None"]
     chunks: list[list[str]] = []
     for cls in classes.values():
         if not cls.params:

@@ -48,7 +48,6 @@ class HasBatch(HasBatchAccessors):
     )
     _param_defaults: ClassVar[dict[str, Any]] = {
         "mode": "online",
-        "batchDir": "",
         "batchTimeoutHours": C.BATCH_TIMEOUT_HOURS,
         "batchPollSeconds": C.BATCH_POLL_SECONDS,
         "batchMaxLinesPerFile": C.BATCH_MAX_LINES_PER_FILE,

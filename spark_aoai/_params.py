@@ -70,9 +70,9 @@ class HasConnection(HasConnectionAccessors):
         choice("apiStyle", API_STYLES),
     )
     caBundle = _param(
-        "caBundle", "path of a CA bundle for TLS verification (empty: system default)", TypeConverters.toString
+        "caBundle", "path of a CA bundle for TLS verification (unset: the system's)", TypeConverters.toString
     )
-    _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto", "caBundle": ""}
+    _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto"}
 
 
 class HasThroughput(HasThroughputAccessors):
@@ -88,7 +88,7 @@ class HasThroughput(HasThroughputAccessors):
     )
     deadlineSeconds = _param(
         "deadlineSeconds",
-        "time budget per partition; rows unanswered by then get a timeout error (0: none)",
+        "time budget per partition; rows unanswered by then get a timeout error (unset: none)",
         real("deadlineSeconds", 0),
     )
     maxRetryAfterSeconds = _param(
@@ -97,26 +97,22 @@ class HasThroughput(HasThroughputAccessors):
         real("maxRetryAfterSeconds", 0, above=True),
     )
     maxRequestsPerMinute = _param(
-        "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (0: none)",
+        "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (unset: none)",
         real("maxRequestsPerMinute", 0),
     )  # fmt: skip
     maxTokensPerMinute = _param(
-        "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (0: none)",
+        "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (unset: none)",
         real("maxTokensPerMinute", 0),
     )  # fmt: skip
     concurrentTasks = _param(
-        "concurrentTasks", "tasks running at once, to split budgets (0: from the Spark configuration)",
+        "concurrentTasks", "tasks running at once, to split budgets (unset: from the Spark configuration)",
         whole("concurrentTasks", 0),
     )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {
         "maxAttempts": C.MAX_ATTEMPTS,
         "connectTimeout": C.CONNECT_TIMEOUT_SECONDS,
         "requestTimeout": C.REQUEST_TIMEOUT_SECONDS,
-        "deadlineSeconds": 0.0,
         "maxRetryAfterSeconds": C.MAX_RETRY_AFTER_SECONDS,
-        "maxRequestsPerMinute": 0.0,
-        "maxTokensPerMinute": 0.0,
-        "concurrentTasks": 0,
     }
 
 
@@ -143,14 +139,14 @@ class HasCache(HasCacheAccessors):
     cacheDir = _param(
         "cacheDir",
         "directory of the response cache: a local or FUSE path (/lakehouse/default/Files/..., /dbfs/...) or an "
-        "fsspec URI; answers found there are not sent again (empty: no cache)",
+        "fsspec URI; answers found there are not sent again (unset: no cache)",
         TypeConverters.toString,
     )
     dedup = _param(
         "dedup", "send identical requests of a task once and fan the answer out (False to sample each row)",
         TypeConverters.toBoolean,
     )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {"cacheDir": "", "dedup": True}
+    _param_defaults: ClassVar[dict[str, Any]] = {"dedup": True}
 
 
 class HasFailover(HasFailoverAccessors):
@@ -172,11 +168,11 @@ class HasUsageControls(HasUsageControlsAccessors):
     """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
 
     maxTotalTokens = _param(
-        "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (0: none)",
+        "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: none)",
         whole("maxTotalTokens", 0),
     )  # fmt: skip
     maxCost = _param(
-        "maxCost", "spend cap for the whole job in dollars, from the price table (0: none)", real("maxCost", 0)
+        "maxCost", "spend cap for the whole job in dollars, from the price table (unset: none)", real("maxCost", 0)
     )
     prices = _param(
         "prices", "this deployment's prices per million tokens: {'input', 'cached_input', 'output'}", json_text
@@ -184,14 +180,14 @@ class HasUsageControls(HasUsageControlsAccessors):
     statisticsDir = _param(
         "statisticsDir",
         "directory for the tasks' statistics records and the spend-cap ledger; a shared path on a cluster "
-        "(empty: a temporary directory on each machine)",
+        "(unset: a temporary directory on each machine)",
         TypeConverters.toString,
     )
     progress = _param(
         "progress", "show a progress line on the driver (default: when the session is interactive)",
         TypeConverters.toBoolean,
     )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {"maxTotalTokens": 0, "maxCost": 0.0, "statisticsDir": ""}
+    _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class HasChatRequest(HasChatRequestAccessors):
@@ -269,7 +265,7 @@ class HasEmbeddingRequest(HasEmbeddingRequestAccessors):
 
     inputCol = _param("inputCol", "string column of texts to embed", TypeConverters.toString)
     dimensions = _param(
-        "dimensions", "vector size for text-embedding-3 models (0: the model's)", whole("dimensions", 0)
+        "dimensions", "vector size for text-embedding-3 models (unset: the model's)", whole("dimensions", 0)
     )
     batchSize = _param(
         "batchSize",
@@ -283,7 +279,6 @@ class HasEmbeddingRequest(HasEmbeddingRequestAccessors):
         choice("outputType", ("array", "vector")),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {
-        "dimensions": 0,
         "batchSize": C.EMBEDDING_BATCH_SIZE,
         "maxBatchTokens": C.EMBEDDING_MAX_BATCH_TOKENS,
         "outputType": "array",

@@ -179,13 +179,13 @@ class AzureOpenAIStage(
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
         on_systemic = self.getOrDefault(self.onSystemicError)
-        concurrent = self.getOrDefault(self.concurrentTasks)
+        concurrent = self._get(self.concurrentTasks)
         limits = Limits(
             concurrency=self.getOrDefault(self.concurrency),
-            max_requests_per_minute=self.getOrDefault(self.maxRequestsPerMinute) or None,
-            max_tokens_per_minute=self.getOrDefault(self.maxTokensPerMinute) or None,
+            max_requests_per_minute=self._get(self.maxRequestsPerMinute) or None,
+            max_tokens_per_minute=self._get(self.maxTokensPerMinute) or None,
             concurrent_tasks=concurrent or infer_concurrent_tasks(spark),
-            deadline_seconds=self.getOrDefault(self.deadlineSeconds) or None,
+            deadline_seconds=self._get(self.deadlineSeconds) or None,
             connect_timeout=self.getOrDefault(self.connectTimeout),
             read_timeout=self.getOrDefault(self.requestTimeout),
         )
@@ -209,7 +209,7 @@ class AzureOpenAIStage(
                 headers=secrets.get("headers"),
                 retry=retry,
                 limits=limits,
-                verify=self.getOrDefault(self.caBundle) or True,
+                verify=self._get(self.caBundle) or True,
                 fail_on_error=self.getOrDefault(self.failOnError),
                 fail_on_systemic=on_systemic == "fail",
             )

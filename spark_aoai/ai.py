@@ -257,17 +257,17 @@ def fix_grammar(inputCol: str, **kwargs: Any) -> FixGrammar:
 def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     """A user's own ``Task`` over a text column: its instructions as the system prompt, its output schema.
 
-    >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
+    >>> keywords = Task("keywords", "List the keywords of the user's text.", outputSchema="keywords array<string>")
     >>> ai.run(keywords, "text", outputCol="keywords")  # doctest: +SKIP
     """
     if not isinstance(task, Task):
         raise ConfigurationError(
-            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, output_schema=...), "
+            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, outputSchema=...), "
             "inputCol)"
         )
     if task.output is not None:
-        raise ConfigurationError("ai.run takes a Task with a fixed output_schema (or none), not an output builder")
-    params = {"instructions": task.instructions, "outputSchema": task.output_schema, **task.defaults, **kwargs}
+        raise ConfigurationError("ai.run takes a Task with a fixed outputSchema (or none), not an output builder")
+    params = {"instructions": task.instructions, "outputSchema": task.outputSchema, **task.defaults, **kwargs}
     return AITask(promptCol=inputCol, **params)
 
 
@@ -293,7 +293,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
 
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
-    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
+    >>> spark.sql("SELECT ai_sentiment(text).sentiment FROM reviews")  # doctest: +SKIP
     """
     tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
     return _register(spark, tasks, embeddingDeploymentName, **kwargs)

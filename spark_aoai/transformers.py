@@ -296,7 +296,7 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
         route = EmbeddingOperation.route
         operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),
-            dimensions=self.getOrDefault(self.dimensions) or None,
+            dimensions=self._get(self.dimensions) or None,
             batch_size=self.getOrDefault(self.batchSize),
             max_batch_tokens=self.getOrDefault(self.maxBatchTokens),
         )

@@ -135,3 +135,18 @@ def test_the_names_the_readme_points_at_are_public():
     assert "classify" in ai.TASKS and isinstance(ai.TASKS["classify"], ai.Task)
     assert spark_aoai.JobStatistics.__name__ == "JobStatistics"
     assert spark_aoai.BatchJob.__name__ == "BatchJob"
+
+
+@pytest.mark.parametrize("cls", STAGES, ids=lambda cls: cls.__name__)
+def test_off_is_spelled_one_way_unset(cls):
+    """No Param defaults to 0 or "" to mean "off": off is unset (None), and its getter returns None."""
+    stage = cls()
+    zeros = [
+        name
+        for name in params_of(cls)
+        if stage.hasDefault(stage.getParam(name))
+        and not isinstance(stage.getOrDefault(stage.getParam(name)), bool)
+        and stage.getOrDefault(stage.getParam(name)) in (0, "")
+    ]
+    assert not zeros, f"{cls.__name__}: {zeros} default to 0 or '' (leave them unset)"
+    assert stage.getCacheDir() is None and stage.getMaxRequestsPerMinute() is None

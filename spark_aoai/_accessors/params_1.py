@@ -9,6 +9,11 @@ from pyspark.ml.param import Param, Params
 _S = TypeVar("_S", bound=Params)
 
 
+def _value(owner: Params, param: Param[Any]) -> Any:
+    """The value set, else the default, else None (unset)."""
+    return owner.getOrDefault(param) if owner.isDefined(param) else None
+
+
 class HasBatchAccessors(Params):
     """Typed accessors of ``HasBatch``'s Params."""
 
@@ -21,15 +26,15 @@ class HasBatchAccessors(Params):
 
     def getMode(self) -> str:
         """mode: online (requests as the job runs) | batch (Azure's Batch API: JSONL files, answers within 24 h)"""
-        return self.getOrDefault(self.mode)  # type: ignore[no-any-return]
+        return _value(self, self.mode)
 
     def setMode(self: _S, value: str) -> _S:
         """Set mode (checked as the constructor checks it)."""
         return self.setParams(mode=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getBatchDir(self) -> str:
+    def getBatchDir(self) -> str | None:
         """batchDir: batch mode: directory of the job manifests (a local or FUSE path, or an fsspec URI), which ma..."""
-        return self.getOrDefault(self.batchDir)  # type: ignore[no-any-return]
+        return _value(self, self.batchDir)
 
     def setBatchDir(self: _S, value: str) -> _S:
         """Set batchDir (checked as the constructor checks it)."""
@@ -37,7 +42,7 @@ class HasBatchAccessors(Params):
 
     def getBatchTimeoutHours(self) -> float:
         """batchTimeoutHours: batch mode: hours transform waits before cancelling; unanswered rows are batch_expired"""
-        return self.getOrDefault(self.batchTimeoutHours)  # type: ignore[no-any-return]
+        return _value(self, self.batchTimeoutHours)
 
     def setBatchTimeoutHours(self: _S, value: float) -> _S:
         """Set batchTimeoutHours (checked as the constructor checks it)."""
@@ -45,7 +50,7 @@ class HasBatchAccessors(Params):
 
     def getBatchPollSeconds(self) -> float:
         """batchPollSeconds: batch mode: the longest wait between two polls of the batches"""
-        return self.getOrDefault(self.batchPollSeconds)  # type: ignore[no-any-return]
+        return _value(self, self.batchPollSeconds)
 
     def setBatchPollSeconds(self: _S, value: float) -> _S:
         """Set batchPollSeconds (checked as the constructor checks it)."""
@@ -53,7 +58,7 @@ class HasBatchAccessors(Params):
 
     def getBatchMaxLinesPerFile(self) -> int:
         """batchMaxLinesPerFile: batch mode: requests per input file (Azure's limit: 100,000)"""
-        return self.getOrDefault(self.batchMaxLinesPerFile)  # type: ignore[no-any-return]
+        return _value(self, self.batchMaxLinesPerFile)
 
     def setBatchMaxLinesPerFile(self: _S, value: int) -> _S:
         """Set batchMaxLinesPerFile (checked as the constructor checks it)."""
@@ -61,7 +66,7 @@ class HasBatchAccessors(Params):
 
     def getBatchMaxBytesPerFile(self) -> int:
         """batchMaxBytesPerFile: batch mode: bytes per input file (Azure's limit: 200 MB)"""
-        return self.getOrDefault(self.batchMaxBytesPerFile)  # type: ignore[no-any-return]
+        return _value(self, self.batchMaxBytesPerFile)
 
     def setBatchMaxBytesPerFile(self: _S, value: int) -> _S:
         """Set batchMaxBytesPerFile (checked as the constructor checks it)."""
@@ -77,25 +82,25 @@ class HasConnectionAccessors(Params):
     apiStyle: Param[Any]
     caBundle: Param[Any]
 
-    def getDeploymentName(self) -> str:
+    def getDeploymentName(self) -> str | None:
         """deploymentName: Azure OpenAI deployment (or model) name"""
-        return self.getOrDefault(self.deploymentName)  # type: ignore[no-any-return]
+        return _value(self, self.deploymentName)
 
     def setDeploymentName(self: _S, value: str) -> _S:
         """Set deploymentName (checked as the constructor checks it)."""
         return self.setParams(deploymentName=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getEndpoint(self) -> str:
+    def getEndpoint(self) -> str | None:
         """endpoint: endpoint URL; default: AZURE_OPENAI_ENDPOINT, then Fabric's built-in endpoint"""
-        return self.getOrDefault(self.endpoint)  # type: ignore[no-any-return]
+        return _value(self, self.endpoint)
 
     def setEndpoint(self: _S, value: str) -> _S:
         """Set endpoint (checked as the constructor checks it)."""
         return self.setParams(endpoint=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getApiVersion(self) -> str:
+    def getApiVersion(self) -> str | None:
         """apiVersion: api-version; default: OPENAI_API_VERSION or ..."""
-        return self.getOrDefault(self.apiVersion)  # type: ignore[no-any-return]
+        return _value(self, self.apiVersion)
 
     def setApiVersion(self: _S, value: str) -> _S:
         """Set apiVersion (checked as the constructor checks it)."""
@@ -103,15 +108,15 @@ class HasConnectionAccessors(Params):
 
     def getApiStyle(self) -> str:
         """apiStyle: auto | azure (deployments path) | azure_v1 (/openai/v1) | openai (OpenAI-compatible base URL)"""
-        return self.getOrDefault(self.apiStyle)  # type: ignore[no-any-return]
+        return _value(self, self.apiStyle)
 
     def setApiStyle(self: _S, value: str) -> _S:
         """Set apiStyle (checked as the constructor checks it)."""
         return self.setParams(apiStyle=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getCaBundle(self) -> str:
-        """caBundle: path of a CA bundle for TLS verification (empty: system default)"""
-        return self.getOrDefault(self.caBundle)  # type: ignore[no-any-return]
+    def getCaBundle(self) -> str | None:
+        """caBundle: path of a CA bundle for TLS verification (unset: the system's)"""
+        return _value(self, self.caBundle)
 
     def setCaBundle(self: _S, value: str) -> _S:
         """Set caBundle (checked as the constructor checks it)."""
@@ -131,9 +136,9 @@ class HasThroughputAccessors(Params):
     maxTokensPerMinute: Param[Any]
     concurrentTasks: Param[Any]
 
-    def getConcurrency(self) -> int:
+    def getConcurrency(self) -> int | None:
         """concurrency: maximum requests in flight per partition"""
-        return self.getOrDefault(self.concurrency)  # type: ignore[no-any-return]
+        return _value(self, self.concurrency)
 
     def setConcurrency(self: _S, value: int) -> _S:
         """Set concurrency (checked as the constructor checks it)."""
@@ -141,7 +146,7 @@ class HasThroughputAccessors(Params):
 
     def getMaxAttempts(self) -> int:
         """maxAttempts: attempts per request, retries included"""
-        return self.getOrDefault(self.maxAttempts)  # type: ignore[no-any-return]
+        return _value(self, self.maxAttempts)
 
     def setMaxAttempts(self: _S, value: int) -> _S:
         """Set maxAttempts (checked as the constructor checks it)."""
@@ -149,7 +154,7 @@ class HasThroughputAccessors(Params):
 
     def getConnectTimeout(self) -> float:
         """connectTimeout: connect timeout in seconds"""
-        return self.getOrDefault(self.connectTimeout)  # type: ignore[no-any-return]
+        return _value(self, self.connectTimeout)
 
     def setConnectTimeout(self: _S, value: float) -> _S:
         """Set connectTimeout (checked as the constructor checks it)."""
@@ -157,15 +162,15 @@ class HasThroughputAccessors(Params):
 
     def getRequestTimeout(self) -> float:
         """requestTimeout: wall-clock limit of one attempt in seconds (the whole answer)"""
-        return self.getOrDefault(self.requestTimeout)  # type: ignore[no-any-return]
+        return _value(self, self.requestTimeout)
 
     def setRequestTimeout(self: _S, value: float) -> _S:
         """Set requestTimeout (checked as the constructor checks it)."""
         return self.setParams(requestTimeout=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getDeadlineSeconds(self) -> float:
-        """deadlineSeconds: time budget per partition; rows unanswered by then get a timeout error (0: none)"""
-        return self.getOrDefault(self.deadlineSeconds)  # type: ignore[no-any-return]
+    def getDeadlineSeconds(self) -> float | None:
+        """deadlineSeconds: time budget per partition; rows unanswered by then get a timeout error (unset: none)"""
+        return _value(self, self.deadlineSeconds)
 
     def setDeadlineSeconds(self: _S, value: float) -> _S:
         """Set deadlineSeconds (checked as the constructor checks it)."""
@@ -173,31 +178,31 @@ class HasThroughputAccessors(Params):
 
     def getMaxRetryAfterSeconds(self) -> float:
         """maxRetryAfterSeconds: longest retry-after waited for; a longer one (an exhausted quota) stops the task..."""
-        return self.getOrDefault(self.maxRetryAfterSeconds)  # type: ignore[no-any-return]
+        return _value(self, self.maxRetryAfterSeconds)
 
     def setMaxRetryAfterSeconds(self: _S, value: float) -> _S:
         """Set maxRetryAfterSeconds (checked as the constructor checks it)."""
         return self.setParams(maxRetryAfterSeconds=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMaxRequestsPerMinute(self) -> float:
-        """maxRequestsPerMinute: request budget for the whole job, split across concurrent tasks (0: none)"""
-        return self.getOrDefault(self.maxRequestsPerMinute)  # type: ignore[no-any-return]
+    def getMaxRequestsPerMinute(self) -> float | None:
+        """maxRequestsPerMinute: request budget for the whole job, split across concurrent tasks (unset: none)"""
+        return _value(self, self.maxRequestsPerMinute)
 
     def setMaxRequestsPerMinute(self: _S, value: float) -> _S:
         """Set maxRequestsPerMinute (checked as the constructor checks it)."""
         return self.setParams(maxRequestsPerMinute=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMaxTokensPerMinute(self) -> float:
-        """maxTokensPerMinute: token budget for the whole job, split across concurrent tasks (0: none)"""
-        return self.getOrDefault(self.maxTokensPerMinute)  # type: ignore[no-any-return]
+    def getMaxTokensPerMinute(self) -> float | None:
+        """maxTokensPerMinute: token budget for the whole job, split across concurrent tasks (unset: none)"""
+        return _value(self, self.maxTokensPerMinute)
 
     def setMaxTokensPerMinute(self: _S, value: float) -> _S:
         """Set maxTokensPerMinute (checked as the constructor checks it)."""
         return self.setParams(maxTokensPerMinute=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getConcurrentTasks(self) -> int:
-        """concurrentTasks: tasks running at once, to split budgets (0: from the Spark configuration)"""
-        return self.getOrDefault(self.concurrentTasks)  # type: ignore[no-any-return]
+    def getConcurrentTasks(self) -> int | None:
+        """concurrentTasks: tasks running at once, to split budgets (unset: from the Spark configuration)"""
+        return _value(self, self.concurrentTasks)
 
     def setConcurrentTasks(self: _S, value: int) -> _S:
         """Set concurrentTasks (checked as the constructor checks it)."""
@@ -213,9 +218,9 @@ class HasOutputsAccessors(Params):
     failOnError: Param[Any]
     onSystemicError: Param[Any]
 
-    def getOutputCol(self) -> str:
+    def getOutputCol(self) -> str | None:
         """outputCol: output column"""
-        return self.getOrDefault(self.outputCol)  # type: ignore[no-any-return]
+        return _value(self, self.outputCol)
 
     def setOutputCol(self: _S, value: str) -> _S:
         """Set outputCol (checked as the constructor checks it)."""
@@ -223,15 +228,15 @@ class HasOutputsAccessors(Params):
 
     def getErrorCol(self) -> str:
         """errorCol: error column: null on success, else a struct"""
-        return self.getOrDefault(self.errorCol)  # type: ignore[no-any-return]
+        return _value(self, self.errorCol)
 
     def setErrorCol(self: _S, value: str) -> _S:
         """Set errorCol (checked as the constructor checks it)."""
         return self.setParams(errorCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getUsageCol(self) -> str:
+    def getUsageCol(self) -> str | None:
         """usageCol: optional column for token usage (off unless named)"""
-        return self.getOrDefault(self.usageCol)  # type: ignore[no-any-return]
+        return _value(self, self.usageCol)
 
     def setUsageCol(self: _S, value: str) -> _S:
         """Set usageCol (checked as the constructor checks it)."""
@@ -239,7 +244,7 @@ class HasOutputsAccessors(Params):
 
     def getFailOnError(self) -> bool:
         """failOnError: fail the task on the first error row instead of recording it"""
-        return self.getOrDefault(self.failOnError)  # type: ignore[no-any-return]
+        return _value(self, self.failOnError)
 
     def setFailOnError(self: _S, value: bool) -> _S:
         """Set failOnError (checked as the constructor checks it)."""
@@ -247,7 +252,7 @@ class HasOutputsAccessors(Params):
 
     def getOnSystemicError(self) -> str:
         """onSystemicError: fail (default): a bad key, unknown deployment or dead endpoint fails the job at once;..."""
-        return self.getOrDefault(self.onSystemicError)  # type: ignore[no-any-return]
+        return _value(self, self.onSystemicError)
 
     def setOnSystemicError(self: _S, value: str) -> _S:
         """Set onSystemicError (checked as the constructor checks it)."""
@@ -260,9 +265,9 @@ class HasCacheAccessors(Params):
     cacheDir: Param[Any]
     dedup: Param[Any]
 
-    def getCacheDir(self) -> str:
+    def getCacheDir(self) -> str | None:
         """cacheDir: directory of the response cache: a local or FUSE path (/lakehouse/default/Files/..., /dbfs/....."""
-        return self.getOrDefault(self.cacheDir)  # type: ignore[no-any-return]
+        return _value(self, self.cacheDir)
 
     def setCacheDir(self: _S, value: str) -> _S:
         """Set cacheDir (checked as the constructor checks it)."""
@@ -270,7 +275,7 @@ class HasCacheAccessors(Params):
 
     def getDedup(self) -> bool:
         """dedup: send identical requests of a task once and fan the answer out (False to sample each row)"""
-        return self.getOrDefault(self.dedup)  # type: ignore[no-any-return]
+        return _value(self, self.dedup)
 
     def setDedup(self: _S, value: bool) -> _S:
         """Set dedup (checked as the constructor checks it)."""
@@ -283,17 +288,17 @@ class HasFailoverAccessors(Params):
     deployments: Param[Any]
     deploymentCol: Param[Any]
 
-    def getDeployments(self) -> str:
+    def getDeployments(self) -> str | None:
         """deployments: JSON list of {endpoint, deploymentName} tried in order (credentials are kept aside, never..."""
-        return self.getOrDefault(self.deployments)  # type: ignore[no-any-return]
+        return _value(self, self.deployments)
 
     def setDeployments(self: _S, value: list[dict[str, Any]] | str) -> _S:
         """Set deployments (checked as the constructor checks it)."""
         return self.setParams(deployments=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getDeploymentCol(self) -> str:
+    def getDeploymentCol(self) -> str | None:
         """deploymentCol: optional column naming the deployment that answered ('cache' for a stored answer)"""
-        return self.getOrDefault(self.deploymentCol)  # type: ignore[no-any-return]
+        return _value(self, self.deploymentCol)
 
     def setDeploymentCol(self: _S, value: str) -> _S:
         """Set deploymentCol (checked as the constructor checks it)."""
@@ -309,41 +314,41 @@ class HasUsageControlsAccessors(Params):
     statisticsDir: Param[Any]
     progress: Param[Any]
 
-    def getMaxTotalTokens(self) -> int:
-        """maxTotalTokens: spend cap for the whole job in billed tokens; later rows get budget_exhausted (0: none)"""
-        return self.getOrDefault(self.maxTotalTokens)  # type: ignore[no-any-return]
+    def getMaxTotalTokens(self) -> int | None:
+        """maxTotalTokens: spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: n..."""
+        return _value(self, self.maxTotalTokens)
 
     def setMaxTotalTokens(self: _S, value: int) -> _S:
         """Set maxTotalTokens (checked as the constructor checks it)."""
         return self.setParams(maxTotalTokens=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMaxCost(self) -> float:
-        """maxCost: spend cap for the whole job in dollars, from the price table (0: none)"""
-        return self.getOrDefault(self.maxCost)  # type: ignore[no-any-return]
+    def getMaxCost(self) -> float | None:
+        """maxCost: spend cap for the whole job in dollars, from the price table (unset: none)"""
+        return _value(self, self.maxCost)
 
     def setMaxCost(self: _S, value: float) -> _S:
         """Set maxCost (checked as the constructor checks it)."""
         return self.setParams(maxCost=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getPrices(self) -> str:
+    def getPrices(self) -> str | None:
         """prices: this deployment's prices per million tokens: {'input', 'cached_input', 'output'}"""
-        return self.getOrDefault(self.prices)  # type: ignore[no-any-return]
+        return _value(self, self.prices)
 
     def setPrices(self: _S, value: dict[str, Any] | str) -> _S:
         """Set prices (checked as the constructor checks it)."""
         return self.setParams(prices=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getStatisticsDir(self) -> str:
+    def getStatisticsDir(self) -> str | None:
         """statisticsDir: directory for the tasks' statistics records and the spend-cap ledger; a shared path on a..."""
-        return self.getOrDefault(self.statisticsDir)  # type: ignore[no-any-return]
+        return _value(self, self.statisticsDir)
 
     def setStatisticsDir(self: _S, value: str) -> _S:
         """Set statisticsDir (checked as the constructor checks it)."""
         return self.setParams(statisticsDir=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getProgress(self) -> bool:
+    def getProgress(self) -> bool | None:
         """progress: show a progress line on the driver (default: when the session is interactive)"""
-        return self.getOrDefault(self.progress)  # type: ignore[no-any-return]
+        return _value(self, self.progress)
 
     def setProgress(self: _S, value: bool) -> _S:
         """Set progress (checked as the constructor checks it)."""

@@ -9,6 +9,11 @@ from pyspark.ml.param import Param, Params
 _S = TypeVar("_S", bound=Params)
 
 
+def _value(owner: Params, param: Param[Any]) -> Any:
+    """The value set, else the default, else None (unset)."""
+    return owner.getOrDefault(param) if owner.isDefined(param) else None
+
+
 class HasChatRequestAccessors(Params):
     """Typed accessors of ``HasChatRequest``'s Params."""
 
@@ -28,121 +33,121 @@ class HasChatRequestAccessors(Params):
     user: Param[Any]
     extraBody: Param[Any]
 
-    def getPromptCol(self) -> str:
+    def getPromptCol(self) -> str | None:
         """promptCol: string column of user prompts"""
-        return self.getOrDefault(self.promptCol)  # type: ignore[no-any-return]
+        return _value(self, self.promptCol)
 
     def setPromptCol(self: _S, value: str) -> _S:
         """Set promptCol (checked as the constructor checks it)."""
         return self.setParams(promptCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMessagesCol(self) -> str:
+    def getMessagesCol(self) -> str | None:
         """messagesCol: array<struct<role:string,content:string>> column of conversations"""
-        return self.getOrDefault(self.messagesCol)  # type: ignore[no-any-return]
+        return _value(self, self.messagesCol)
 
     def setMessagesCol(self: _S, value: str) -> _S:
         """Set messagesCol (checked as the constructor checks it)."""
         return self.setParams(messagesCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getSystemPrompt(self) -> str:
+    def getSystemPrompt(self) -> str | None:
         """systemPrompt: system message put before each prompt"""
-        return self.getOrDefault(self.systemPrompt)  # type: ignore[no-any-return]
+        return _value(self, self.systemPrompt)
 
     def setSystemPrompt(self: _S, value: str) -> _S:
         """Set systemPrompt (checked as the constructor checks it)."""
         return self.setParams(systemPrompt=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getFinishReasonCol(self) -> str:
+    def getFinishReasonCol(self) -> str | None:
         """finishReasonCol: optional column for finish_reason"""
-        return self.getOrDefault(self.finishReasonCol)  # type: ignore[no-any-return]
+        return _value(self, self.finishReasonCol)
 
     def setFinishReasonCol(self: _S, value: str) -> _S:
         """Set finishReasonCol (checked as the constructor checks it)."""
         return self.setParams(finishReasonCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getTemperature(self) -> float:
+    def getTemperature(self) -> float | None:
         """temperature: sampling temperature (0 to 2)"""
-        return self.getOrDefault(self.temperature)  # type: ignore[no-any-return]
+        return _value(self, self.temperature)
 
     def setTemperature(self: _S, value: float) -> _S:
         """Set temperature (checked as the constructor checks it)."""
         return self.setParams(temperature=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getTopP(self) -> float:
+    def getTopP(self) -> float | None:
         """topP: nucleus sampling probability mass (0 to 1)"""
-        return self.getOrDefault(self.topP)  # type: ignore[no-any-return]
+        return _value(self, self.topP)
 
     def setTopP(self: _S, value: float) -> _S:
         """Set topP (checked as the constructor checks it)."""
         return self.setParams(topP=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMaxTokens(self) -> int:
+    def getMaxTokens(self) -> int | None:
         """maxTokens: max_tokens of the answer"""
-        return self.getOrDefault(self.maxTokens)  # type: ignore[no-any-return]
+        return _value(self, self.maxTokens)
 
     def setMaxTokens(self: _S, value: int) -> _S:
         """Set maxTokens (checked as the constructor checks it)."""
         return self.setParams(maxTokens=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getMaxCompletionTokens(self) -> int:
+    def getMaxCompletionTokens(self) -> int | None:
         """maxCompletionTokens: max_completion_tokens (reasoning models)"""
-        return self.getOrDefault(self.maxCompletionTokens)  # type: ignore[no-any-return]
+        return _value(self, self.maxCompletionTokens)
 
     def setMaxCompletionTokens(self: _S, value: int) -> _S:
         """Set maxCompletionTokens (checked as the constructor checks it)."""
         return self.setParams(maxCompletionTokens=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getSeed(self) -> int:
+    def getSeed(self) -> int | None:
         """seed: sampling seed"""
-        return self.getOrDefault(self.seed)  # type: ignore[no-any-return]
+        return _value(self, self.seed)
 
     def setSeed(self: _S, value: int) -> _S:
         """Set seed (checked as the constructor checks it)."""
         return self.setParams(seed=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getStop(self) -> list[str]:
+    def getStop(self) -> list[str] | None:
         """stop: stop sequence(s): a string or a list of up to 4"""
-        return self.getOrDefault(self.stop)  # type: ignore[no-any-return]
+        return _value(self, self.stop)
 
     def setStop(self: _S, value: str | list[str]) -> _S:
         """Set stop (checked as the constructor checks it)."""
         return self.setParams(stop=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getPresencePenalty(self) -> float:
+    def getPresencePenalty(self) -> float | None:
         """presencePenalty: presence penalty (-2 to 2)"""
-        return self.getOrDefault(self.presencePenalty)  # type: ignore[no-any-return]
+        return _value(self, self.presencePenalty)
 
     def setPresencePenalty(self: _S, value: float) -> _S:
         """Set presencePenalty (checked as the constructor checks it)."""
         return self.setParams(presencePenalty=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getFrequencyPenalty(self) -> float:
+    def getFrequencyPenalty(self) -> float | None:
         """frequencyPenalty: frequency penalty (-2 to 2)"""
-        return self.getOrDefault(self.frequencyPenalty)  # type: ignore[no-any-return]
+        return _value(self, self.frequencyPenalty)
 
     def setFrequencyPenalty(self: _S, value: float) -> _S:
         """Set frequencyPenalty (checked as the constructor checks it)."""
         return self.setParams(frequencyPenalty=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getResponseFormat(self) -> str:
+    def getResponseFormat(self) -> str | None:
         """responseFormat: response_format as a dict or JSON text, e.g. {'type': 'json_object'}"""
-        return self.getOrDefault(self.responseFormat)  # type: ignore[no-any-return]
+        return _value(self, self.responseFormat)
 
     def setResponseFormat(self: _S, value: dict[str, Any] | str) -> _S:
         """Set responseFormat (checked as the constructor checks it)."""
         return self.setParams(responseFormat=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getUser(self) -> str:
+    def getUser(self) -> str | None:
         """user: end-user id sent as 'user'"""
-        return self.getOrDefault(self.user)  # type: ignore[no-any-return]
+        return _value(self, self.user)
 
     def setUser(self: _S, value: str) -> _S:
         """Set user (checked as the constructor checks it)."""
         return self.setParams(user=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getExtraBody(self) -> str:
+    def getExtraBody(self) -> str | None:
         """extraBody: dict (or JSON text) merged into every request body"""
-        return self.getOrDefault(self.extraBody)  # type: ignore[no-any-return]
+        return _value(self, self.extraBody)
 
     def setExtraBody(self: _S, value: dict[str, Any] | str) -> _S:
         """Set extraBody (checked as the constructor checks it)."""
@@ -157,25 +162,25 @@ class HasStructuredOutputAccessors(Params):
     outputSchema: Param[Any]
     outputRetries: Param[Any]
 
-    def getPromptTemplate(self) -> str:
+    def getPromptTemplate(self) -> str | None:
         """promptTemplate: prompt over columns: {column}, {struct.field}; {{ and }} for braces (then systemPrompt..."""
-        return self.getOrDefault(self.promptTemplate)  # type: ignore[no-any-return]
+        return _value(self, self.promptTemplate)
 
     def setPromptTemplate(self: _S, value: str) -> _S:
         """Set promptTemplate (checked as the constructor checks it)."""
         return self.setParams(promptTemplate=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getNullPlaceholder(self) -> str:
+    def getNullPlaceholder(self) -> str | None:
         """nullPlaceholder: text put for a null placeholder value (unset: the row is invalid_input, no request)"""
-        return self.getOrDefault(self.nullPlaceholder)  # type: ignore[no-any-return]
+        return _value(self, self.nullPlaceholder)
 
     def setNullPlaceholder(self: _S, value: str) -> _S:
         """Set nullPlaceholder (checked as the constructor checks it)."""
         return self.setParams(nullPlaceholder=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getOutputSchema(self) -> str:
+    def getOutputSchema(self) -> str | None:
         """outputSchema: typed output: DDL ('sentiment string, score double'), StructType, JSON-schema dict or pyd..."""
-        return self.getOrDefault(self.outputSchema)  # type: ignore[no-any-return]
+        return _value(self, self.outputSchema)
 
     def setOutputSchema(self: _S, value: Any) -> _S:
         """Set outputSchema (checked as the constructor checks it)."""
@@ -183,7 +188,7 @@ class HasStructuredOutputAccessors(Params):
 
     def getOutputRetries(self) -> int:
         """outputRetries: re-asks after an answer that does not fit outputSchema, before the row is invalid_output"""
-        return self.getOrDefault(self.outputRetries)  # type: ignore[no-any-return]
+        return _value(self, self.outputRetries)
 
     def setOutputRetries(self: _S, value: int) -> _S:
         """Set outputRetries (checked as the constructor checks it)."""
@@ -198,7 +203,7 @@ class HasPackingAccessors(Params):
 
     def getRowsPerRequest(self) -> int | str:
         """rowsPerRequest: rows packed into one request: 1 (none), a number, or 'auto' (as many as fit maxPackToke..."""
-        return self.getOrDefault(self.rowsPerRequest)  # type: ignore[no-any-return]
+        return _value(self, self.rowsPerRequest)
 
     def setRowsPerRequest(self: _S, value: int | str) -> _S:
         """Set rowsPerRequest (checked as the constructor checks it)."""
@@ -206,7 +211,7 @@ class HasPackingAccessors(Params):
 
     def getMaxPackTokens(self) -> int:
         """maxPackTokens: with rowsPerRequest='auto': estimated prompt tokens per packed request"""
-        return self.getOrDefault(self.maxPackTokens)  # type: ignore[no-any-return]
+        return _value(self, self.maxPackTokens)
 
     def setMaxPackTokens(self: _S, value: int) -> _S:
         """Set maxPackTokens (checked as the constructor checks it)."""
@@ -222,17 +227,17 @@ class HasEmbeddingRequestAccessors(Params):
     maxBatchTokens: Param[Any]
     outputType: Param[Any]
 
-    def getInputCol(self) -> str:
+    def getInputCol(self) -> str | None:
         """inputCol: string column of texts to embed"""
-        return self.getOrDefault(self.inputCol)  # type: ignore[no-any-return]
+        return _value(self, self.inputCol)
 
     def setInputCol(self: _S, value: str) -> _S:
         """Set inputCol (checked as the constructor checks it)."""
         return self.setParams(inputCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getDimensions(self) -> int:
-        """dimensions: vector size for text-embedding-3 models (0: the model's)"""
-        return self.getOrDefault(self.dimensions)  # type: ignore[no-any-return]
+    def getDimensions(self) -> int | None:
+        """dimensions: vector size for text-embedding-3 models (unset: the model's)"""
+        return _value(self, self.dimensions)
 
     def setDimensions(self: _S, value: int) -> _S:
         """Set dimensions (checked as the constructor checks it)."""
@@ -240,7 +245,7 @@ class HasEmbeddingRequestAccessors(Params):
 
     def getBatchSize(self) -> int:
         """batchSize: inputs per request (at most ...)"""
-        return self.getOrDefault(self.batchSize)  # type: ignore[no-any-return]
+        return _value(self, self.batchSize)
 
     def setBatchSize(self: _S, value: int) -> _S:
         """Set batchSize (checked as the constructor checks it)."""
@@ -248,7 +253,7 @@ class HasEmbeddingRequestAccessors(Params):
 
     def getMaxBatchTokens(self) -> int:
         """maxBatchTokens: estimated tokens per request"""
-        return self.getOrDefault(self.maxBatchTokens)  # type: ignore[no-any-return]
+        return _value(self, self.maxBatchTokens)
 
     def setMaxBatchTokens(self: _S, value: int) -> _S:
         """Set maxBatchTokens (checked as the constructor checks it)."""
@@ -256,7 +261,7 @@ class HasEmbeddingRequestAccessors(Params):
 
     def getOutputType(self) -> str:
         """outputType: array (array<float>) or vector (pyspark.ml.linalg)"""
-        return self.getOrDefault(self.outputType)  # type: ignore[no-any-return]
+        return _value(self, self.outputType)
 
     def setOutputType(self: _S, value: str) -> _S:
         """Set outputType (checked as the constructor checks it)."""
@@ -273,31 +278,31 @@ class HasReasoningAccessors(Params):
 
     def getApiType(self) -> str:
         """apiType: chat_completions (default) or responses (the Responses API)"""
-        return self.getOrDefault(self.apiType)  # type: ignore[no-any-return]
+        return _value(self, self.apiType)
 
     def setApiType(self: _S, value: str) -> _S:
         """Set apiType (checked as the constructor checks it)."""
         return self.setParams(apiType=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getReasoningEffort(self) -> str:
+    def getReasoningEffort(self) -> str | None:
         """reasoningEffort: reasoning models: minimal, low, medium or high"""
-        return self.getOrDefault(self.reasoningEffort)  # type: ignore[no-any-return]
+        return _value(self, self.reasoningEffort)
 
     def setReasoningEffort(self: _S, value: str) -> _S:
         """Set reasoningEffort (checked as the constructor checks it)."""
         return self.setParams(reasoningEffort=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getVerbosity(self) -> str:
+    def getVerbosity(self) -> str | None:
         """verbosity: reasoning models: low, medium or high"""
-        return self.getOrDefault(self.verbosity)  # type: ignore[no-any-return]
+        return _value(self, self.verbosity)
 
     def setVerbosity(self: _S, value: str) -> _S:
         """Set verbosity (checked as the constructor checks it)."""
         return self.setParams(verbosity=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getReasoningModel(self) -> bool:
+    def getReasoningModel(self) -> bool | None:
         """reasoningModel: treat the deployment as a reasoning model (default: from its name: o1, o3, o4, gpt-5)"""
-        return self.getOrDefault(self.reasoningModel)  # type: ignore[no-any-return]
+        return _value(self, self.reasoningModel)
 
     def setReasoningModel(self: _S, value: bool) -> _S:
         """Set reasoningModel (checked as the constructor checks it)."""
@@ -311,17 +316,17 @@ class HasMediaAccessors(Params):
     fileCol: Param[Any]
     maxInputBytes: Param[Any]
 
-    def getImageCol(self) -> str:
+    def getImageCol(self) -> str | None:
         """imageCol: image per row: binary (PNG/JPEG/GIF/WebP) or a URL"""
-        return self.getOrDefault(self.imageCol)  # type: ignore[no-any-return]
+        return _value(self, self.imageCol)
 
     def setImageCol(self: _S, value: str) -> _S:
         """Set imageCol (checked as the constructor checks it)."""
         return self.setParams(imageCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getFileCol(self) -> str:
+    def getFileCol(self) -> str | None:
         """fileCol: PDF per row: a binary column, sent as a file part"""
-        return self.getOrDefault(self.fileCol)  # type: ignore[no-any-return]
+        return _value(self, self.fileCol)
 
     def setFileCol(self: _S, value: str) -> _S:
         """Set fileCol (checked as the constructor checks it)."""
@@ -329,7 +334,7 @@ class HasMediaAccessors(Params):
 
     def getMaxInputBytes(self) -> int:
         """maxInputBytes: largest image or file sent (else invalid_input)"""
-        return self.getOrDefault(self.maxInputBytes)  # type: ignore[no-any-return]
+        return _value(self, self.maxInputBytes)
 
     def setMaxInputBytes(self: _S, value: int) -> _S:
         """Set maxInputBytes (checked as the constructor checks it)."""
@@ -341,9 +346,9 @@ class HasInstructionsAccessors(Params):
 
     instructions: Param[Any]
 
-    def getInstructions(self) -> str:
+    def getInstructions(self) -> str | None:
         """instructions: the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings"""
-        return self.getOrDefault(self.instructions)  # type: ignore[no-any-return]
+        return _value(self, self.instructions)
 
     def setInstructions(self: _S, value: str) -> _S:
         """Set instructions (checked as the constructor checks it)."""

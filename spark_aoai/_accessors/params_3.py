@@ -9,15 +9,20 @@ from pyspark.ml.param import Param, Params
 _S = TypeVar("_S", bound=Params)
 
 
+def _value(owner: Params, param: Param[Any]) -> Any:
+    """The value set, else the default, else None (unset)."""
+    return owner.getOrDefault(param) if owner.isDefined(param) else None
+
+
 class HasLabelsAccessors(Params):
     """Typed accessors of ``HasLabels``'s Params."""
 
     labels: Param[Any]
     multiLabel: Param[Any]
 
-    def getLabels(self) -> list[str]:
+    def getLabels(self) -> list[str] | None:
         """labels: the labels to choose from (2 or more); an answer outside them is invalid_output"""
-        return self.getOrDefault(self.labels)  # type: ignore[no-any-return]
+        return _value(self, self.labels)
 
     def setLabels(self: _S, value: list[str]) -> _S:
         """Set labels (checked as the constructor checks it)."""
@@ -25,7 +30,7 @@ class HasLabelsAccessors(Params):
 
     def getMultiLabel(self) -> bool:
         """multiLabel: every label that applies (array<string>) instead of one"""
-        return self.getOrDefault(self.multiLabel)  # type: ignore[no-any-return]
+        return _value(self, self.multiLabel)
 
     def setMultiLabel(self: _S, value: bool) -> _S:
         """Set multiLabel (checked as the constructor checks it)."""
@@ -37,9 +42,9 @@ class HasFieldsAccessors(Params):
 
     fields: Param[Any]
 
-    def getFields(self) -> str:
+    def getFields(self) -> str | None:
         """fields: fields to extract: names, a dict name -> description, or a StructType / DDL for typed ones"""
-        return self.getOrDefault(self.fields)  # type: ignore[no-any-return]
+        return _value(self, self.fields)
 
     def setFields(self: _S, value: Any) -> _S:
         """Set fields (checked as the constructor checks it)."""
@@ -51,9 +56,9 @@ class HasMaxWordsAccessors(Params):
 
     maxWords: Param[Any]
 
-    def getMaxWords(self) -> int:
+    def getMaxWords(self) -> int | None:
         """maxWords: longest summary, in words"""
-        return self.getOrDefault(self.maxWords)  # type: ignore[no-any-return]
+        return _value(self, self.maxWords)
 
     def setMaxWords(self: _S, value: int) -> _S:
         """Set maxWords (checked as the constructor checks it)."""
@@ -65,9 +70,9 @@ class HasTargetLanguageAccessors(Params):
 
     to: Param[Any]
 
-    def getTo(self) -> str:
+    def getTo(self) -> str | None:
         """to: the language to translate into, e.g. 'French'"""
-        return self.getOrDefault(self.to)  # type: ignore[no-any-return]
+        return _value(self, self.to)
 
     def setTo(self: _S, value: str) -> _S:
         """Set to (checked as the constructor checks it)."""
@@ -80,17 +85,17 @@ class HasPairAccessors(Params):
     leftCol: Param[Any]
     rightCol: Param[Any]
 
-    def getLeftCol(self) -> str:
+    def getLeftCol(self) -> str | None:
         """leftCol: first text column"""
-        return self.getOrDefault(self.leftCol)  # type: ignore[no-any-return]
+        return _value(self, self.leftCol)
 
     def setLeftCol(self: _S, value: str) -> _S:
         """Set leftCol (checked as the constructor checks it)."""
         return self.setParams(leftCol=value)  # type: ignore[no-any-return, attr-defined]
 
-    def getRightCol(self) -> str:
+    def getRightCol(self) -> str | None:
         """rightCol: second text column"""
-        return self.getOrDefault(self.rightCol)  # type: ignore[no-any-return]
+        return _value(self, self.rightCol)
 
     def setRightCol(self: _S, value: str) -> _S:
         """Set rightCol (checked as the constructor checks it)."""
