@@ -65,7 +65,7 @@ class BatchJob:
         does with an output (its column names, the observers): the stage's own steps, handed over by it."""
         if dataset.isStreaming:
             raise ConfigurationError("mode='batch' takes a static DataFrame; a stream is answered online")
-        directory = stage.getOrDefault(stage.batchDir)
+        directory = stage._get(stage.batchDir)
         if not directory:
             raise ConfigurationError("mode='batch' needs batchDir: a directory for the job's manifest")
         hours, poll = stage.getOrDefault(stage.batchTimeoutHours), stage.getOrDefault(stage.batchPollSeconds)

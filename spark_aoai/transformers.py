@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.types import BinaryType, StringType, StructType
 
@@ -46,6 +46,11 @@ from spark_aoai._template import Template
 from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from spark_aoai._accessors import ChatCompletionKwargs, EmbeddingKwargs
 
 logger = logging.getLogger("spark_aoai")
 
@@ -94,6 +99,9 @@ class ChatCompletion(
     >>> chat = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", outputCol="response")
     >>> out = chat.transform(df)  # doctest: +SKIP
     """
+
+    def __init__(self, **kwargs: Unpack[ChatCompletionKwargs]) -> None:
+        super().__init__(**kwargs)
 
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "response", "concurrency": C.CHAT_CONCURRENCY}
     _REQUEST_OPTIONS = (
@@ -271,6 +279,9 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
     >>> out = emb.transform(df)  # doctest: +SKIP
     """
 
+    def __init__(self, **kwargs: Unpack[EmbeddingKwargs]) -> None:
+        super().__init__(**kwargs)
+
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "embedding", "concurrency": C.EMBEDDING_CONCURRENCY}
 
     def _input_column(self, schema: StructType) -> str:
@@ -285,7 +296,7 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
         route = EmbeddingOperation.route
         operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),
-            dimensions=self.getOrDefault(self.dimensions) or None,
+            dimensions=self._get(self.dimensions) or None,
             batch_size=self.getOrDefault(self.batchSize),
             max_batch_tokens=self.getOrDefault(self.maxBatchTokens),
         )
