@@ -228,14 +228,21 @@ class BatchJob:
                 self._save()
         finally:
             api.close()
-        until, waits = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        until = time.time() + self.cancel_wait()
+        waits = pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
         while time.time() < until:
             try:
                 if self.status(poll=True)["done"]:
                     return
             except BatchApiError:
                 pass
-            time.sleep(next(waits))
+            time.sleep(max(0.0, min(next(waits), until - time.time())))
+
+    def cancel_wait(self) -> float:
+        """How long the timeout waits for cancelled batches to end: ``BATCH_CANCEL_WAIT_SECONDS`` (10 min), at
+        most ``BATCH_CANCEL_WAIT_SHARE`` of ``batchTimeoutHours``; a batch still ``cancelling`` then is left
+        (its rows ``batch_expired``; a later ``collect_batch`` reads what it answered once it has ended)."""
+        return min(C.BATCH_CANCEL_WAIT_SECONDS, C.BATCH_CANCEL_WAIT_SHARE * self.hours * 3600.0)
 
     def collect(self) -> DataFrame:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""
