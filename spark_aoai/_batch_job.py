@@ -36,7 +36,9 @@ from spark_aoai import _constants as C
 from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
 from spark_aoai._batch_lines import RECORD_DDL, answer_partition, request_partition
 from spark_aoai._batch_results import BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch_service import Creator, batch_errors, batch_fields, may_pass, pauses, to_retry
+from spark_aoai._batch_service import (
+    Creator, batch_errors, batch_fields, may_pass, pauses, remove_orphans, to_retry,
+)  # fmt: skip
 from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
 from spark_aoai._usage import progress_wanted
@@ -117,23 +119,26 @@ class BatchJob:
         planned = self._request_pass(None)
         self.fingerprint = self._fingerprint(planned)
         stored = self.store.read(self._name())
-        if stored is None:
+        self.manifest = json.loads(stored) if stored is not None else {}
+        if stored is None or self.manifest.get("uploading"):  # none yet, or an upload pass that did not finish
             self.manifest = {
                 "version": 1, "fingerprint": self.fingerprint, "deployment": self.config.deployment,
                 "endpoint": self.endpoint, "created": time.time(), "partitions": {}, "files": {},
+                "uploading": True,  # saved before any upload: a rerun uploads again and removes what this left
             }  # fmt: skip
+            self._save()
             if sum(r["lines"] for r in planned):
                 _warn_file_count(planned, self.limits)
                 self._upload()
+            self.manifest.pop("uploading")
             self._save()
-        else:
-            self.manifest = json.loads(stored)
+            self._remove_orphans()
         Creator(BatchApi(self.config), self.manifest, self._save, self.endpoint).create_missing()
         return self
 
     def _upload(self) -> None:
         try:
-            records = self._request_pass(f"spark_aoai-{self.fingerprint}")
+            records = self._request_pass(self._upload_prefix())
         except Exception as exc:  # the executors' BatchApiError arrives wrapped by Spark
             cause = _cause(exc)
             if cause is None:
@@ -149,6 +154,21 @@ class BatchJob:
             if record["file_id"]:
                 part["files"].append(record["file_id"])
                 self.manifest["files"][record["file_id"]] = {"lines": record["lines"], "bytes": record["bytes"]}
+
+    def _upload_prefix(self) -> str:
+        return f"spark_aoai-{self.fingerprint}"
+
+    def _remove_orphans(self) -> int:
+        """Delete this job's uploads the manifest does not hold (lost answers, a pass cut short); a failure
+        only warns: ``delete_files()`` and the next run try again."""
+        api = BatchApi(self.config)
+        try:
+            return remove_orphans(api, self._upload_prefix(), self.manifest["files"])
+        except BatchApiError as exc:
+            warnings.warn(f"spark_aoai: batch mode could not remove stray uploads: {exc}", stacklevel=3)
+            return 0
+        finally:
+            api.close()
 
     def poll(self) -> dict[str, Any]:
         """Read every unfinished batch once, create again what is due (quota, a failure that may pass); the
@@ -270,7 +290,7 @@ class BatchJob:
             self._save()
         finally:
             api.close()
-        return deleted
+        return deleted + self._remove_orphans()
 
     def run(self) -> DataFrame:
         """``submit``, ``wait``, ``collect``: what ``transform`` and ``collect_batch`` do in batch mode."""

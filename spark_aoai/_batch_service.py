@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from spark_aoai import _constants as C
@@ -182,3 +182,11 @@ class Creator:
                 error = RowError(None, ErrorCode.BATCH_FAILED, f"file {file_id} is {status}, not processed")
                 raise BatchApiError(f"the input file {file_id}", error)
             time.sleep(next(waits))
+
+
+def remove_orphans(api: BatchApi, prefix: str, keep: Collection[str]) -> int:
+    """Delete the service's ``purpose=batch`` files named ``{prefix}-...`` that are not in ``keep``: uploads of
+    this job whose answer was lost (the retry uploaded the file again) or made by an upload pass that did not
+    finish (a failed task, a killed driver). Returns how many were deleted."""
+    found = [f for f in api.list_files() if str(f.get("filename") or "").startswith(f"{prefix}-")]
+    return sum(api.delete(str(f["id"])) for f in found if isinstance(f.get("id"), str) and f["id"] not in keep)
