@@ -36,9 +36,7 @@ from spark_aoai import _constants as C
 from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
 from spark_aoai._batch_lines import RECORD_DDL, answer_partition, request_partition
 from spark_aoai._batch_results import BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch_service import (
-    Creator, batch_errors, batch_fields, may_pass, pauses, remove_orphans, to_retry,
-)  # fmt: skip
+from spark_aoai._batch_service import Creator, batch_errors, batch_fields, may_pass, pauses, remove_orphans, to_retry
 from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
 from spark_aoai._usage import progress_wanted
