@@ -8,7 +8,8 @@ A job is one stage over one input. Its steps, each resumable from the manifest i
    submitted already: nothing is uploaded again.
 2. **Upload** (executors): the same pass writes each partition's lines to JSONL files within the per-file limits
    and uploads them (``purpose=batch``); the driver records the file ids (and refuses an input that changed
-   between the two reads).
+   between the two reads). The manifest is saved before the pass (a pass that did not finish is run again), and
+   this job's uploads it does not hold (a lost answer sent again, a pass cut short) are deleted after it.
 3. **Batches** (driver, ``_batch_service``): one per file, once the file is processed; the manifest is saved
    after each; a batch created but not saved (a driver killed in between, a lost answer) is found on the
    service and adopted, never created twice; a creation that failed in a way that may pass is tried again.
@@ -271,7 +272,8 @@ class BatchJob:
     def delete_files(self) -> int:
         """Delete the job's input, output and error files from the service (Azure keeps 500 per resource), once
         its answers are saved: the manifest remembers it, and a later join of this job gets ``batch_failed``
-        rows saying so. Returns how many files were deleted.
+        rows saying so. This job's uploads the manifest does not hold (lost answers) go too. Returns how many
+        files were deleted.
 
         >>> out = chat.collect_batch(df); out.write.parquet(path); chat.submit(df).delete_files()  # doctest: +SKIP
         """
