@@ -258,10 +258,11 @@ class BatchJob:
             time.sleep(max(0.0, min(next(waits), until - time.time())))
 
     def cancel_wait(self) -> float:
-        """How long the timeout waits for cancelled batches to end: ``BATCH_CANCEL_WAIT_SECONDS`` (10 min), at
-        most ``BATCH_CANCEL_WAIT_SHARE`` of ``batchTimeoutHours``; a batch still ``cancelling`` then is left
-        (its rows ``batch_expired``; a later ``collect_batch`` reads what it answered once it has ended)."""
-        return min(C.BATCH_CANCEL_WAIT_SECONDS, C.BATCH_CANCEL_WAIT_SHARE * self.hours * 3600.0)
+        """How long the timeout waits for cancelled batches to end: 1% of ``batchTimeoutHours``, from 10 s to
+        10 minutes; a batch still ``cancelling`` then is left (its rows ``batch_expired``; a later
+        ``collect_batch`` reads what it answered once it has ended)."""
+        share = C.BATCH_CANCEL_WAIT_SHARE * self.hours * 3600.0
+        return min(C.BATCH_CANCEL_WAIT_SECONDS, max(C.BATCH_CANCEL_WAIT_MIN_SECONDS, share))
 
     def collect(self) -> DataFrame:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""

@@ -76,7 +76,8 @@ BATCH_MAX_LIST_PAGES = 100  # a listing of batches or files reads at most this m
 BATCH_MAX_FILES = 500  # Azure's input files per resource
 BATCH_PRICE_FACTOR = 0.5  # Azure's Global Batch: 50% of the Global Standard price
 BATCH_FILE_READY_SECONDS = 600.0  # the longest wait for an upload to be processed before its batch is created
-# after batchTimeoutHours, the longest wait for cancelled batches to end (Azure: up to 10 minutes), and at most
-# this share of batchTimeoutHours (of 24 h: 14.4 min, so 10 min)
-BATCH_CANCEL_WAIT_SECONDS = 600.0
+# after batchTimeoutHours, the wait for cancelled batches to end: this share of batchTimeoutHours, at least
+# BATCH_CANCEL_WAIT_MIN_SECONDS and at most BATCH_CANCEL_WAIT_SECONDS (Azure cancels within 10 minutes; of 24 h: 10 min)
 BATCH_CANCEL_WAIT_SHARE = 0.01
+BATCH_CANCEL_WAIT_MIN_SECONDS = 10.0
+BATCH_CANCEL_WAIT_SECONDS = 600.0
