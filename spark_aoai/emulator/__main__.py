@@ -112,6 +112,13 @@ _BATCH_FLAGS: dict[str, tuple[Any, str]] = {
     "expire_after_lines": (_count, "a batch stops after this many lines and ends expired (the rest: batch_expired)"),
     "text_status_marker": (str, 'input text whose output line has status_code "OK" instead of a number'),
     "duplicate_marker": (str, "input text whose output line comes twice, the second with another answer"),
+    "lost_create_rate": (_rate, "share of batch creations made but answered 500, the answer lost (0..1)"),
+    "list_error_rate": (_rate, "share of batch listings answered 500 (0..1)"),
+    "list_ignores_after_rate": (_rate, "share of batch listings that ignore 'after': the first page again (0..1)"),
+    "cancel_error_rate": (_rate, "share of batch cancels answered 500, nothing done (0..1)"),
+    "cancel_stuck_rate": (_rate, "share of batch cancels that leave the batch cancelling for good (0..1)"),
+    "hold_calls": (str, "Files/Batch calls held unanswered, comma-separated: 'GET batches/{id}', ..."),
+    "hold_seconds": (_non_negative, "how long a held Files/Batch call waits before its answer, in seconds"),
 }
 
 
