@@ -323,10 +323,11 @@ class Sender:
         deployment is down (its error names each one's fault); else the task stops. True: the unit is resolved."""
         fault = error.with_attempts(unit.attempts, request_id)
         if self.targets.failover:
-            everything = self.targets.take_down(target, fault)
+            first, everything = self.targets.take_down(target, fault)
             if everything is None:
-                logger.warning("spark_aoai: %s is down, its requests go to the next deployment: %s %s",
-                               target.where(), error.code, self._clean(error.message))  # fmt: skip
+                if first:
+                    logger.warning("spark_aoai: %s is down, its requests go to the next deployment: %s %s",
+                                   target.where(), error.code, self._clean(error.message))  # fmt: skip
                 if self.targets.move_on(unit, time.monotonic()):
                     return False
                 self._fail(unit, error, request_id)  # the others rest for quota just now

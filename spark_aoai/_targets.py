@@ -106,17 +106,21 @@ class Targets:
         with self.lock:
             target.resting_until = time.monotonic() + seconds
 
-    def take_down(self, target: Target, fault: RowError) -> RowError | None:
-        """Mark ``target`` down with its systemic ``fault``; once every deployment is down, the task's error, which
-        names each deployment and its fault (else None)."""
+    def take_down(self, target: Target, fault: RowError) -> tuple[bool, RowError | None]:
+        """Mark ``target`` down with its systemic ``fault``: whether it was up until now, and once every deployment
+        is down, the task's error, which names each deployment and its fault (else None)."""
         with self.lock:
+            was_up = target.down is None
             target.down = target.down or fault
             faults = [(t, t.down) for t in self.all]
         if any(down is None for _, down in faults):
-            return None
+            return was_up, None
         parts = [f"{t.where()}: {d.code} (status {d.status}) {d.message[:_FAULT_CHARS]}" for t, d in faults if d]
         message = f"every deployment is down: {'; '.join(parts)}"
-        return RowError(fault.status, fault.code, message[: C.MAX_MESSAGE_CHARS], fault.attempts, fault.request_id)
+        everything = RowError(
+            fault.status, fault.code, message[: C.MAX_MESSAGE_CHARS], fault.attempts, fault.request_id
+        )
+        return was_up, everything
 
     def cancel(self) -> None:
         for target in self.all:
