@@ -171,7 +171,7 @@ class Sender:
             chosen = self.targets.choose(unit, now)
             if chosen is None or self.stopped is not None:
                 resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
-                self._fail(unit, self.stopped or resting)
+                self._fail(unit, self.stopped or self._all_down() or resting)
                 return None
             controller, until = chosen[0].controller, self.deadline
             if self.targets.failover:
@@ -309,14 +309,17 @@ class Sender:
             self.stop(opened)
             self._fail(unit, opened, outcome.request_id)
             return True
-        exhausted = unit.attempts - unit.target_since >= policy.max_attempts
-        if exhausted or self.targets.breaker_open(target):  # its breaker open: on to the next one at once
+        if unit.attempts - unit.target_since >= policy.max_attempts:
             if self.targets.move_on(unit, time.monotonic()):
                 return False
-            if exhausted:
-                self._fail(unit, error, outcome.request_id)
-                return True
+            self._fail(unit, error, outcome.request_id)
+            return True
+        self.targets.leave(unit, target, time.monotonic())  # its breaker open: on to the next one at once
         return False
+
+    def _all_down(self, fault: RowError | None = None) -> RowError | None:
+        everything = self.targets.all_down(fault) if self.targets.failover else None
+        return None if everything is None else replace(everything, message=self._clean(everything.message))
 
     def _down(self, unit: Unit, target: Target, error: RowError, request_id: str | None) -> bool:
         """A systemic fault of ``target``: with failover, the unit moves on and the task stops only once every
@@ -330,9 +333,10 @@ class Sender:
                                    target.where(), error.code, self._clean(error.message))  # fmt: skip
                 if self.targets.move_on(unit, time.monotonic()):
                     return False
-                self._fail(unit, error, request_id)  # the others rest for quota just now
+                # the others rest for quota just now, or went down meanwhile
+                self._fail(unit, self.stopped or self._all_down(fault) or error, request_id)
                 return True
-            error = fault = replace(everything, message=self._clean(everything.message))
+            error = fault = self._all_down(everything) or fault
         self.stop(fault, systemic=self.config.fail_on_systemic)
         self._fail(unit, error, request_id)
         return True

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from spark_aoai import _constants as C
-from spark_aoai._breaker import Breaker
+from spark_aoai._breaker import CLOSED, Breaker
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Route, RowError, Unit
 from spark_aoai._http import Transport
@@ -80,19 +80,25 @@ class Targets:
                         return self._assign(unit, index), verdict == "probe"
             return self._assign(unit, usable[0]), False
 
-    def move_on(self, unit: Unit, now: float) -> bool:
-        """Hand the unit to the next usable deployment; False when there is none."""
+    def move_on(self, unit: Unit, now: float, closed_only: bool = False) -> bool:
+        """Hand the unit to the next usable deployment (with ``closed_only``, one whose breaker is closed); False
+        when there is none."""
         with self.lock:
             for index in self._order(unit):
-                if index != unit.target and self.all[index].usable(now):
+                candidate = self.all[index]
+                healthy = not closed_only or candidate.breaker.state == CLOSED
+                if index != unit.target and candidate.usable(now) and healthy:
                     self._assign(unit, index)
                     return True
             return False
 
-    def breaker_open(self, target: Target) -> bool:
-        """Whether new requests stay away from ``target`` now (never with one deployment)."""
+    def leave(self, unit: Unit, target: Target, now: float) -> bool:
+        """After a failed attempt on ``target``: when its breaker is open, hand the unit to the next deployment
+        whose breaker is closed; False when it stays (no breaker open, or nowhere better to go)."""
         with self.lock:
-            return self.failover and target.breaker.state != "closed"
+            if not self.failover or target.breaker.state == CLOSED:
+                return False
+        return self.move_on(unit, now, closed_only=True)
 
     def record(self, target: Target, error: RowError | None, probe: bool) -> None:
         """Tell the deployment's breaker how an attempt on it ended (``error`` None: answered)."""
@@ -112,15 +118,19 @@ class Targets:
         with self.lock:
             was_up = target.down is None
             target.down = target.down or fault
+        return was_up, self.all_down(fault)
+
+    def all_down(self, last: RowError | None = None) -> RowError | None:
+        """Once every deployment is down, the task's error (with the status and code of ``last``, else of the last
+        deployment's fault), which names each deployment and its fault; else None."""
+        with self.lock:
             faults = [(t, t.down) for t in self.all]
         if any(down is None for _, down in faults):
-            return was_up, None
+            return None
         parts = [f"{t.where()}: {d.code} (status {d.status}) {d.message[:_FAULT_CHARS]}" for t, d in faults if d]
-        message = f"every deployment is down: {'; '.join(parts)}"
-        everything = RowError(
-            fault.status, fault.code, message[: C.MAX_MESSAGE_CHARS], fault.attempts, fault.request_id
-        )
-        return was_up, everything
+        message = f"every deployment is down: {'; '.join(parts)}"[: C.MAX_MESSAGE_CHARS]
+        last = last or faults[-1][1]
+        return None if last is None else RowError(last.status, last.code, message, last.attempts, last.request_id)
 
     def cancel(self) -> None:
         for target in self.all:
