@@ -268,7 +268,7 @@ class Sender:
         if self.deadline is not None and time.monotonic() + delay >= self.deadline:
             self._fail(unit, self._deadline_error(), outcome.request_id)
             return None
-        return 0.0 if outcome.status == 429 else delay  # a 429 already paused every sender through the controller
+        return 0.0 if outcome.status == 429 else delay  # a 429 paused the deployment's senders through its controller
 
     def _settled(
         self, unit: Unit, target: Target, outcome: Outcome, error: RowError, retry_after: float | None
