@@ -42,6 +42,18 @@ MAX_INPUT_BYTES = 20 * 2**20  # Azure's limit for an image in a request
 BUDGET_SETTLE_SECONDS = REQUEST_TIMEOUT_SECONDS
 BUDGET_POLL_SECONDS = 0.05
 
+# Failover (deployments=[...]): a circuit breaker per deployment. It opens when, of the deployment's last
+# BREAKER_WINDOW outcomes within BREAKER_WINDOW_SECONDS (at least BREAKER_MIN_OUTCOMES of them), more than
+# BREAKER_FAILURE_SHARE failed; then new requests go to the next deployment, and one probe goes to it every
+# BREAKER_OPEN_SECONDS until one succeeds.
+BREAKER_WINDOW = 20
+BREAKER_WINDOW_SECONDS = 30.0
+BREAKER_MIN_OUTCOMES = 10
+BREAKER_FAILURE_SHARE = 0.5
+BREAKER_OPEN_SECONDS = 5.0
+# a request waiting for its deployment's rate controller looks this often for a deployment it should go to instead
+FAILOVER_RECHECK_SECONDS = 0.25
+
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
