@@ -130,7 +130,7 @@ def calibrate(
                 position += 1
             if not _passes(wrong, n, share, risk):  # the share of all rows: the guarantee
                 break
-            if _passes(wrong, accepted, 1 - target, 1 - confidence):  # the kept rows themselves: no silent trade
+            if accepted >= 1 / (1 - target) and wrong <= (1 - target) * accepted:  # the kept rows: no silent trade
                 threshold, kept, kept_wrong = score, accepted, wrong
         calibrated.append(
             Level(
@@ -186,8 +186,10 @@ def _text(value: str) -> str:
 def _same(first: Any, second: Any) -> bool:
     if isinstance(first, str) and isinstance(second, str):
         return _text(first) == _text(second)
+    if isinstance(first, bool) or isinstance(second, bool):
+        return type(first) is type(second) and first == second
     numbers = (int, float)
-    if isinstance(first, numbers) and isinstance(second, numbers) and not isinstance(first, bool):
+    if isinstance(first, numbers) and isinstance(second, numbers):
         return math.isclose(first, second, rel_tol=1e-9, abs_tol=1e-12)
     return bool(first == second)
 

@@ -11,7 +11,7 @@ level that answered it, and the cascade column: ``deployment``, ``confidence`` (
 
 The calibration pass (``thresholds=None``) sends every row of the sample to every level and returns, per
 cheap level, each row's score and whether its answer differs from the final one (``_calibrate.agree``), and
-the final level's tokens for the row (what answering every row there would cost). Free of pyspark.
+every level's tokens for the row (what answering every row at the final level would cost). Free of pyspark.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CASCADE_ARROW_TYPE = pa.struct(
     [("deployment", pa.string()), ("confidence", pa.float64()), ("threshold", pa.float64()), ("method", pa.string())]
 )
 SAMPLE_FIELDS = (("scores", pa.list_(pa.float64())), ("disagree", pa.list_(pa.bool_())),
-                 ("fields", pa.list_(pa.list_(pa.string()))), ("final_tokens", pa.list_(pa.int64())))  # fmt: skip
+                 ("fields", pa.list_(pa.list_(pa.string()))), ("tokens", pa.list_(pa.list_(pa.int64()))))  # fmt: skip
 LOGPROBS, NONE = "logprobs", "none"
 
 
@@ -93,8 +93,8 @@ class Routed:
         return out
 
     def sample_columns(self) -> list[pa.Array]:
-        """The calibration pass's columns: per cheap level, scores, disagreements and differing fields; the
-        final level's tokens (prompt, completion, cached)."""
+        """The calibration pass's columns: per cheap level, scores, disagreements and differing fields; per
+        level, the row's tokens (prompt, completion, cached, total)."""
         index = [{row: p for p, row in enumerate(asked)} for asked in self.asked]
         final, final_at = self.results[-1], index[-1]
         scores, disagree, fields, tokens = [], [], [], []
@@ -110,11 +110,10 @@ class Routed:
                                                                              final.values[truth])  # fmt: skip
                 row_disagree.append(final_error or bool(differing))
                 row_fields.append(differing)
-            usage = final.usage[truth] or Usage()
             scores.append(row_scores)
             disagree.append(row_disagree)
             fields.append(row_fields)
-            tokens.append([usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.cached_tokens or 0])
+            tokens.append([_tokens(results.usage[index[level][row]]) for level, results in enumerate(self.results)])
         columns: list[list[Any]] = [scores, disagree, fields, tokens]
         return [array(values, kind) for values, (_, kind) in zip(columns, SAMPLE_FIELDS, strict=True)]
 
@@ -123,6 +122,11 @@ class Routed:
         methods = [NONE if score is None else LOGPROBS for score in self.score]
         columns: list[list[Any]] = [deployments, self.score, self.thresholds, methods]
         return struct_of(columns, [True] * len(self.items), CASCADE_ARROW_TYPE)
+
+
+def _tokens(usage: Usage | None) -> list[int]:
+    usage = usage or Usage()
+    return [usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.cached_tokens or 0, usage.total_tokens or 0]
 
 
 @dataclass(frozen=True)

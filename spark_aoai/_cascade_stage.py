@@ -320,10 +320,10 @@ class CascadeRun:
     def _final_only(self, factory: UsageFactory | None, rows: int | None) -> float | None:
         """What the final deployment alone would have cost: its mean cost per sample row times the rows."""
         price = factory.price if factory is not None else None
-        paid = [row["final_tokens"] for row in self.sample if row["final_tokens"] and sum(row["final_tokens"][:2])]
+        paid = [row["tokens"][-1] for row in self.sample if row["tokens"][-1][3]]  # not answered from the cache
         if price is None or not paid or rows is None:
             return None
-        mean = sum(price.cost(p, c, cached) for p, c, cached in paid) / len(paid)
+        mean = sum(price.cost(p, c, cached) for p, c, cached, _ in paid) / len(paid)
         return mean * rows
 
     def _sample(self) -> dict[str, Any]:
@@ -343,4 +343,5 @@ class CascadeRun:
             "interval": interval(agreeing, len(answered), self.confidence),
             "disagreeing_fields": fields,
             "disagreement_bound": upper_bound(kept_wrong, n, risk) if n else 1.0,
+            "tokens": [sum(row["tokens"][level][3] for row in self.sample) for level in range(len(self.names))],
         }

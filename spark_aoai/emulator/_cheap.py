@@ -16,10 +16,10 @@ values carry that item's confidence.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +45,8 @@ def is_cheap(model: str) -> bool:
 
 def _draw(faults: Faults, purpose: str, text: str) -> float:
     """A uniform number in [0, 1) fixed by the seed, the purpose and the row's input."""
-    return zlib.crc32(f"{faults.seed or 0}\x00{purpose}\x00{text}".encode()) / 2**32
+    key = f"{faults.seed or 0}\x00{purpose}\x00{text}".encode()  # blake2b: crc32 is linear, its draws would correlate
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
 
 
 def verdict(faults: Faults, model: str, text: str) -> tuple[bool, float, int]:
