@@ -106,3 +106,17 @@ def test_settings_refused_on_the_driver_and_credentials_kept_out_of_the_param():
     assert "s3cret" not in stage.getCascadeDeployments() and "gpt-4o" in stage.getCascadeDeployments()
     with pytest.raises(ConfigurationError, match="transform"):
         stage._udf_plan()
+
+
+def test_one_spend_cap_for_every_level_and_pass(spark, emulator, tmp_path):
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=2))
+    cap = 45_000  # the sample pass (2 x 300 requests) takes most of it; the routed pass runs out
+    conn = {**connection(emulator), "concurrency": 4}
+    stage = ai.classify("text", labels=LABELS, cascadeDeployments=CASCADE, cascadeSampleSize=300, maxTotalTokens=cap,
+                        statisticsDir=str(tmp_path), usageCol="usage", **conn)  # fmt: skip
+    rows = stage.transform(tickets(spark, 600)).collect()
+    assert len(rows) == 600
+    refused = [r for r in rows if r["error"] is not None]
+    assert refused and {r["error"]["code"] for r in refused} == {"budget_exhausted"}
+    stats = stage.statistics()
+    assert cap - 2_000 <= stats.total_tokens <= cap + 2 * 4 * 200  # levels add up against one ledger
