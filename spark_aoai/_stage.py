@@ -281,10 +281,11 @@ class AzureOpenAIStage(
         function = arrow_partition(prepared.plan, prepared.inputs)
         return self._finish(prepared, prepared.renamed.mapInArrow(function, prepared.out_schema))
 
-    def _prepare(self, dataset: DataFrame) -> Prepared:
-        """Plan on the driver and rename the input for ``mapInArrow`` (which cannot take dotted names)."""
+    def _prepare(self, dataset: DataFrame, planned: tuple[Plan, Inputs | None] | None = None) -> Prepared:
+        """Plan on the driver (unless ``planned`` is given: a cascade's final level) and rename the input for
+        ``mapInArrow`` (which cannot take dotted names)."""
         schema = dataset.schema
-        plan, inputs = self._plan(schema, dataset.sparkSession)
+        plan, inputs = planned or self._plan(schema, dataset.sparkSession)
         assert inputs is not None
         if self._is_own_output(schema, plan.names[0], plan.names[1]):  # re-run over its own output: replace
             replaced = [name for name in plan.names if name in schema.fieldNames() and name not in inputs.columns]

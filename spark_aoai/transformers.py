@@ -16,6 +16,7 @@ from pyspark.sql.types import BinaryType, StringType, StructType
 
 from spark_aoai import _constants as C
 from spark_aoai._batch_job import BatchMethods
+from spark_aoai._cascade_stage import CascadeMethods, HasCascade
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
@@ -56,6 +57,7 @@ logger = logging.getLogger("spark_aoai")
 
 
 class ChatCompletion(
+    CascadeMethods,
     UsageMethods,
     BatchMethods,
     AzureOpenAIStage,
@@ -65,6 +67,7 @@ class ChatCompletion(
     HasStructuredOutput,
     HasPacking,
     HasMedia,
+    HasCascade,
 ):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 

@@ -18,6 +18,7 @@ PYSPARK_IMPORTERS = {
     "spark_aoai.transformers",
     "spark_aoai._batch_job",
     "spark_aoai._batch_params",
+    "spark_aoai._cascade_stage",
     "spark_aoai._params",
     "spark_aoai._task_params",
     "spark_aoai._plugins",

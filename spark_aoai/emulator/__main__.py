@@ -98,6 +98,8 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "no_text_marker": (str, "input text whose Responses API 200 has no usable text (billed)"),
     "no_text_kind": (str, f"how that answer lacks text: {', '.join(NO_TEXT_KINDS)}"),
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
+    "cheap_wrong_rate": (_rate, "share of rows cheap models (gpt-4.1-nano, gpt-4o-mini, ...) answer wrong (0..1)"),
+    "cheap_confidence_correlation": (_rate, "share of a cheap model's wrong rows it is unsure of (0..1)"),
 }
 
 

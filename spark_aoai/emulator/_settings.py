@@ -81,6 +81,10 @@ class Faults:
     no_text_marker: str | None = None
     no_text_kind: str = "reasoning_only"
     seed: int | None = None
+    # cheap models (``_cheap.CHEAP_MODELS``) answer wrong on this share of rows (by the row's input and ``seed``),
+    # and are unsure (a low logprob) on this share of the rows they get wrong (0: their confidence says nothing)
+    cheap_wrong_rate: float = 0.0
+    cheap_confidence_correlation: float = 0.9
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
@@ -94,6 +98,10 @@ class Faults:
             raise ValueError(f"Faults.non_finite_literal is one of {NON_FINITE_LITERALS}")
         if self.no_text_kind not in NO_TEXT_KINDS:
             raise ValueError(f"Faults.no_text_kind is one of {NO_TEXT_KINDS}")
+        if not 0.0 <= self.cheap_confidence_correlation <= 1.0:
+            raise ValueError(
+                f"Faults.cheap_confidence_correlation is between 0 and 1, not {self.cheap_confidence_correlation}"
+            )
         if self.bad_structured_kind not in (None, *BAD_STRUCTURED_KINDS):
             raise ValueError(f"Faults.bad_structured_kind is one of {BAD_STRUCTURED_KINDS} or None")
 
