@@ -44,6 +44,7 @@ CONVERTER_TYPES = {
     "label_list": ("list[str]", "list[str]"),
     "labels": ("list[str]", "list[str]"),
     "names": ("list[str]", "list[str]"),
+    "cascade_levels": ("list[Any] | str", "str"),  # names, deployments-style dicts, or lists of them per level
 }
 # a Param whose values are wider than its converter's (the stage converts them first)
 PARAM_TYPES = {"deployments": ("list[dict[str, Any]] | str", "str")}

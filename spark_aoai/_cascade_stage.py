@@ -20,18 +20,19 @@ import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from pyspark.ml.param import Params, TypeConverters
+from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from spark_aoai._accessors import HasCascadeAccessors
 from spark_aoai._calibrate import Level, calibrate, interval, upper_bound
 from spark_aoai._cascade import CASCADE_ARROW_TYPE, SAMPLE_FIELDS, Cascade, cascade_partition, sample_partition
 from spark_aoai._confidence import LOGPROB_OPTIONS, Scored
 from spark_aoai._executor import Plan
 from spark_aoai._failover import split_deployments
 from spark_aoai._param_values import is_reasoning_deployment, real, whole
-from spark_aoai._params import _param, with_getters
+from spark_aoai._params import _param
 from spark_aoai._plugins import observe
 from spark_aoai._pricing import PRICES_AS_OF
 from spark_aoai._spark_types import require_new_column, spark_type
@@ -70,8 +71,7 @@ def cascade_levels(value: Any) -> str:
     return json.dumps(levels)
 
 
-@with_getters
-class HasCascade(Params):
+class HasCascade(HasCascadeAccessors):
     """A model cascade: cheap deployments answer what they are sure of, the final one the rest."""
 
     cascadeDeployments = _param(

@@ -10,6 +10,7 @@ from spark_aoai._accessors.kwargs import (
     FixGrammarKwargs,
     HasBatchKwargs,
     HasCacheKwargs,
+    HasCascadeKwargs,
     HasChatRequestKwargs,
     HasConnectionKwargs,
     HasEmbeddingRequestKwargs,
@@ -35,25 +36,26 @@ from spark_aoai._accessors.kwargs import (
 from spark_aoai._accessors.params_1 import (
     HasBatchAccessors,
     HasCacheAccessors,
+    HasCascadeAccessors,
     HasConnectionAccessors,
     HasFailoverAccessors,
     HasOutputsAccessors,
     HasThroughputAccessors,
-    HasUsageControlsAccessors,
 )
 from spark_aoai._accessors.params_2 import (
     HasChatRequestAccessors,
     HasEmbeddingRequestAccessors,
-    HasInstructionsAccessors,
-    HasMediaAccessors,
     HasPackingAccessors,
     HasReasoningAccessors,
     HasStructuredOutputAccessors,
+    HasUsageControlsAccessors,
 )
 from spark_aoai._accessors.params_3 import (
     HasFieldsAccessors,
+    HasInstructionsAccessors,
     HasLabelsAccessors,
     HasMaxWordsAccessors,
+    HasMediaAccessors,
     HasPairAccessors,
     HasTargetLanguageAccessors,
 )
@@ -70,6 +72,8 @@ __all__ = [
     "HasBatchKwargs",
     "HasCacheAccessors",
     "HasCacheKwargs",
+    "HasCascadeAccessors",
+    "HasCascadeKwargs",
     "HasChatRequestAccessors",
     "HasChatRequestKwargs",
     "HasConnectionAccessors",

@@ -144,6 +144,16 @@ class HasMediaKwargs(TypedDict, total=False):
     maxInputBytes: int | None
 
 
+class HasCascadeKwargs(TypedDict, total=False):
+    """The keyword arguments of ``HasCascade``."""
+
+    cascadeDeployments: list[Any] | str | None
+    cascadeTarget: float | None
+    cascadeConfidence: float | None
+    cascadeSampleSize: int | None
+    cascadeCol: str | None
+
+
 class ChatCompletionKwargs(
     AzureOpenAIStageKwargs,
     HasChatRequestKwargs,
@@ -152,6 +162,7 @@ class ChatCompletionKwargs(
     HasStructuredOutputKwargs,
     HasPackingKwargs,
     HasMediaKwargs,
+    HasCascadeKwargs,
     total=False,
 ):
     """The keyword arguments of ``ChatCompletion``."""

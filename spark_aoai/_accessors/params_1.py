@@ -73,6 +73,56 @@ class HasBatchAccessors(Params):
         return self.setParams(batchMaxBytesPerFile=value)  # type: ignore[no-any-return, attr-defined]
 
 
+class HasCascadeAccessors(Params):
+    """Typed accessors of ``HasCascade``'s Params."""
+
+    cascadeDeployments: Param[Any]
+    cascadeTarget: Param[Any]
+    cascadeConfidence: Param[Any]
+    cascadeSampleSize: Param[Any]
+    cascadeCol: Param[Any]
+
+    def getCascadeDeployments(self) -> str | None:
+        """cascadeDeployments: deployments cheapest first, the final (reference) one last: names, deployments-styl..."""
+        return _value(self, self.cascadeDeployments)
+
+    def setCascadeDeployments(self: _S, value: list[Any] | str) -> _S:
+        """Set cascadeDeployments (checked as the constructor checks it)."""
+        return self.setParams(cascadeDeployments=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCascadeTarget(self) -> float:
+        """cascadeTarget: share of all rows that must agree with the final deployment (e.g. 0.95)"""
+        return _value(self, self.cascadeTarget)
+
+    def setCascadeTarget(self: _S, value: float) -> _S:
+        """Set cascadeTarget (checked as the constructor checks it)."""
+        return self.setParams(cascadeTarget=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCascadeConfidence(self) -> float:
+        """cascadeConfidence: probability that cascadeTarget is met (e.g. 0.95)"""
+        return _value(self, self.cascadeConfidence)
+
+    def setCascadeConfidence(self: _S, value: float) -> _S:
+        """Set cascadeConfidence (checked as the constructor checks it)."""
+        return self.setParams(cascadeConfidence=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCascadeSampleSize(self) -> int:
+        """cascadeSampleSize: random rows every level answers, to calibrate the thresholds"""
+        return _value(self, self.cascadeSampleSize)
+
+    def setCascadeSampleSize(self: _S, value: int) -> _S:
+        """Set cascadeSampleSize (checked as the constructor checks it)."""
+        return self.setParams(cascadeSampleSize=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCascadeCol(self) -> str | None:
+        """cascadeCol: optional column: struct<deployment, confidence, threshold, method> of each row"""
+        return _value(self, self.cascadeCol)
+
+    def setCascadeCol(self: _S, value: str) -> _S:
+        """Set cascadeCol (checked as the constructor checks it)."""
+        return self.setParams(cascadeCol=value)  # type: ignore[no-any-return, attr-defined]
+
+
 class HasConnectionAccessors(Params):
     """Typed accessors of ``HasConnection``'s Params."""
 
@@ -303,53 +353,3 @@ class HasFailoverAccessors(Params):
     def setDeploymentCol(self: _S, value: str) -> _S:
         """Set deploymentCol (checked as the constructor checks it)."""
         return self.setParams(deploymentCol=value)  # type: ignore[no-any-return, attr-defined]
-
-
-class HasUsageControlsAccessors(Params):
-    """Typed accessors of ``HasUsageControls``'s Params."""
-
-    maxTotalTokens: Param[Any]
-    maxCost: Param[Any]
-    prices: Param[Any]
-    statisticsDir: Param[Any]
-    progress: Param[Any]
-
-    def getMaxTotalTokens(self) -> int | None:
-        """maxTotalTokens: spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: n..."""
-        return _value(self, self.maxTotalTokens)
-
-    def setMaxTotalTokens(self: _S, value: int) -> _S:
-        """Set maxTotalTokens (checked as the constructor checks it)."""
-        return self.setParams(maxTotalTokens=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getMaxCost(self) -> float | None:
-        """maxCost: spend cap for the whole job in dollars, from the price table (unset: none)"""
-        return _value(self, self.maxCost)
-
-    def setMaxCost(self: _S, value: float) -> _S:
-        """Set maxCost (checked as the constructor checks it)."""
-        return self.setParams(maxCost=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getPrices(self) -> str | None:
-        """prices: this deployment's prices per million tokens: {'input', 'cached_input', 'output'}"""
-        return _value(self, self.prices)
-
-    def setPrices(self: _S, value: dict[str, Any] | str) -> _S:
-        """Set prices (checked as the constructor checks it)."""
-        return self.setParams(prices=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getStatisticsDir(self) -> str | None:
-        """statisticsDir: directory for the tasks' statistics records and the spend-cap ledger; a shared path on a..."""
-        return _value(self, self.statisticsDir)
-
-    def setStatisticsDir(self: _S, value: str) -> _S:
-        """Set statisticsDir (checked as the constructor checks it)."""
-        return self.setParams(statisticsDir=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getProgress(self) -> bool | None:
-        """progress: show a progress line on the driver (default: when the session is interactive)"""
-        return _value(self, self.progress)
-
-    def setProgress(self: _S, value: bool) -> _S:
-        """Set progress (checked as the constructor checks it)."""
-        return self.setParams(progress=value)  # type: ignore[no-any-return, attr-defined]

@@ -14,6 +14,56 @@ def _value(owner: Params, param: Param[Any]) -> Any:
     return owner.getOrDefault(param) if owner.isDefined(param) else None
 
 
+class HasUsageControlsAccessors(Params):
+    """Typed accessors of ``HasUsageControls``'s Params."""
+
+    maxTotalTokens: Param[Any]
+    maxCost: Param[Any]
+    prices: Param[Any]
+    statisticsDir: Param[Any]
+    progress: Param[Any]
+
+    def getMaxTotalTokens(self) -> int | None:
+        """maxTotalTokens: spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: n..."""
+        return _value(self, self.maxTotalTokens)
+
+    def setMaxTotalTokens(self: _S, value: int) -> _S:
+        """Set maxTotalTokens (checked as the constructor checks it)."""
+        return self.setParams(maxTotalTokens=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getMaxCost(self) -> float | None:
+        """maxCost: spend cap for the whole job in dollars, from the price table (unset: none)"""
+        return _value(self, self.maxCost)
+
+    def setMaxCost(self: _S, value: float) -> _S:
+        """Set maxCost (checked as the constructor checks it)."""
+        return self.setParams(maxCost=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getPrices(self) -> str | None:
+        """prices: this deployment's prices per million tokens: {'input', 'cached_input', 'output'}"""
+        return _value(self, self.prices)
+
+    def setPrices(self: _S, value: dict[str, Any] | str) -> _S:
+        """Set prices (checked as the constructor checks it)."""
+        return self.setParams(prices=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getStatisticsDir(self) -> str | None:
+        """statisticsDir: directory for the tasks' statistics records and the spend-cap ledger; a shared path on a..."""
+        return _value(self, self.statisticsDir)
+
+    def setStatisticsDir(self: _S, value: str) -> _S:
+        """Set statisticsDir (checked as the constructor checks it)."""
+        return self.setParams(statisticsDir=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getProgress(self) -> bool | None:
+        """progress: show a progress line on the driver (default: when the session is interactive)"""
+        return _value(self, self.progress)
+
+    def setProgress(self: _S, value: bool) -> _S:
+        """Set progress (checked as the constructor checks it)."""
+        return self.setParams(progress=value)  # type: ignore[no-any-return, attr-defined]
+
+
 class HasChatRequestAccessors(Params):
     """Typed accessors of ``HasChatRequest``'s Params."""
 
@@ -307,49 +357,3 @@ class HasReasoningAccessors(Params):
     def setReasoningModel(self: _S, value: bool) -> _S:
         """Set reasoningModel (checked as the constructor checks it)."""
         return self.setParams(reasoningModel=value)  # type: ignore[no-any-return, attr-defined]
-
-
-class HasMediaAccessors(Params):
-    """Typed accessors of ``HasMedia``'s Params."""
-
-    imageCol: Param[Any]
-    fileCol: Param[Any]
-    maxInputBytes: Param[Any]
-
-    def getImageCol(self) -> str | None:
-        """imageCol: image per row: binary (PNG/JPEG/GIF/WebP) or a URL"""
-        return _value(self, self.imageCol)
-
-    def setImageCol(self: _S, value: str) -> _S:
-        """Set imageCol (checked as the constructor checks it)."""
-        return self.setParams(imageCol=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getFileCol(self) -> str | None:
-        """fileCol: PDF per row: a binary column, sent as a file part"""
-        return _value(self, self.fileCol)
-
-    def setFileCol(self: _S, value: str) -> _S:
-        """Set fileCol (checked as the constructor checks it)."""
-        return self.setParams(fileCol=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getMaxInputBytes(self) -> int:
-        """maxInputBytes: largest image or file sent (else invalid_input)"""
-        return _value(self, self.maxInputBytes)
-
-    def setMaxInputBytes(self: _S, value: int) -> _S:
-        """Set maxInputBytes (checked as the constructor checks it)."""
-        return self.setParams(maxInputBytes=value)  # type: ignore[no-any-return, attr-defined]
-
-
-class HasInstructionsAccessors(Params):
-    """Typed accessors of ``HasInstructions``'s Params."""
-
-    instructions: Param[Any]
-
-    def getInstructions(self) -> str | None:
-        """instructions: the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings"""
-        return _value(self, self.instructions)
-
-    def setInstructions(self: _S, value: str) -> _S:
-        """Set instructions (checked as the constructor checks it)."""
-        return self.setParams(instructions=value)  # type: ignore[no-any-return, attr-defined]

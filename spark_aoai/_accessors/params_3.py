@@ -14,6 +14,52 @@ def _value(owner: Params, param: Param[Any]) -> Any:
     return owner.getOrDefault(param) if owner.isDefined(param) else None
 
 
+class HasMediaAccessors(Params):
+    """Typed accessors of ``HasMedia``'s Params."""
+
+    imageCol: Param[Any]
+    fileCol: Param[Any]
+    maxInputBytes: Param[Any]
+
+    def getImageCol(self) -> str | None:
+        """imageCol: image per row: binary (PNG/JPEG/GIF/WebP) or a URL"""
+        return _value(self, self.imageCol)
+
+    def setImageCol(self: _S, value: str) -> _S:
+        """Set imageCol (checked as the constructor checks it)."""
+        return self.setParams(imageCol=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getFileCol(self) -> str | None:
+        """fileCol: PDF per row: a binary column, sent as a file part"""
+        return _value(self, self.fileCol)
+
+    def setFileCol(self: _S, value: str) -> _S:
+        """Set fileCol (checked as the constructor checks it)."""
+        return self.setParams(fileCol=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getMaxInputBytes(self) -> int:
+        """maxInputBytes: largest image or file sent (else invalid_input)"""
+        return _value(self, self.maxInputBytes)
+
+    def setMaxInputBytes(self: _S, value: int) -> _S:
+        """Set maxInputBytes (checked as the constructor checks it)."""
+        return self.setParams(maxInputBytes=value)  # type: ignore[no-any-return, attr-defined]
+
+
+class HasInstructionsAccessors(Params):
+    """Typed accessors of ``HasInstructions``'s Params."""
+
+    instructions: Param[Any]
+
+    def getInstructions(self) -> str | None:
+        """instructions: the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings"""
+        return _value(self, self.instructions)
+
+    def setInstructions(self: _S, value: str) -> _S:
+        """Set instructions (checked as the constructor checks it)."""
+        return self.setParams(instructions=value)  # type: ignore[no-any-return, attr-defined]
+
+
 class HasLabelsAccessors(Params):
     """Typed accessors of ``HasLabels``'s Params."""
 
