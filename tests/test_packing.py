@@ -10,6 +10,7 @@ import pytest
 
 from spark_aoai import ai
 from spark_aoai._packing import Packing, response_format, user_text
+from spark_aoai._packproof import tags
 from spark_aoai._schemas import output_from
 from spark_aoai.emulator import Faults, RateLimit, chat_reply, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
@@ -34,11 +35,13 @@ def test_packs_are_planned_by_rows_and_tokens(packing, tokens, groups):
 
 
 def test_the_wire_format_is_the_issues():
-    assert json.loads(user_text(["a", "b"])) == {"items": [{"id": "0", "input": "a"}, {"id": "1", "input": "b"}]}
+    items = json.loads(user_text(["a", "b"]))["items"]
+    assert [{k: i[k] for k in ("id", "input")} for i in items] == [{"id": "0", "input": "a"}, {"id": "1", "input": "b"}]
+    assert [i["tag"] for i in items] == tags(["a", "b"]) and len(set(tags(prompts(50)))) == 50
     fmt = response_format(None)["json_schema"]
     assert fmt["strict"] is True
     item = fmt["schema"]["properties"]["items"]["items"]
-    assert item["required"] == ["id", "output"] and item["properties"]["output"] == {"type": "string"}
+    assert item["required"] == ["id", "tag", "output"] and item["properties"]["output"] == {"type": "string"}
     typed = response_format(output_from("score bigint"))["json_schema"]["schema"]
     assert typed["properties"]["items"]["items"]["properties"]["output"]["required"] == ["score"]
 
@@ -78,9 +81,9 @@ def test_fault_free_packed_run_sends_each_prompt_once(spark, emulator):
     assert all(r.response == chat_reply([{"role": "user", "content": r.prompt}]) for r in got)
     stats = emulator.stats()
     assert packed_prompts(stats) == Counter({p: 1 for p in prompts(40)})
-    assert stats["requests"] == {"chat 200": 1}  # 40 short prompts fit one pack
+    assert stats["requests"] == {"chat 200": 2}  # 40 short prompts fit one pack: its first 2 probe, then the rest
     first = json.loads(next(iter(stats["inputs"])))
-    assert set(first) == {"items"} and set(first["items"][0]) == {"id", "input"}
+    assert set(first) == {"items"} and set(first["items"][0]) == {"id", "input", "tag"}
 
 
 def test_usage_sums_equal_what_was_billed_even_when_items_are_sent_again(spark, emulator):

@@ -19,6 +19,7 @@ from spark_aoai.emulator._settings import (
     BAD_STRUCTURED_KINDS,
     NO_TEXT_KINDS,
     NON_FINITE_LITERALS,
+    PACK_SWAP_KINDS,
     BatchSettings,
     Faults,
     RateLimit,
@@ -98,6 +99,10 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "no_text_marker": (str, "input text whose Responses API 200 has no usable text (billed)"),
     "no_text_kind": (str, f"how that answer lacks text: {', '.join(NO_TEXT_KINDS)}"),
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
+    "pack_swap_rate": (_rate, "share of packed answers in which two items are mixed up (0..1)"),
+    "pack_swap_kind": (str, f"how they are mixed up: {', '.join(PACK_SWAP_KINDS)} (default: any)"),
+    "pack_injection_marker": (str, "input text that makes every item of its pack get its item's output"),
+    "pack_ignore_rate": (_rate, "share of packed requests answered as plain text, ignoring the format (0..1)"),
 }
 
 
