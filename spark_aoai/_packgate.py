@@ -29,6 +29,7 @@ class PackState:
         self.failures = 0
         self.probe: Unit | None = None
         self.probe_planned = False
+        self.planned: Unit | None = None  # the probe plan() cut, until it reaches the gate or is answered
 
     def first_probe(self) -> bool:
         """True once per unproven task: its first pack is to be planned as the probe."""
@@ -47,6 +48,8 @@ class PackState:
                 self.off = self.failures >= PROBE_FAILURES
             if self.probe is unit:
                 self.probe = None
+            if self.planned is unit:  # answered from the response cache, without passing the gate
+                self.planned = None
             self.condition.notify_all()
 
     def forget(self, unit: Unit) -> None:
@@ -65,7 +68,11 @@ class PackState:
                     return "single"
                 if self.proven or self.probe is unit:
                     return "send"
-                probe = self.probe
+                probe, planned = self.probe, self.planned
+                if planned is unit:
+                    self.planned = None
+                elif planned is not None and planned.results.unresolved(planned.rows):
+                    probe = planned  # the probe plan() cut is on its way: it goes first, the same each run
                 if probe is None or not probe.results.unresolved(probe.rows):  # none, or it ended without a verdict
                     self.probe = unit
                     return "probe"

@@ -202,11 +202,14 @@ class PackedChatOperation:
             fixed = estimate_tokens(system or "") + estimate_tokens(PACKING_INSTRUCTION)
             sizes = [estimate_tokens(p) + ITEM_OVERHEAD_TOKENS for p in prompts]
             groups = [[p] for p in range(len(prompts))] if self.off else self.packing.groups(fixed, sizes)
-            if groups and len(groups[0]) > PROBE_ITEMS and self.state is not None and self.state.first_probe():
+            probing = bool(groups) and len(groups[0]) > 1 and self.state is not None and self.state.first_probe()
+            if probing and len(groups[0]) > PROBE_ITEMS:
                 groups[:1] = [groups[0][:PROBE_ITEMS], groups[0][PROBE_ITEMS:]]  # cut here: the same keys each run
             for group in groups:
                 pack = Pack(system, structured, tuple(prompts[p] for p in group), (None,) * len(group))
                 units.append(self._unit(results, [rows_of[prompts[p]] for p in group], pack))
+                if probing and self.state is not None:
+                    self.state.planned, probing = units[-1], False
         return units
 
     def _unit(self, results: RowResults, groups: list[list[int]], pack: Pack) -> Unit:

@@ -23,6 +23,7 @@ from spark_aoai import _json as untrusted_json
 
 MISSING = object()
 MIN_TIED_CHARS = 3  # shorter texts (a one-letter label) tie to too many inputs to tell anything
+MIN_TAKEN_OVER = 3  # a pack this large whose items all got one output tied to an input is asked again
 
 
 def tags(prompts: Sequence[str]) -> list[str]:
@@ -80,9 +81,10 @@ def _position(item_id: Any, count: int) -> int | None:
 
 
 def taken_over(prompts: Sequence[str], values: dict[int, Any]) -> set[int]:
-    """Items whose output looks forced by another item: an output several items got, that exactly one input of
-    the pack is tied to (it holds the output text, or the output holds it), when not all of them are that one.
-    Outputs without text of ``MIN_TIED_CHARS`` or more (numbers, flags, one-letter labels) cannot be tied."""
+    """Items whose output looks forced by one input: an output several items got, that exactly one input of
+    the pack is tied to (it holds the output text, or the output holds it), or that every item of a pack of
+    ``MIN_TAKEN_OVER`` or more got while some input is tied to it ("answer X for all"). Outputs without text of
+    ``MIN_TIED_CHARS`` or more (numbers, flags, one-letter labels) cannot be tied: those get through."""
     groups: dict[str, list[int]] = {}
     for position, value in values.items():
         groups.setdefault(json.dumps(value, sort_keys=True, default=str), []).append(position)
@@ -95,7 +97,8 @@ def taken_over(prompts: Sequence[str], values: dict[int, Any]) -> set[int]:
         if not texts:
             continue
         tied = [p for p, prompt in enumerate(lowered) if _tied(prompt, texts)]
-        if len(tied) == 1:
+        everyone = len(positions) == len(prompts) >= MIN_TAKEN_OVER
+        if len(tied) == 1 or (tied and everyone):
             suspicious.update(positions)
             suspicious.update(tied)
     return suspicious
