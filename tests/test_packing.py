@@ -295,3 +295,17 @@ def test_a_server_that_ignores_the_packing_format_costs_little_more_than_single_
     assert single_requests == 150
     assert requests <= 1.2 * 150, requests  # two 2-item probes per partition, then single rows
     assert tokens <= 1.2 * single_tokens, (tokens, single_tokens)
+
+
+def test_a_pack_is_charged_its_tokens_against_the_reported_budget():
+    from spark_aoai._ratecontrol import AdaptiveLimiter
+
+    limiter = AdaptiveLimiter(8, now=0.0)
+    assert limiter.delay(0.0, 2000) == 0.0  # nothing reported yet: it may start
+    limiter.start(0.0, 2000)
+    limiter.finish(0.3, 200, {"x-ratelimit-remaining-tokens": "3000"}, None, 0.3)
+    limiter.start(0.3, 1000)  # 1,000 of the 1,500 (half of 3,000) this partition may have started
+    assert limiter.delay(0.3, 1000) == -1.0  # a second pack waits for an answer: it does not fit
+    assert limiter.delay(0.3, 400) == 0.0  # a single row does
+    limiter.finish(0.6, 200, {"x-ratelimit-remaining-tokens": "4000"}, None, 0.3)
+    assert limiter.delay(0.6, 2000) == 0.0  # nothing in flight: a partition never waits for a report
