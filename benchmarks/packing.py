@@ -76,7 +76,7 @@ def build(name: str, emu: Emulator, df: Any) -> Any:
 LABELS = {"rows=1": "spark_aoai rowsPerRequest=1", "auto": 'spark_aoai rowsPerRequest="auto"',
           "openaivec": "openaivec responses_udf", "seed": "seed: requests.post per row"}  # fmt: skip
 HEADERS = ["approach", "job s", "rows/s", "error rows", "requests", "429 share", "tokens billed", "tokens/row",
-           "token limit used"]
+           "token limit used"]  # fmt: skip
 
 
 def run(spark: Any, emu: Emulator, scenario: Scenario, names: list[str]) -> list[list[str]]:
