@@ -146,9 +146,10 @@ class AdaptiveLimiter:
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
-        if self.in_flight >= max(1, int(self.window)) or (self.in_flight and not self.credit.fits(tokens)):
+        credit = self.credit.wait(now, tokens, self.in_flight)
+        if self.in_flight >= max(1, int(self.window)) or credit < 0:
             return -1.0  # wait for a response, not for a time
-        waits = [self.paused_until - now]
+        waits = [self.paused_until - now, credit]
         if self.pace is not None:
             waits.append(self.next_slot - now)
         for kind, budget in self.budgets:
@@ -184,7 +185,7 @@ class AdaptiveLimiter:
         self.in_flight = max(0, self.in_flight - 1)
         if status == 200 and latency is not None:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
-        self.credit.report(headers)
+        self.credit.report(now, headers, status, retry_after)
         fraction = remaining_fraction(headers, self.capacity)
         if fraction is not None:
             self._sample(now - (latency or 0.0), fraction)

@@ -309,3 +309,15 @@ def test_a_pack_is_charged_its_tokens_against_the_reported_budget():
     assert limiter.delay(0.3, 400) == 0.0  # a single row does
     limiter.finish(0.6, 200, {"x-ratelimit-remaining-tokens": "4000"}, None, 0.3)
     assert limiter.delay(0.6, 2000) == 0.0  # nothing in flight: a partition never waits for a report
+
+
+def test_a_429_teaches_the_credit_how_fast_the_budget_refills():
+    from spark_aoai._ratecontrol import AdaptiveLimiter
+
+    limiter = AdaptiveLimiter(8, now=0.0)
+    limiter.start(0.0, 2000)
+    limiter.finish(0.2, 429, {"x-ratelimit-remaining-tokens": "1000"}, 0.5, 0.2)  # 1,000 short: 2,000/s
+    # at 0.7 the budget holds ~2,000 (1,000 + 2,000/s x 0.5 s), of which this partition takes half: 1,000 short,
+    # which its half of the refill brings in 1 s
+    assert limiter.delay(0.7, 2000) == pytest.approx(1.0)
+    assert limiter.delay(1.7, 2000) == 0.0
