@@ -243,7 +243,7 @@ class PackedChatOperation:
         pack: Pack = unit.context
         answer = WIRES[self.chat.api].parse_answer(body)
         shares = self._shares(pack, answer.usage)
-        outputs = proof.proven_outputs(answer.text, proof.tags(pack.prompts))[0] if answer.error is None else {}
+        outputs = proof.proven_outputs(answer.text, proof.tags(pack.prompts)) if answer.error is None else {}
         values = {p: v for p, output in outputs.items() if (v := _value(pack.structured, output)) is not proof.MISSING}
         alone = proof.taken_over(pack.prompts, values)
         if self.state is not None:

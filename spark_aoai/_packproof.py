@@ -43,20 +43,19 @@ def _letters(number: int, width: int) -> str:
     return "".join(out)
 
 
-def proven_outputs(text: str | None, item_tags: Sequence[str]) -> tuple[dict[int, Any], int]:
-    """The outputs of a packed answer by item position, each proven by its id and tag; and how many entries
-    carried a tag that is not their id's (mix-ups). An id given more than once is left out (neither entry is
-    trusted), and an answer that is not the packed shape gives nothing."""
+def proven_outputs(text: str | None, item_tags: Sequence[str]) -> dict[int, Any]:
+    """The outputs of a packed answer by item position, each proven by its id and tag. An id given more than
+    once, or in an entry whose tag is not its own (a mix-up), is left out (no entry for it is trusted), and an
+    answer that is not the packed shape gives nothing."""
     try:
         parsed = untrusted_json.loads((text or "").strip())
     except ValueError:
-        return {}, 0
+        return {}
     entries = parsed.get("items") if isinstance(parsed, dict) else None
     if not isinstance(entries, list):
-        return {}, 0
+        return {}
     found: dict[int, Any] = {}
     repeated: set[int] = set()
-    mixed = 0
     for entry in entries:
         if not isinstance(entry, dict) or "output" not in entry:
             continue
@@ -64,13 +63,12 @@ def proven_outputs(text: str | None, item_tags: Sequence[str]) -> tuple[dict[int
         if position is None:
             continue
         if entry.get("tag") != item_tags[position]:
-            mixed += 1
             repeated.add(position)  # its item's own entry, if any, is not trusted either: asked again
             continue
         if position in found:
             repeated.add(position)
         found[position] = entry["output"]
-    return {p: output for p, output in found.items() if p not in repeated}, mixed
+    return {p: output for p, output in found.items() if p not in repeated}
 
 
 def _position(item_id: Any, count: int) -> int | None:
