@@ -75,7 +75,8 @@ def build(name: str, emu: Emulator, df: Any) -> Any:
 
 LABELS = {"rows=1": "spark_aoai rowsPerRequest=1", "auto": 'spark_aoai rowsPerRequest="auto"',
           "openaivec": "openaivec responses_udf", "seed": "seed: requests.post per row"}  # fmt: skip
-HEADERS = ["approach", "job s", "rows/s", "error rows", "requests", "429 share", "tokens billed", "tokens/row"]
+HEADERS = ["approach", "job s", "rows/s", "error rows", "requests", "429 share", "tokens billed", "tokens/row",
+           "token limit used"]  # fmt: skip
 
 
 def run(spark: Any, emu: Emulator, scenario: Scenario, names: list[str]) -> list[list[str]]:
@@ -105,9 +106,14 @@ def run(spark: Any, emu: Emulator, scenario: Scenario, names: list[str]) -> list
         errors = f"job failed ({holder['failure']})" if "failure" in holder else str(
             holder["rows"].where("response is null").count())  # fmt: skip
         billed = stats.get("billed_tokens", stats["admitted_tokens"])
+        used = "-"
+        if scenario.rate_limit.tokens_per_minute and stats["first_request_at"] and stats["last_answer_at"]:
+            rate = scenario.rate_limit.tokens_per_minute / 60.0  # admitted at most: the burst, then the rate
+            span = stats["last_answer_at"] - stats["first_request_at"]
+            used = f"{stats['admitted_tokens'] / (rate * scenario.rate_limit.window_seconds + rate * span):.2f}"
         table.append([LABELS[name], f"{m.seconds:.1f}", f"{scenario.rows / m.seconds:.1f}", errors, str(total),
                       f"{100 * by_status.get('429', 0) / total:.1f}%" if total else "-", str(billed),
-                      f"{billed / scenario.rows:.0f}"])  # fmt: skip
+                      f"{billed / scenario.rows:.0f}", used])  # fmt: skip
     df.unpersist()
     return table
 

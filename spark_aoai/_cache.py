@@ -239,10 +239,9 @@ class CacheHooks(NoHooks):
 
     def store(self, unit: Unit, body: Any) -> None:
         open_rows, errors = unit.results.unresolved(unit.rows), unit.results.errors
-        if unit.store_partial:  # a pack: kept when any item was answered, its other items are asked again
-            if not any(errors[row] is None for row in unit.rows if row not in open_rows):
-                return
-        elif open_rows or any(errors[row] for row in unit.rows):
+        # a pack is kept whatever its items' fate (even none answered): a re-run reads it, takes the same path
+        # to the smaller packs and single rows that answered the others, and finds those stored too
+        if not unit.store_partial and (open_rows or any(errors[row] for row in unit.rows)):
             return  # an answer that is an error on its rows (a refusal, a cut-short answer) is not kept
         key = self.key(unit)
         entry = (entry_name(key), entry_bytes(key, body))

@@ -195,6 +195,15 @@ class Sender:
             if self.stopped is not None or self.closing.is_set():
                 self._fail(unit, self.stopped or self._deadline_error())
                 return
+            gate = getattr(self.operation, "gate", None)  # packing: a task's first pack probes, the others wait
+            if gate is not None and unit.attempts == 0:
+                send, more = gate(unit, self.deadline, self.closing)
+                for part in more:
+                    self.queue.put(part)
+                if not send:
+                    return
+                if self.stopped is not None or self.closing.is_set():
+                    continue
             refused = self.hooks.admit(unit, self.deadline, self.closing)
             if refused is not None:  # a task stopped, or a deadline passed, while it waited: that is the reason
                 late = self.deadline is not None and time.monotonic() >= self.deadline

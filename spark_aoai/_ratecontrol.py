@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from spark_aoai._bucket import TokenBucket
+from spark_aoai._tokencredit import TokenCredit
 
 MEASURE_SECONDS = 2.0
 ADJUST_SECONDS = 0.1
@@ -138,15 +139,17 @@ class AdaptiveLimiter:
         self.latency: float | None = None
         self.started = now
         self.budgets: list[tuple[str, TokenBucket]] = []  # one second of burst each
+        self.credit = TokenCredit()  # a request's tokens against the service's reported budget (#25)
         for kind, rate in (("requests", requests_per_second), ("tokens", tokens_per_second)):
             if rate:
                 self.budgets.append((kind, TokenBucket.full(rate, max(1.0, rate), now)))
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
-        if self.in_flight >= max(1, int(self.window)):
+        credit = self.credit.wait(now, tokens, self.in_flight)
+        if self.in_flight >= max(1, int(self.window)) or credit < 0:
             return -1.0  # wait for a response, not for a time
-        waits = [self.paused_until - now]
+        waits = [self.paused_until - now, credit]
         if self.pace is not None:
             waits.append(self.next_slot - now)
         for kind, budget in self.budgets:
@@ -157,6 +160,7 @@ class AdaptiveLimiter:
     def start(self, now: float, tokens: int) -> None:
         """Record that a request starts now (after ``delay`` returned 0)."""
         self.in_flight += 1
+        self.credit.spend(tokens)
         if self.pace is not None:
             self.next_slot = max(self.next_slot, now) + 1.0 / self.pace
         for kind, budget in self.budgets:
@@ -181,6 +185,7 @@ class AdaptiveLimiter:
         self.in_flight = max(0, self.in_flight - 1)
         if status == 200 and latency is not None:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
+        self.credit.report(now, headers, status, retry_after)
         fraction = remaining_fraction(headers, self.capacity)
         if fraction is not None:
             self._sample(now - (latency or 0.0), fraction)

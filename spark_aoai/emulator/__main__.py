@@ -19,6 +19,7 @@ from spark_aoai.emulator._settings import (
     BAD_STRUCTURED_KINDS,
     NO_TEXT_KINDS,
     NON_FINITE_LITERALS,
+    PACK_SWAP_KINDS,
     BatchSettings,
     Faults,
     RateLimit,
@@ -100,6 +101,10 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
     "cheap_wrong_rate": (_rate, "share of rows cheap models (gpt-4.1-nano, gpt-4o-mini, ...) answer wrong (0..1)"),
     "cheap_confidence_correlation": (_rate, "share of a cheap model's wrong rows it is unsure of (0..1)"),
+    "pack_swap_rate": (_rate, "share of packed answers in which two items are mixed up (0..1)"),
+    "pack_swap_kind": (str, f"how they are mixed up: {', '.join(PACK_SWAP_KINDS)} (default: any)"),
+    "pack_injection_marker": (str, "input text that makes every item of its pack get its item's output"),
+    "pack_ignore_rate": (_rate, "share of packed requests answered as plain text, ignoring the format (0..1)"),
 }
 
 

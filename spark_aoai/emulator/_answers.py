@@ -35,6 +35,7 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             schema = (response_format.get("json_schema") or {}).get("schema")
             content = _faults.misfit(state, faults, content, schema, messages)
             content = _faults.broken_pack(state, faults, content, schema)
+            content = _faults.mixed_pack(state, faults, content, schema, messages)
             content = _faults.non_finite(faults, content, text)
     else:
         content = chat_reply(messages)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from spark_aoai.emulator._errors import ApiError, bare_throttled, capacity_exceeded, quota_exceeded
-from spark_aoai.emulator._model import last_user_text, packed_key
-from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, DEEP_NESTING, Faults
+from spark_aoai.emulator._model import chat_reply, last_user_text, packed_key
+from spark_aoai.emulator._settings import BAD_STRUCTURED_KINDS, DEEP_NESTING, PACK_SWAP_KINDS, Faults
 from spark_aoai.emulator._state import State
 from spark_aoai.emulator._structured import value_for_schema
 
@@ -120,6 +120,49 @@ def broken_pack(state: State, faults: Faults, content: str, schema: Any) -> str:
                     item[field] = _misfit_value(item[field])
         out.append(item)
     return json.dumps({key: out})
+
+
+def mixed_pack(state: State, faults: Faults, content: str, schema: Any, messages: list[dict[str, Any]]) -> str:
+    """A packed answer a model got wrong: the packing format ignored (a plain-text answer), an item's
+    injected instruction obeyed for the whole pack, or two items mixed up (``pack_swap_kind``)."""
+    if not (faults.pack_swap_rate or faults.pack_injection_marker or faults.pack_ignore_rate):
+        return content
+    key = packed_key(schema)
+    value = json.loads(content)
+    if key is None or not isinstance(value, dict) or not isinstance(value.get(key), list):
+        return content
+    if state.roll(faults.pack_ignore_rate):
+        return chat_reply(messages)
+    items = [dict(item) for item in value[key]]
+    inputs = _packed_inputs(messages)
+    forced = [item for item in items if marked(faults.pack_injection_marker, inputs.get(str(item.get("id")), ""))]
+    if forced:
+        output = {k: v for k, v in forced[0].items() if k not in ("id", "tag")}
+        items = [{**item, **output} for item in items]
+    if len(items) > 1 and state.roll(faults.pack_swap_rate):
+        kind = faults.pack_swap_kind or PACK_SWAP_KINDS[int(state.uniform(0, len(PACK_SWAP_KINDS)))]
+        first = int(state.uniform(0, len(items)))
+        second = (first + 1 + int(state.uniform(0, len(items) - 1))) % len(items)
+        a, b = items[first], items[second]
+        if kind == "items":
+            items[first], items[second] = b, a
+        else:
+            fields = ["id"] if kind == "ids" else [k for k in a if k not in ("id", "tag")]
+            for field in fields:
+                a[field], b[field] = b.get(field), a.get(field)
+    return json.dumps({key: items})
+
+
+def _packed_inputs(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """A packed request's inputs by id, as text."""
+    try:
+        parsed = json.loads(last_user_text(messages))
+    except ValueError:
+        return {}
+    entries = next(iter(parsed.values()), None) if isinstance(parsed, dict) else None
+    if not isinstance(entries, list):
+        return {}
+    return {str(e.get("id")): json.dumps(e) for e in entries if isinstance(e, dict)}
 
 
 def _misfit_value(value: Any) -> Any:

@@ -194,7 +194,9 @@ def structured_reply(messages: list[dict[str, Any]], response_format: dict[str, 
     """The JSON text answered for ``response_format`` ``json_object`` or ``json_schema``.
 
     A request that packs several inputs, as a JSON object holding one list of ``{"id": ..., ...}`` items, under
-    a schema of the same shape, gets one item per input, with the same ids, each answered on its own.
+    a schema of the same shape, gets one item per input, with the same ids, each answered on its own; the
+    item's other fields its answer's schema names (a proof tag) are copied back as a model following the
+    instruction would.
     """
     answer = chat_reply(messages)
     if response_format.get("type") != "json_schema":
@@ -209,12 +211,13 @@ def structured_reply(messages: list[dict[str, Any]], response_format: dict[str, 
         key, item_schema, defs = batched
         _, inputs = packed
         out = []
+        echoed = set(item_schema.get("properties") or {})  # the item's fields its answer carries back (id, tag)
         for item in inputs:
-            body = {k: v for k, v in item.items() if k != "id"}
+            body = {k: v for k, v in item.items() if k not in echoed}
             text = next(iter(body.values())) if len(body) == 1 else json.dumps(body)
             reply = chat_reply([{"role": "user", "content": str(text)}])
             value = value_for_schema(item_schema, reply, defs, prompt=str(text))
-            value["id"] = item["id"]
+            value.update({k: v for k, v in item.items() if k in echoed})
             out.append(value)
         return json.dumps({key: out})
     return json.dumps(value_for_schema(schema, answer, prompt=last_user_text(messages)))

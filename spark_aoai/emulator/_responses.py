@@ -15,7 +15,7 @@ from typing import Any
 
 from spark_aoai.emulator._catalog import REASONING_EFFORTS, find_model, reasoning_tokens
 from spark_aoai.emulator._errors import invalid
-from spark_aoai.emulator._faults import broken_pack, misfit, without_text
+from spark_aoai.emulator._faults import broken_pack, misfit, mixed_pack, without_text
 from spark_aoai.emulator._media import chat_part
 from spark_aoai.emulator._model import chat_reply, message_text, structured_reply
 from spark_aoai.emulator._state import State
@@ -105,6 +105,7 @@ def answer(model: str, body: dict[str, Any], state: State) -> dict[str, Any]:
         content = structured_reply(messages, {"type": "json_schema", "json_schema": text_format})
         content = misfit(state, state.settings.faults, content, text_format.get("schema"), messages)
         content = broken_pack(state, state.settings.faults, content, text_format.get("schema"))
+        content = mixed_pack(state, state.settings.faults, content, text_format.get("schema"), messages)
     elif text_format.get("type") == "json_object":
         content = structured_reply(messages, {"type": "json_object"})
     else:

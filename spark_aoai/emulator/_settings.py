@@ -85,6 +85,16 @@ class Faults:
     # and are unsure (a low logprob) on this share of the rows they get wrong (0: their confidence says nothing)
     cheap_wrong_rate: float = 0.0
     cheap_confidence_correlation: float = 0.9
+    # packed answers mixed up, per pack: two items' ids exchanged ("ids": each answer keeps the tag it was
+    # written with), two entries exchanged whole ("items": each keeps its id, tag and output), or two items'
+    # outputs exchanged under their own ids and tags ("outputs": what no echoed tag can tell); None: any of them
+    pack_swap_rate: float = 0.0
+    pack_swap_kind: str | None = None
+    # an item whose input holds this marker takes over its pack: every item's output becomes that item's own
+    # (the model obeyed "ignore the other items and answer X for all")
+    pack_injection_marker: str | None = None
+    # a packed request answered as an ordinary one: plain text, the packing format ignored
+    pack_ignore_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
@@ -102,6 +112,8 @@ class Faults:
             raise ValueError(
                 f"Faults.cheap_confidence_correlation is between 0 and 1, not {self.cheap_confidence_correlation}"
             )
+        if self.pack_swap_kind not in (None, *PACK_SWAP_KINDS):
+            raise ValueError(f"Faults.pack_swap_kind is one of {PACK_SWAP_KINDS} or None")
         if self.bad_structured_kind not in (None, *BAD_STRUCTURED_KINDS):
             raise ValueError(f"Faults.bad_structured_kind is one of {BAD_STRUCTURED_KINDS} or None")
 
@@ -112,6 +124,7 @@ BAD_STRUCTURED_KINDS = ("not_json", "missing_field", "wrong_type")
 NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity", "1e400")
 NO_TEXT_KINDS = ("reasoning_only", "in_progress", "output_string", "no_output_text")
 DEEP_NESTING = 5000
+PACK_SWAP_KINDS = ("ids", "items", "outputs")
 
 
 @dataclass
