@@ -68,6 +68,7 @@ class StatsHooks(NoHooks):
         self.started = time.time()
         self.flushed = 0.0
         self.rows_done = self.error_rows = 0
+        self.codes: Counter[str] = Counter()  # error rows by code, of the finished batches
         self.batches: dict[int, RowResults] = {}  # batches not yet finished (rows counted at each flush)
         self.stage = _task_stage()
         self.writable = True
@@ -76,6 +77,10 @@ class StatsHooks(NoHooks):
     def meet(self, hooks: list[Hooks]) -> None:
         """The task's other hooks: the response cache's count of answers it could not store goes in the record."""
         self.caches = [hook for hook in hooks if isinstance(hook, CacheHooks)]
+
+    def planned(self, results: RowResults) -> None:
+        with self.lock:
+            self.batches.setdefault(id(results), results)
 
     def lookup(self, unit: Unit) -> Any | None:
         with self.lock:
@@ -103,23 +108,27 @@ class StatsHooks(NoHooks):
             cache.flush()  # the order the hooks close in
         self.flush(closed=True)
 
-    def _rows(self) -> tuple[int, int]:
-        """Rows resolved and error rows so far: finished batches are tallied once and let go."""
+    def _rows(self) -> tuple[int, int, Counter[str]]:
+        """Rows resolved, error rows and their codes so far: finished batches are tallied once and let go."""
         live_done = live_errors = 0
+        live_codes: Counter[str] = Counter()
         for key, results in list(self.batches.items()):
             resolved = len(results) - len(results.unresolved())
-            failed = sum(error is not None for error in results.errors)
+            codes = Counter(str(error.code) for error in results.errors if error is not None)
+            failed = sum(codes.values())
             if results.done.is_set():
                 self.rows_done += resolved
                 self.error_rows += failed
+                self.codes.update(codes)
                 del self.batches[key]
             else:
                 live_done, live_errors = live_done + resolved, live_errors + failed
-        return self.rows_done + live_done, self.error_rows + live_errors
+                live_codes.update(codes)
+        return self.rows_done + live_done, self.error_rows + live_errors, self.codes + live_codes
 
     def record(self, closed: bool = False) -> dict[str, Any]:
         with self.lock:
-            rows_done, error_rows = self._rows()
+            rows_done, error_rows, codes = self._rows()
             return {
                 "requests": self.requests,
                 "retries": self.retries,
@@ -127,6 +136,7 @@ class StatsHooks(NoHooks):
                 "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
                 "rows_done": rows_done,
                 "error_rows": error_rows,
+                "error_codes": dict(codes),
                 "unstored": sum(cache.unstored for cache in self.caches),
                 "started": self.started,
                 "updated": time.time(),
@@ -200,6 +210,10 @@ class JobStatistics:
     elapsed_seconds: float | None = None
     tasks: int = 0
     missing: list[str] = field(default_factory=list)
+    jobs: int | None = None  # Spark jobs (stages) that ran over the output; each sends its rows again
+    rows_scope: str | None = None  # which run the row figures describe (see ``ROW_SCOPES``)
+    rows_sent: int | None = None  # rows every job's tasks went through: a row of two actions counts twice
+    note: str | None = None  # why there are no figures (yet)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,10 +225,15 @@ class JobStatistics:
         errors = ", ".join(f"{code} {count}" for code, count in sorted(self.errors_by_code.items()) if count)
         cost = "n/a" if self.estimated_cost is None else f"${self.estimated_cost:,.4f} (prices of {self.prices_as_of})"
         elapsed = "n/a" if self.elapsed_seconds is None else f"{self.elapsed_seconds:.1f} s"
+        if self.note is not None:
+            return self.note
+        scope = f" [{self.rows_scope}]" if self.rows_scope else ""
+        every = "" if not self.jobs else f" [every job: {self.jobs}, {show(self.rows_sent)} rows sent through]"
         lines = [
             f"rows {show(self.rows)}: {show(self.rows_succeeded)} ok, {show(self.rows_failed)} failed"
-            + (f" ({errors})" if errors else ""),
-            f"requests {show(self.requests)}, retries {show(self.retries)}, 429s {show(self.throttled)}",
+            + (f" ({errors})" if errors else "")
+            + scope,
+            f"requests {show(self.requests)}, retries {show(self.retries)}, 429s {show(self.throttled)}{every}",
             f"tokens: prompt {show(self.prompt_tokens)} (cached {show(self.cached_tokens)}), "
             f"completion {show(self.completion_tokens)} (reasoning {show(self.reasoning_tokens)}), "
             f"total {show(self.total_tokens)}",
@@ -236,6 +255,8 @@ def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Pric
         statuses.update(record["statuses"])
         tokens.update(record["tokens"])
     stats.tasks = len(records)
+    stats.jobs = scope_of_records(records)[1]
+    stats.rows_sent = sum(r["rows_done"] for r in records)
     stats.statuses = dict(statuses)
     stats.requests = sum(r["requests"] for r in records)
     stats.retries = sum(r["retries"] for r in records)
@@ -249,11 +270,39 @@ def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Pric
         stats.prices_as_of = as_of
 
 
+NOTHING_YET = (
+    "no action has run over the output of this stage's last transform yet: a transform only plans the job; "
+    "statistics fill in once an action (count(), collect(), show(), a write) runs over it"
+)
+
+
+def scope_of_records(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The records of the last Spark job (stage) over the output, and how many jobs ran."""
+    stages = sorted({int(r["stage"]) for r in records if r.get("stage") is not None})
+    if not stages:
+        return records, 1
+    return [r for r in records if r.get("stage") == stages[-1]], len(stages)
+
+
+def add_rows_from_records(stats: JobStatistics, records: list[dict[str, Any]]) -> None:
+    """The row figures of the last job over the output, from its tasks' records (what each batch resolved)."""
+    last, jobs = scope_of_records(records)
+    codes: Counter[str] = Counter()
+    for record in last:
+        codes.update(record.get("error_codes", {}))
+    stats.rows = sum(r["rows_done"] for r in last)
+    stats.rows_failed = sum(r["error_rows"] for r in last)
+    stats.rows_succeeded = stats.rows - stats.rows_failed
+    stats.errors_by_code = {code: count for code, count in sorted(codes.items()) if count}
+    stats.rows_scope = "the last Spark job over the output" if jobs > 1 else "the one Spark job over the output"
+
+
 def add_observed(stats: JobStatistics, observed: Mapping[str, Any] | None, codes: list[str]) -> None:
     """Fill the row figures of ``stats`` from the output's observed metrics (``None``: no action yet)."""
     if not observed:
         stats.missing.extend(["rows", "errors_by_code"])
         return
+    stats.rows_scope = "the first action over the output (DataFrame.observe)"
     stats.rows = int(observed["rows"])
     stats.rows_failed = int(observed["failed"])
     stats.rows_succeeded = stats.rows - stats.rows_failed

@@ -30,12 +30,14 @@ from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, s
 from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
 from spark_aoai._stats import (
+    NOTHING_YET,
     TOKEN_FIELDS,
     JobStatistics,
     StatsFactory,
     UsageFactory,
     add_observed,
     add_records,
+    add_rows_from_records,
     read_records,
 )
 from spark_aoai.exceptions import ConfigurationError
@@ -103,6 +105,7 @@ class Run:
     observed: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    rows_counted: bool = True  # the tasks count rows (not the texts of ``ai.similarity``'s pairs)
 
     def _wait(self) -> None:
         """Classic Spark: ``Observation.get`` blocks until the first action is over."""
@@ -155,7 +158,7 @@ def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
     factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
     if factory is None:
         return out
-    run = Run(factory)
+    run = Run(factory, rows_counted=plan.combine is None)
     stage._usage_run = run  # type: ignore[attr-defined]
     if out.isStreaming:  # Observation does not support streaming; the task records still count
         return out
@@ -204,8 +207,10 @@ class UsageMethods:
         >>> print(chat.statistics())                                # doctest: +SKIP
         rows 1,000: 998 ok, 2 failed (content_filter 2) ...
 
-        Rows and error codes are those of the first action over the output (``DataFrame.observe``); requests,
-        retries, 429s, tokens and elapsed time add up every task that ran for it (each action sends again).
+        Each figure says its scope: rows and error codes are those of the last Spark job over the output
+        (``rows_scope``; from the tasks' records, else the first action's ``DataFrame.observe``); requests,
+        retries, 429s, tokens, cost and ``rows_sent`` add up every job (``jobs``), since each action sends again.
+        Before any action, ``note`` says why there is nothing yet.
         """
         run: Run | None = getattr(self, "_usage_run", None)
         if run is None:
@@ -214,9 +219,14 @@ class UsageMethods:
         while not run.finished() and time.monotonic() < deadline and run.observation is not None:
             run.done.wait(0.05)
         stats = JobStatistics()
-        add_observed(stats, run.observed, COUNTED_CODES)
         spec = run.factory.statistics
         records = spec.counted(read_records(spec.directory, spec.run_id))
+        if not records and not run.observed:
+            stats.note = NOTHING_YET
+        if records and run.rows_counted and not spec.once:
+            add_rows_from_records(stats, records)  # each job's own rows: the last one's are shown
+        else:  # no records here (a cluster without a shared statisticsDir), batch mode, or pairs of texts
+            add_observed(stats, run.observed, COUNTED_CODES)
         add_records(stats, records, run.factory.price, PRICES_AS_OF)
         if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
             for name in TOKEN_FIELDS:
