@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._batch_params import HasBatch
+from spark_aoai._check import CheckResult, check
 from spark_aoai._columns import SOURCE_FIELD
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import Operation
@@ -37,6 +38,7 @@ from spark_aoai._params import (
 from spark_aoai._plugins import hook_factories, observe
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
+from spark_aoai._surface import install as show_fixes_first
 from spark_aoai.exceptions import ConfigurationError
 
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
@@ -259,7 +261,19 @@ class AzureOpenAIStage(
             raise ConfigurationError(
                 "mode='batch' is for transform, submit and collect_batch; a UDF or SQL function sends online"
             )
+        show_fixes_first()
         return self._plan(None, SparkSession.getActiveSession())[0]
+
+    def check(self) -> CheckResult:
+        """Send one minimal request from the driver, where the job's requests would go (about 25 tokens for
+        chat, 1 for embeddings); a bad key, deployment, host or certificate raises the ``SystemicError`` a
+        task would raise, its first line naming the setting to change.
+
+        >>> chat.check()  # doctest: +SKIP
+        ok: endpoint host x.openai.azure.com, deployment 'gpt-4o' answered in 0.41 s (26 tokens billed)
+        """
+        plan = self._plan(None, SparkSession.getActiveSession())[0]
+        return check(plan, self.getOrDefault(self.getParam("apiType")) if self.hasParam("apiType") else None)
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
@@ -296,6 +310,7 @@ class AzureOpenAIStage(
     def _finish(self, prepared: Prepared, out: DataFrame) -> DataFrame:
         """The user's column names back, vectors as Vectors, and the observers (statistics, progress)."""
         plan = prepared.plan
+        show_fixes_first()  # an action failing on a systemic error shows its fix first (``_surface``)
         out = out.toDF(*prepared.original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
