@@ -195,6 +195,10 @@ class HasUsageControls(Params):
         "progress", "show a progress line on the driver (default: when the session is interactive)",
         TypeConverters.toBoolean,
     )  # fmt: skip
+    costCol = _param(
+        "costCol", "optional column for each row's cost in US dollars, from the price table or prices (off: unnamed)",
+        TypeConverters.toString,
+    )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {"maxTotalTokens": 0, "maxCost": 0.0, "statisticsDir": ""}
 
 
