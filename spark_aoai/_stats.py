@@ -30,10 +30,12 @@ from spark_aoai._contract import RowResults, Unit
 from spark_aoai._hooks import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
 from spark_aoai._pricing import Price
+from spark_aoai._timeline import Timeline, merge
 from spark_aoai._wire.usage import billed_usage
 
 FLUSH_SECONDS = 1.0
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
+BILLED_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens")  # what a price applies to
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class StatsFactory:
     run_id: str
     # batch mode: every action over the output reads the same answers again, so one action's tasks count
     once: bool = False
+    deployments: tuple[str, ...] = ()  # the plan's deployments, in failover order (the report's cost table)
 
     def open(self) -> StatsHooks:
         return StatsHooks(Path(self.directory) / self.run_id)
@@ -73,6 +76,8 @@ class StatsHooks(NoHooks):
         self.stage = _task_stage()
         self.writable = True
         self.caches: list[CacheHooks] = []
+        self.timeline = Timeline()
+        self.by_target: dict[int, list[int]] = {}  # deployment index -> requests, prompt, completion, cached tokens
 
     def meet(self, hooks: list[Hooks]) -> None:
         """The task's other hooks: the response cache's count of answers it could not store goes in the record."""
@@ -99,6 +104,11 @@ class StatsHooks(NoHooks):
             if usage is not None:
                 for name in TOKEN_FIELDS:
                     self.tokens[name] += getattr(usage, name) or 0
+            billed = [0, 0, 0] if usage is None else [getattr(usage, name) or 0 for name in BILLED_FIELDS]
+            self.timeline.add(time.time(), outcome.status == 429, *billed)
+            target = self.by_target.setdefault(unit.target, [0, 0, 0, 0])
+            for index, value in enumerate([1, *billed]):
+                target[index] += value
             due = time.time() - self.flushed >= FLUSH_SECONDS
         if due:
             self.flush()
@@ -142,6 +152,8 @@ class StatsHooks(NoHooks):
                 "updated": time.time(),
                 "closed": closed,
                 "stage": self.stage,
+                "timeline": self.timeline.as_record(),
+                "by_target": {str(k): v for k, v in self.by_target.items()},
             }
 
     def flush(self, closed: bool = False) -> None:
@@ -214,6 +226,23 @@ class JobStatistics:
     rows_scope: str | None = None  # which run the row figures describe (see ``ROW_SCOPES``)
     rows_sent: int | None = None  # rows every job's tasks went through: a row of two actions counts twice
     note: str | None = None  # why there are no figures (yet)
+    # the job over time, every job's tasks merged: (start, requests, 429s, prompt, completion, cached tokens, cost)
+    timeline: list[tuple[float, ...]] = field(default_factory=list)
+    timeline_seconds: int | None = None  # the width of one bucket of ``timeline``
+    requests_per_minute_limit: float | None = None  # maxRequestsPerMinute, the chart's limit line
+    by_deployment: dict[str, dict[str, float]] = field(default_factory=dict)  # requests, tokens, cost
+
+    def _repr_html_(self) -> str:
+        """The report a notebook shows: figures, a chart of the job over time, errors and cost tables."""
+        from spark_aoai._report import statistics_html
+
+        return statistics_html(self.as_dict())
+
+    def to_html(self, path: str) -> str:
+        """Write the report as one self-contained HTML file (inline SVG and script, nothing fetched); the path."""
+        from spark_aoai._report import write_html
+
+        return write_html(path, self._repr_html_(), "spark_aoai job statistics")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,7 +273,13 @@ class JobStatistics:
         return "\n".join(lines)
 
 
-def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Price | None, as_of: str) -> None:
+def add_records(
+    stats: JobStatistics,
+    records: list[dict[str, Any]],
+    price: Price | None,
+    as_of: str,
+    deployments: tuple[str, ...] = (),
+) -> None:
     """Fill the request and token figures of ``stats`` from the task records."""
     if not records:
         stats.missing.extend(["requests", "retries", "throttled", "tokens", "elapsed_seconds", "answers_not_stored"])
@@ -268,6 +303,32 @@ def add_records(stats: JobStatistics, records: list[dict[str, Any]], price: Pric
     if price is not None:
         stats.estimated_cost = price.cost(tokens["prompt_tokens"], tokens["completion_tokens"], tokens["cached_tokens"])
         stats.prices_as_of = as_of
+    timeline = merge(records)
+    stats.timeline = [
+        (start, *figures, price.cost(figures[2], figures[3], figures[4]) if price is not None else 0.0)
+        for start, figures in sorted(timeline.buckets.items())
+    ]
+    stats.timeline_seconds = timeline.width
+    stats.by_deployment = by_deployment(records, deployments, price)
+
+
+def by_deployment(
+    records: list[dict[str, Any]], deployments: tuple[str, ...], price: Price | None
+) -> dict[str, dict[str, float]]:
+    """Requests, billed tokens and cost (at the stage's price) per deployment that was sent to."""
+    table: dict[str, dict[str, float]] = {}
+    for record in records:
+        for index, (requests, prompt, completion, cached) in record.get("by_target", {}).items():
+            name = deployments[int(index)] if int(index) < len(deployments) else f"deployment {index}"
+            row = table.setdefault(name, {"requests": 0, "tokens": 0, "prompt": 0, "completion": 0, "cached": 0})
+            for key, value in (("requests", requests), ("prompt", prompt), ("completion", completion)):
+                row[key] += value
+            row["cached"] += cached
+            row["tokens"] += prompt + completion
+    for row in table.values():
+        cost = price.cost(int(row["prompt"]), int(row["completion"]), int(row["cached"])) if price else None
+        row["cost"] = cost if cost is not None else float("nan")
+    return table
 
 
 NOTHING_YET = (

@@ -29,6 +29,7 @@ from spark_aoai._contract import ErrorCode, Operation
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
 from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
+from spark_aoai._report import Estimate
 from spark_aoai._stats import (
     NOTHING_YET,
     TOKEN_FIELDS,
@@ -92,7 +93,8 @@ def build_usage_hooks(stage: Any, config: ClientConfig, operation: Operation) ->
     check_directory(directory, "", "statisticsDir")  # a file there, or no permission: said here, not in each task
     run_id = uuid.uuid4().hex
     budget = BudgetFactory(directory, run_id, max_tokens, max_cost, price) if max_tokens or max_cost else None
-    return UsageFactory(StatsFactory(directory, run_id, once=stage._batch_mode()), budget, price)
+    deployments = tuple(target.deployment for target in config.targets)
+    return UsageFactory(StatsFactory(directory, run_id, stage._batch_mode(), deployments), budget, price)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Run:
     done: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     rows_counted: bool = True  # the tasks count rows (not the texts of ``ai.similarity``'s pairs)
+    requests_per_minute_limit: float | None = None
 
     def _wait(self) -> None:
         """Classic Spark: ``Observation.get`` blocks until the first action is over."""
@@ -158,7 +161,8 @@ def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
     factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
     if factory is None:
         return out
-    run = Run(factory, rows_counted=plan.combine is None)
+    limit = plan.config.limits.max_requests_per_minute
+    run = Run(factory, rows_counted=plan.combine is None, requests_per_minute_limit=limit)
     stage._usage_run = run  # type: ignore[attr-defined]
     if out.isStreaming:  # Observation does not support streaming; the task records still count
         return out
@@ -227,7 +231,8 @@ class UsageMethods:
             add_rows_from_records(stats, records)  # each job's own rows: the last one's are shown
         else:  # no records here (a cluster without a shared statisticsDir), batch mode, or pairs of texts
             add_observed(stats, run.observed, COUNTED_CODES)
-        add_records(stats, records, run.factory.price, PRICES_AS_OF)
+        add_records(stats, records, run.factory.price, PRICES_AS_OF, spec.deployments)
+        stats.requests_per_minute_limit = run.requests_per_minute_limit
         if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
             for name in TOKEN_FIELDS:
                 setattr(stats, name, run.observed.get(f"usage_{name}"))
@@ -257,7 +262,8 @@ class UsageMethods:
         counts = {name: int(row[name] or 0) for name in COUNT_FIELDS}
         stage._estimated_rows = (df, counts["rows"])
         price = next((h.price for h in plan.hooks if isinstance(h, UsageFactory)), None)
-        return summarize(counts, price, tokenizer_name(model), requestsPerMinute, tokensPerMinute, PRICES_AS_OF)
+        summary = summarize(counts, price, tokenizer_name(model), requestsPerMinute, tokensPerMinute, PRICES_AS_OF)
+        return Estimate(summary)  # a dict, shown as a report in a notebook (``_report``)
 
 
 def _counts_ddl() -> str:
