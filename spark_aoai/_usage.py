@@ -181,7 +181,9 @@ def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
         noun = "rows"
         if plan.combine is not None:  # the tasks count the texts they embed: a row's parts
             total, noun = None if total is None else total * plan.combine.parts, "texts"
-        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total, noun=noun).start()
+        run.progress = Progress(
+            label, stats.directory, stats.run_id, run.finished, total, noun=noun, price=factory.price
+        ).start()
     return out
 
 
