@@ -50,10 +50,14 @@ def excepthook(previous: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ipython_handler(shell: Any, kind: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
-    """IPython's custom handler: the usual structured traceback, with ``first_line`` on top when there is one."""
+    """IPython's custom handler: the usual structured traceback, with ``first_line`` on top when there is one.
+
+    It shows the traceback itself (``_showtraceback``, which a kernel sends to the notebook as its error):
+    IPython's cell runner ignores what a custom handler returns."""
     lines = shell.InteractiveTB.structured_traceback(kind, value, tb, tb_offset=tb_offset)
     line = first_line(value)
-    return lines if line is None else [line, "", *lines]
+    shell._showtraceback(kind, value, lines if line is None else [line, "", *lines])
+    return []
 
 
 def install() -> None:

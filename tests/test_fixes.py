@@ -129,3 +129,23 @@ def test_the_first_line_of_a_failed_action_names_the_fix(spark, emu, capsys):
 def test_readme_documents_check():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "stage.check()" in readme or "chat.check()" in readme
+
+
+def test_a_notebook_shows_the_fix_above_the_traceback(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from spark_aoai._surface import ipython_handler
+
+    inner = SystemicError({"status": 401, "code": "401", "message": "Access denied"}, "endpoint host h, deployment 'd'")
+    wrapped = f"\n  An exception was thrown from the Python worker.\nspark_aoai.exceptions.SystemicError: {inner}"
+    shell = InteractiveShell.instance()
+    try:
+        shell.set_custom_exc((Exception,), ipython_handler)
+        shell.run_cell(f"raise RuntimeError({wrapped!r})")
+        shown = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+        assert shown[0].startswith("spark_aoai: the credential was refused (401) at endpoint host h, deployment 'd'")
+        assert any("RuntimeError" in line for line in shown[1:])  # then the usual traceback
+        shell.run_cell("raise KeyError('other')")
+        assert "spark_aoai:" not in capsys.readouterr().out  # any other exception is shown as before
+    finally:
+        InteractiveShell.clear_instance()
