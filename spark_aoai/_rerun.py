@@ -54,13 +54,13 @@ class RetryResult(NamedTuple):
 
 
 def retryable(error: Column) -> Column:
-    """True for an error struct worth another try: status 408/409/429/5xx or one of ``RETRYABLE_CODES``."""
-    status = error["status"]
-    by_status = status.isin(*sorted(RETRYABLE_STATUS)) | (status >= 500)
+    """True for an error struct worth another try: a status in ``_retry.RETRYABLE_STATUS`` (408/409/429/5xx, as
+    online) or one of ``RETRYABLE_CODES``."""
+    by_status = error["status"].isin(*sorted(RETRYABLE_STATUS))
     return error.isNotNull() & F.coalesce(by_status | error["code"].isin(*RETRYABLE_CODES), F.lit(False))
 
 
-def retry_failed(stage: AzureOpenAIStage, output: DataFrame, report: bool = False) -> Any:
+def retry_failed(stage: AzureOpenAIStage, output: DataFrame, *, report: bool = False) -> Any:
     """Run ``stage`` again over the rows of its ``output`` whose error is retryable; the others are kept as
     they are. Returns the merged result: the same columns in the same order, the same number of rows.
 

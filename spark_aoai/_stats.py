@@ -26,6 +26,7 @@ from typing import Any
 
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._cache import CacheHooks
+from spark_aoai._calibrate import describe_cascade
 from spark_aoai._contract import RowResults, Unit
 from spark_aoai._hooks import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
@@ -222,6 +223,7 @@ class JobStatistics:
     elapsed_seconds: float | None = None
     tasks: int = 0
     missing: list[str] = field(default_factory=list)
+    cascade: dict[str, Any] | None = None  # a model cascade's levels, thresholds and costs (``_cascade_stage``)
     jobs: int | None = None  # Spark jobs (stages) that ran over the output; each sends its rows again
     rows_scope: str | None = None  # which run the row figures describe (see ``ROW_SCOPES``)
     rows_sent: int | None = None  # rows every job's tasks went through: a row of two actions counts twice
@@ -270,6 +272,8 @@ class JobStatistics:
         ]
         if self.answers_not_stored:
             lines.append(f"answers not stored in cacheDir {show(self.answers_not_stored)}")
+        if self.cascade is not None:
+            lines.extend(describe_cascade(self.cascade))
         return "\n".join(lines)
 
 

@@ -44,6 +44,6 @@ def test_an_editable_install_prints_no_warning_box(tmp_path):
 def test_ai_run_writes_a_column_named_output():
     from spark_aoai import ai
 
-    stage = ai.run(ai.Task("keywords", "List the keywords.", output_schema="keywords array<string>"), "text")
+    stage = ai.run(ai.Task("keywords", "List the keywords.", outputSchema="keywords array<string>"), "text")
     assert stage.getOrDefault("outputCol") == "output"
     assert "adds its answer in a column named `output`" in (ROOT / "README.md").read_text()
