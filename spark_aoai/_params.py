@@ -188,7 +188,7 @@ class HasUsageControls(HasUsageControlsAccessors):
         TypeConverters.toBoolean,
     )  # fmt: skip
     costCol = _param(
-        "costCol", "optional column for each row's cost in US dollars, from the price table or prices (off: unnamed)",
+        "costCol", "optional column for each row's cost in dollars, from the price table or prices (off unless named)",
         TypeConverters.toString,
     )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {}

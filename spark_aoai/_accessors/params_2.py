@@ -65,7 +65,7 @@ class HasUsageControlsAccessors(Params):
         return self.setParams(progress=value)  # type: ignore[no-any-return, attr-defined]
 
     def getCostCol(self) -> str | None:
-        """costCol: optional column for each row's cost in US dollars, from the price table or prices (off: unnamed)"""
+        """costCol: optional column for each row's cost in dollars, from the price table or prices (off unless named)"""
         return _value(self, self.costCol)
 
     def setCostCol(self: _S, value: str) -> _S:
