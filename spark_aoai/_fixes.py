@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from spark_aoai._pricing import PRICE_TABLE
+
 # The error codes of a connection that failed (``_contract.ErrorCode`` values; kept as text: this module sits
 # under ``exceptions``, which imports nothing of the engine).
 _TLS, _CONNECTION, _TIMEOUT, _CREDENTIAL = "tls_error", "connection_error", "timeout", "credential_error"
@@ -29,12 +31,9 @@ _DNS_WORDS = (
     "getaddrinfo failed",
     "no address associated",
 )
-# Model names deployments are usually named after: a misspelt deploymentName is offered the nearest.
-KNOWN_MODELS = (
-    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
-    "o3", "o3-mini", "o4-mini", "gpt-35-turbo", "text-embedding-3-small", "text-embedding-3-large",
-    "text-embedding-ada-002",
-)  # fmt: skip
+# Model names deployments are usually named after (the price table's): a misspelt deploymentName is offered the
+# nearest.
+KNOWN_MODELS = tuple(PRICE_TABLE)
 
 CREDENTIAL_FIX = (
     "pass the right apiKey (or set AZURE_OPENAI_API_KEY), or for Entra ID a tokenProvider (or aadToken) whose "
