@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spark_aoai.exceptions import ConfigurationError, RequestFailedError, SparkAOAIError, SystemicError, failure_of
+from spark_aoai.exceptions import (
+    ConfigurationError,
+    RequestFailedError,
+    SparkAOAIError,
+    SystemicError,
+    failure_of,
+    systemic_of,
+)
 
 __version__ = "0.1.0"
 
@@ -62,6 +69,7 @@ __all__ = [
     "embedding_udf",
     "failure_of",
     "retry_failed",
+    "systemic_of",
 ]
 
 

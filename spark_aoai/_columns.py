@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from spark_aoai._arrow import array, struct_of, validity
 from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, USAGE_ARROW_TYPE, OutputField, RowError, RowResults
+from spark_aoai._pricing import Price
 
 # -- encoders shared by the output declarations ----------------------------------------------------------
 
@@ -51,6 +52,26 @@ class encode_typed:  # noqa: N801 - used as an encoder function, like the others
 
     def __call__(self, results: RowResults) -> pa.Array:
         return array(results.values, self.arrow_type)
+
+
+@dataclass(frozen=True)
+class encode_cost:  # noqa: N801 - used as an encoder function, like the others
+    """Each row's cost in US dollars from its usage at ``price`` (cached prompt tokens at their rate, the batch
+    discount already in ``price``): the column sums to ``statistics()``' cost; null where the usage is null."""
+
+    price: Price
+
+    def __call__(self, results: RowResults) -> pa.Array:
+        costs = [
+            None if u is None else self.price.cost(u.prompt_tokens or 0, u.completion_tokens or 0, u.cached_tokens or 0)
+            for u in results.usage
+        ]
+        return array(costs, pa.float64())
+
+
+def cost_field(price: Price) -> OutputField:
+    """The ``costCol`` output of a stage whose deployment has a price."""
+    return OutputField("costCol", None, pa.float64(), encode_cost(price))
 
 
 def encode_vectors(results: RowResults) -> pa.Array:

@@ -10,13 +10,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from spark_aoai._contract import RowError, Unit
+from spark_aoai._contract import RowError, RowResults, Unit
 from spark_aoai._http import Outcome
 
 
 class Hooks(Protocol):
     """The engine's seams, one task's worth: a response cache (between planning and sending), a gate before
     each attempt (a spend cap), and an observer of attempts (usage statistics, progress)."""
+
+    def planned(self, results: RowResults) -> None:
+        """A batch's rows were planned into ``results`` (every batch, even one with nothing to send)."""
 
     def lookup(self, unit: Unit) -> Any | None:
         """A stored 200 body for this unit's request, or None to send it."""
@@ -46,6 +49,9 @@ class HookFactory(Protocol):
 
 
 class NoHooks:
+    def planned(self, results: RowResults) -> None:
+        pass
+
     def lookup(self, unit: Unit) -> Any | None:
         return None
 
@@ -77,6 +83,10 @@ class ComposedHooks:
             meet = getattr(hook, "meet", None)
             if meet is not None:
                 meet(self.hooks)
+
+    def planned(self, results: RowResults) -> None:
+        for hook in self.hooks:
+            hook.planned(results)
 
     def lookup(self, unit: Unit) -> Any | None:
         found = [h.lookup(unit) for h in self.hooks]  # every hook sees the unit (statistics count its rows)

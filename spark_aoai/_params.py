@@ -187,6 +187,10 @@ class HasUsageControls(HasUsageControlsAccessors):
         "progress", "show a progress line on the driver (default: when the session is interactive)",
         TypeConverters.toBoolean,
     )  # fmt: skip
+    costCol = _param(
+        "costCol", "optional column for each row's cost in dollars, from the price table or prices (off unless named)",
+        TypeConverters.toString,
+    )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 

@@ -55,7 +55,9 @@ def run_partition(
     try:
         for items, context in batches:
             results = RowResults(len(items))
-            for unit in task.plan(items, results):
+            units = task.plan(items, results)
+            hooks.planned(results)  # the statistics count a batch's rows, those refused at planning included
+            for unit in units:
                 if _answer_from_cache(unit, task, hooks, sender):
                     continue
                 if inflight is not None and inflight.follow(unit):

@@ -6,8 +6,10 @@ directory. The tasks flush their records every second; the line is redrawn every
 
     spark_aoai gpt-4o: 1,200/5,000 rows (24%), 3 errors, 96 req, 2 429s, 3,150 tokens/s, ETA 0:00:41
 
-In a notebook (IPython) the line is one display that is updated in place; on a console it is rewritten with
-``\\r`` on a terminal, else printed as a new line each time. The thread ends when the action is over.
+In a notebook kernel with the ``notebook`` extra (tqdm, ipywidgets) it is a live progress bar instead
+(``_progress_widgets``: rows, rate, ETA, tokens, cost so far, errors by code); in another IPython session the
+line is one display updated in place; on a console it is rewritten with ``\\r`` on a terminal, else printed
+as a new line each time (a log). The thread ends when the action is over.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from spark_aoai._pricing import Price
+from spark_aoai._progress_widgets import NotebookBar, notebook_kernel, widgets_available
 from spark_aoai._stats import read_records
 
 DEFAULT_INTERVAL_SECONDS = 2.0
@@ -69,6 +73,7 @@ class Progress:
         interval: float = DEFAULT_INTERVAL_SECONDS,
         stream: TextIO | None = None,
         noun: str = "rows",
+        price: Price | None = None,
     ) -> None:
         self.label, self.directory, self.run_id, self.noun = label, directory, run_id, noun
         self.finished, self.total, self.interval = finished, total, interval
@@ -77,6 +82,8 @@ class Progress:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="spark_aoai-progress", daemon=True)
         self.handle: Any = None
+        self.price = price
+        self.bar: NotebookBar | None = None
 
     def start(self) -> Progress:
         self.thread.start()
@@ -91,12 +98,23 @@ class Progress:
             over = self.finished()
             records = read_records(self.directory, self.run_id)
             if records:
-                self._draw(render(self.label, records, self.total, time.time(), self.noun), final=over)
+                self.show(records, final=over)
                 drawn = True
             if over:
-                if drawn and self.stream is None and self.handle is None and sys.stderr.isatty():
+                if drawn and self.stream is None and self.handle is None and self.bar is None and sys.stderr.isatty():
                     self._write("\n")
                 return
+
+    def show(self, records: list[dict[str, Any]], final: bool) -> None:
+        """Draw the records: the notebook's bar when it can be drawn, else the text line."""
+        line = render(self.label, records, self.total, time.time(), self.noun)
+        if self.bar is None and self.stream is None and notebook_kernel() and widgets_available():
+            self.bar = NotebookBar(self.label, self.total, self.noun, self.price)
+        if self.bar is None:
+            self._draw(line, final)
+            return
+        self.lines.append(line)
+        self.bar.show(records, final)
 
     def _draw(self, line: str, final: bool) -> None:
         self.lines.append(line)

@@ -20,11 +20,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai._batch_params import HasBatch
-from spark_aoai._columns import SOURCE_FIELD
+from spark_aoai._check import CheckResult, check
+from spark_aoai._columns import SOURCE_FIELD, cost_field
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
-from spark_aoai._contract import Operation
+from spark_aoai._contract import Operation, OutputField
 from spark_aoai._executor import Combine, Inputs, OutputColumn, Plan, arrow_partition
 from spark_aoai._failover import resolve_deployments, split_deployments
+from spark_aoai._hooks import HookFactory
 from spark_aoai._param_values import RULES, broken
 from spark_aoai._params import (
     HasCache,
@@ -38,6 +40,8 @@ from spark_aoai._params import (
 from spark_aoai._plugins import hook_factories, observe
 from spark_aoai._retry import RetryPolicy
 from spark_aoai._spark_types import require_new_column, spark_type
+from spark_aoai._stats import UsageFactory
+from spark_aoai._surface import install as show_fixes_first
 from spark_aoai.exceptions import ConfigurationError
 
 SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
@@ -217,7 +221,9 @@ class AzureOpenAIStage(
         listed = self._get(self.deployments)
         return resolve_deployments(listed, self._secrets.get("deployments"), self._get(self.deploymentName), connect)
 
-    def _output_columns(self, operation: Operation, schema: StructType | None) -> tuple[OutputColumn, ...]:
+    def _output_columns(
+        self, operation: Operation, schema: StructType | None, extra: tuple[OutputField, ...] = ()
+    ) -> tuple[OutputColumn, ...]:
         """Each declared output under its column name: the Param's value, else the field's default.
 
         Defaults never collide with the input: when the default error column (``error``) is already there
@@ -226,7 +232,7 @@ class AzureOpenAIStage(
         existing = set(schema.fieldNames()) if schema is not None else set()
         columns = []
         value_name = None
-        for field in (*operation.outputs, SOURCE_FIELD):  # type: ignore[attr-defined]
+        for field in (*operation.outputs, SOURCE_FIELD, *extra):  # type: ignore[attr-defined]
             param = self.getParam(field.param) if self.hasParam(field.param) else None
             name = self._get(param) if param is not None else None
             name = name or field.default_name
@@ -259,7 +265,7 @@ class AzureOpenAIStage(
         config = self._client_config(spark)
         operation = self._operation(config)
         hooks = hook_factories(self, config, operation)  # the plug-ins, in their one order (``_plugins``)
-        outputs = self._output_columns(operation, schema)
+        outputs = self._output_columns(operation, schema, cost_fields(self, config, hooks))
         dedup = self.getOrDefault(self.dedup)
         return Plan(config, operation, outputs, hooks, dedup=dedup, combine=self._combine()), inputs
 
@@ -269,7 +275,19 @@ class AzureOpenAIStage(
             raise ConfigurationError(
                 "mode='batch' is for transform, submit and collect_batch; a UDF or SQL function sends online"
             )
+        show_fixes_first()
         return self._plan(None, SparkSession.getActiveSession())[0]
+
+    def check(self) -> CheckResult:
+        """Send one minimal request from the driver, where the job's requests would go (about 25 tokens for
+        chat, 1 for embeddings); a bad key, deployment, host or certificate raises the ``SystemicError`` a
+        task would raise, its first line naming the setting to change.
+
+        >>> chat.check()  # doctest: +SKIP
+        ok: endpoint host x.openai.azure.com, deployment 'gpt-4o' answered in 0.41 s (26 tokens billed)
+        """
+        plan = self._plan(None, SparkSession.getActiveSession())[0]
+        return check(plan, self.getOrDefault(self.getParam("apiType")) if self.hasParam("apiType") else None)
 
     # -- the Transformer ------------------------------------------------------------------------------------
 
@@ -307,6 +325,7 @@ class AzureOpenAIStage(
     def _finish(self, prepared: Prepared, out: DataFrame) -> DataFrame:
         """The user's column names back, vectors as Vectors, and the observers (statistics, progress)."""
         plan = prepared.plan
+        show_fixes_first()  # an action failing on a systemic error shows its fix first (``_surface``)
         out = out.toDF(*prepared.original, *plan.names)
         if self._vector_output():
             out = out.withColumn(plan.outputs[0].name, _to_vector(out[plan.outputs[0].name]))
@@ -325,6 +344,20 @@ class Prepared:
     renamed: DataFrame
     original: tuple[str, ...]
     out_schema: StructType
+
+
+def cost_fields(
+    stage: AzureOpenAIStage, config: ClientConfig, hooks: tuple[HookFactory, ...]
+) -> tuple[OutputField, ...]:
+    """The ``costCol`` output when it is named: each row's cost at the stage's price (refused without one)."""
+    if not stage.hasParam("costCol") or not stage._get(stage.getParam("costCol")):
+        return ()
+    price = next((hook.price for hook in hooks if isinstance(hook, UsageFactory)), None)
+    if price is None:
+        raise ConfigurationError(
+            f"costCol: no price for deployment {config.deployment!r} in the price table; set prices={{'input': ...}}"
+        )
+    return (cost_field(price),)
 
 
 def output_fields(plan: Plan, vector: bool = False) -> list[StructField]:

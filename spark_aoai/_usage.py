@@ -29,13 +29,16 @@ from spark_aoai._contract import ErrorCode, Operation
 from spark_aoai._estimate import COUNT_FIELDS, COUNTS_SCHEMA, count_partition, summarize
 from spark_aoai._pricing import PRICES_AS_OF, price_for, price_from_param
 from spark_aoai._progress import Progress, interactive
+from spark_aoai._report import Estimate
 from spark_aoai._stats import (
+    NOTHING_YET,
     TOKEN_FIELDS,
     JobStatistics,
     StatsFactory,
     UsageFactory,
     add_observed,
     add_records,
+    add_rows_from_records,
     read_records,
 )
 from spark_aoai.exceptions import ConfigurationError
@@ -90,7 +93,8 @@ def build_usage_hooks(stage: Any, config: ClientConfig, operation: Operation) ->
     check_directory(directory, "", "statisticsDir")  # a file there, or no permission: said here, not in each task
     run_id = uuid.uuid4().hex
     budget = BudgetFactory(directory, run_id, max_tokens, max_cost, price) if max_tokens or max_cost else None
-    return UsageFactory(StatsFactory(directory, run_id, once=stage._batch_mode()), budget, price)
+    deployments = tuple(target.deployment for target in config.targets)
+    return UsageFactory(StatsFactory(directory, run_id, stage._batch_mode(), deployments), budget, price)
 
 
 @dataclass
@@ -103,6 +107,8 @@ class Run:
     observed: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    rows_counted: bool = True  # the tasks count rows (not the texts of ``ai.similarity``'s pairs)
+    requests_per_minute_limit: float | None = None
 
     def _wait(self) -> None:
         """Classic Spark: ``Observation.get`` blocks until the first action is over."""
@@ -155,7 +161,8 @@ def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
     factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
     if factory is None:
         return out
-    run = Run(factory)
+    limit = plan.config.limits.max_requests_per_minute
+    run = Run(factory, rows_counted=plan.combine is None, requests_per_minute_limit=limit)
     stage._usage_run = run  # type: ignore[attr-defined]
     if out.isStreaming:  # Observation does not support streaming; the task records still count
         return out
@@ -174,7 +181,9 @@ def observe_output(stage: Any, plan: Plan, out: DataFrame) -> DataFrame:
         noun = "rows"
         if plan.combine is not None:  # the tasks count the texts they embed: a row's parts
             total, noun = None if total is None else total * plan.combine.parts, "texts"
-        run.progress = Progress(label, stats.directory, stats.run_id, run.finished, total, noun=noun).start()
+        run.progress = Progress(
+            label, stats.directory, stats.run_id, run.finished, total, noun=noun, price=factory.price
+        ).start()
     return out
 
 
@@ -204,8 +213,10 @@ class UsageMethods:
         >>> print(chat.statistics())                                # doctest: +SKIP
         rows 1,000: 998 ok, 2 failed (content_filter 2) ...
 
-        Rows and error codes are those of the first action over the output (``DataFrame.observe``); requests,
-        retries, 429s, tokens and elapsed time add up every task that ran for it (each action sends again).
+        Each figure says its scope: rows and error codes are those of the last Spark job over the output
+        (``rows_scope``; from the tasks' records, else the first action's ``DataFrame.observe``); requests,
+        retries, 429s, tokens, cost and ``rows_sent`` add up every job (``jobs``), since each action sends again.
+        Before any action, ``note`` says why there is nothing yet.
         """
         run: Run | None = getattr(self, "_usage_run", None)
         if run is None:
@@ -214,10 +225,16 @@ class UsageMethods:
         while not run.finished() and time.monotonic() < deadline and run.observation is not None:
             run.done.wait(0.05)
         stats = JobStatistics()
-        add_observed(stats, run.observed, COUNTED_CODES)
         spec = run.factory.statistics
         records = spec.counted(read_records(spec.directory, spec.run_id))
-        add_records(stats, records, run.factory.price, PRICES_AS_OF)
+        if not records and not run.observed:
+            stats.note = NOTHING_YET
+        if records and run.rows_counted and not spec.once:
+            add_rows_from_records(stats, records)  # each job's own rows: the last one's are shown
+        else:  # no records here (a cluster without a shared statisticsDir), batch mode, or pairs of texts
+            add_observed(stats, run.observed, COUNTED_CODES)
+        add_records(stats, records, run.factory.price, PRICES_AS_OF, spec.deployments)
+        stats.requests_per_minute_limit = run.requests_per_minute_limit
         if stats.requests is None and run.observed and run.usage_col is not None:  # no records: the usage column
             for name in TOKEN_FIELDS:
                 setattr(stats, name, run.observed.get(f"usage_{name}"))
@@ -250,7 +267,8 @@ class UsageMethods:
         price = next((h.price for h in plan.hooks if isinstance(h, UsageFactory)), None)
         requests = maxRequestsPerMinute or stage._get(stage.maxRequestsPerMinute)
         tokens = maxTokensPerMinute or stage._get(stage.maxTokensPerMinute)
-        return summarize(counts, price, tokenizer_name(model), requests, tokens, PRICES_AS_OF)
+        summary = summarize(counts, price, tokenizer_name(model), requests, tokens, PRICES_AS_OF)
+        return Estimate(summary)  # a dict, shown as a report in a notebook (``_report``)
 
 
 def _counts_ddl() -> str:

@@ -9,7 +9,8 @@ Errors from the service never raise by default: they become values in the error 
                               listening): the task stops sending and fails (``onSystemicError="fail"``)
 
 On Spark the last two are raised inside a task and reach the driver wrapped in Spark's own exception;
-``failure_of(exc)`` finds the row error in it (see the README's "Errors" section).
+``failure_of(exc)`` finds the row error in it, ``systemic_of(exc)`` the ``SystemicError`` itself (its first
+line says what to change; see the README's "Errors" section).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from spark_aoai._fixes import headline
+
 _MARK = "[spark_aoai error "
+_SYSTEMIC = "SystemicError: "
 
 
 class SparkAOAIError(Exception):
@@ -46,16 +50,23 @@ class RequestFailedError(SparkAOAIError):
 
 
 class SystemicError(SparkAOAIError):
-    """Every row of the task would fail the same way; the message names the status, code, host and deployment."""
+    """Every row of the task would fail the same way. The message starts with what failed, where (host and
+    deployment) and the setting that fixes it (``_fixes.headline``), then the service's status, code and message."""
 
     def __init__(self, error: Any, where: str) -> None:
         self.error = error
         fields = _error_fields(error)
         super().__init__(
-            f"{fields.get('code')} (status {fields.get('status')}) from {where}: {fields.get('message')} "
-            f"- no further requests were sent; set onSystemicError='mark' to mark the rows instead "
-            f"{_MARK}{json.dumps(fields)}]"
+            f"{headline(fields, where)} - no further requests were sent; set onSystemicError='mark' to mark the "
+            f"rows instead {_MARK}{json.dumps(fields)}]"
         )
+
+    @classmethod
+    def _rebuilt(cls, message: str, fields: dict[str, Any]) -> SystemicError:
+        error = cls.__new__(cls)
+        error.error = fields
+        Exception.__init__(error, message)
+        return error
 
 
 def failure_of(exc: BaseException) -> dict[str, Any] | None:
@@ -79,5 +90,28 @@ def failure_of(exc: BaseException) -> dict[str, Any] | None:
                 return dict(fields)
             except ValueError:
                 pass
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def systemic_of(exc: BaseException) -> SystemicError | None:
+    """The ``SystemicError`` a failed Spark action carries (raised in a task, wrapped by Spark on the driver:
+    ``PythonException``, ``Py4JJavaError``, Connect's ``SparkConnectGrpcException``), or None.
+
+    >>> try:
+    ...     out.collect()  # doctest: +SKIP
+    ... except Exception as exc:
+    ...     raise systemic_of(exc) or exc  # "the credential was refused (401) at ...: pass the right apiKey ..."
+    """
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, SystemicError):
+            return current
+        text = str(current)
+        start = text.find(_SYSTEMIC)
+        fields = failure_of(current) if start >= 0 else None
+        if fields is not None:
+            line = text[start + len(_SYSTEMIC) :].split("\n", 1)[0]
+            return SystemicError._rebuilt(line, fields)
         current = current.__cause__ or current.__context__
     return None

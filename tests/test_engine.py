@@ -243,6 +243,9 @@ class DictCache:
 
         return json.dumps(unit.payload, sort_keys=True)
 
+    def planned(self, results) -> None:
+        pass
+
     def lookup(self, unit):
         return self.bodies.get(self.key(unit))
 

@@ -298,3 +298,22 @@ def test_a_fully_cached_run_counts_its_rows_and_its_re_asks_come_from_the_servic
     assert len(asked) == 10 and {r.answered_by for r in asked} == {"gpt-4o"}  # not "cache"
     assert usage_sums(rows) == dict(billed.billed)  # the stored answer's tokens are not counted again
     assert stage.statistics().total_tokens == billed.billed["total_tokens"]
+
+
+def test_each_figure_says_its_scope_across_several_actions(spark, billed, capsys):
+    stage = chat(billed.endpoint, progress=False)
+    rows = [(i, None if i % 10 == 0 else f"q {i}") for i in range(30)]
+    out = stage.transform(spark.createDataFrame(rows, "id int, prompt string").repartition(2))
+    before = stage.statistics(timeout=0.2)
+    assert before.note is not None and str(before).startswith("no action has run over the output")
+    assert before.rows is None and before.requests is None
+    out.show(5)  # a partial job (Spark's take), then a whole one
+    assert out.count() == 30
+    stats = stage.statistics()
+    assert (stats.rows, stats.rows_failed, stats.errors_by_code) == (30, 3, {"invalid_input": 3})
+    assert stats.rows_scope == "the last Spark job over the output" and stats.jobs is not None and stats.jobs >= 2
+    sent = billed.statuses["chat 200"]
+    assert stats.requests == sent > 27 and stats.rows_sent is not None and stats.rows_sent > 30  # both actions sent
+    text = str(stats)
+    assert "rows 30: 27 ok, 3 failed (invalid_input 3) [the last Spark job over the output]" in text
+    assert f"[every job: {stats.jobs}, {stats.rows_sent} rows sent through]" in text

@@ -46,7 +46,6 @@ from spark_aoai._accessors.params_2 import (
     HasChatRequestAccessors,
     HasEmbeddingRequestAccessors,
     HasPackingAccessors,
-    HasReasoningAccessors,
     HasStructuredOutputAccessors,
     HasUsageControlsAccessors,
 )
@@ -57,6 +56,7 @@ from spark_aoai._accessors.params_3 import (
     HasMaxWordsAccessors,
     HasMediaAccessors,
     HasPairAccessors,
+    HasReasoningAccessors,
     HasTargetLanguageAccessors,
 )
 

@@ -118,6 +118,7 @@ class HasUsageControlsKwargs(TypedDict, total=False):
     prices: dict[str, Any] | str | None
     statisticsDir: str | None
     progress: bool | None
+    costCol: str | None
 
 
 class HasStructuredOutputKwargs(TypedDict, total=False):

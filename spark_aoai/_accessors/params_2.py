@@ -22,6 +22,7 @@ class HasUsageControlsAccessors(Params):
     prices: Param[Any]
     statisticsDir: Param[Any]
     progress: Param[Any]
+    costCol: Param[Any]
 
     def getMaxTotalTokens(self) -> int | None:
         """maxTotalTokens: spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: n..."""
@@ -62,6 +63,14 @@ class HasUsageControlsAccessors(Params):
     def setProgress(self: _S, value: bool) -> _S:
         """Set progress (checked as the constructor checks it)."""
         return self.setParams(progress=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCostCol(self) -> str | None:
+        """costCol: optional column for each row's cost in dollars, from the price table or prices (off unless named)"""
+        return _value(self, self.costCol)
+
+    def setCostCol(self: _S, value: str) -> _S:
+        """Set costCol (checked as the constructor checks it)."""
+        return self.setParams(costCol=value)  # type: ignore[no-any-return, attr-defined]
 
 
 class HasChatRequestAccessors(Params):
@@ -316,44 +325,3 @@ class HasEmbeddingRequestAccessors(Params):
     def setOutputType(self: _S, value: str) -> _S:
         """Set outputType (checked as the constructor checks it)."""
         return self.setParams(outputType=value)  # type: ignore[no-any-return, attr-defined]
-
-
-class HasReasoningAccessors(Params):
-    """Typed accessors of ``HasReasoning``'s Params."""
-
-    apiType: Param[Any]
-    reasoningEffort: Param[Any]
-    verbosity: Param[Any]
-    reasoningModel: Param[Any]
-
-    def getApiType(self) -> str:
-        """apiType: chat_completions (default) or responses (the Responses API)"""
-        return _value(self, self.apiType)
-
-    def setApiType(self: _S, value: str) -> _S:
-        """Set apiType (checked as the constructor checks it)."""
-        return self.setParams(apiType=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getReasoningEffort(self) -> str | None:
-        """reasoningEffort: reasoning models: minimal, low, medium or high"""
-        return _value(self, self.reasoningEffort)
-
-    def setReasoningEffort(self: _S, value: str) -> _S:
-        """Set reasoningEffort (checked as the constructor checks it)."""
-        return self.setParams(reasoningEffort=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getVerbosity(self) -> str | None:
-        """verbosity: reasoning models: low, medium or high"""
-        return _value(self, self.verbosity)
-
-    def setVerbosity(self: _S, value: str) -> _S:
-        """Set verbosity (checked as the constructor checks it)."""
-        return self.setParams(verbosity=value)  # type: ignore[no-any-return, attr-defined]
-
-    def getReasoningModel(self) -> bool | None:
-        """reasoningModel: treat the deployment as a reasoning model (default: from its name: o1, o3, o4, gpt-5)"""
-        return _value(self, self.reasoningModel)
-
-    def setReasoningModel(self: _S, value: bool) -> _S:
-        """Set reasoningModel (checked as the constructor checks it)."""
-        return self.setParams(reasoningModel=value)  # type: ignore[no-any-return, attr-defined]

@@ -14,6 +14,47 @@ def _value(owner: Params, param: Param[Any]) -> Any:
     return owner.getOrDefault(param) if owner.isDefined(param) else None
 
 
+class HasReasoningAccessors(Params):
+    """Typed accessors of ``HasReasoning``'s Params."""
+
+    apiType: Param[Any]
+    reasoningEffort: Param[Any]
+    verbosity: Param[Any]
+    reasoningModel: Param[Any]
+
+    def getApiType(self) -> str:
+        """apiType: chat_completions (default) or responses (the Responses API)"""
+        return _value(self, self.apiType)
+
+    def setApiType(self: _S, value: str) -> _S:
+        """Set apiType (checked as the constructor checks it)."""
+        return self.setParams(apiType=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getReasoningEffort(self) -> str | None:
+        """reasoningEffort: reasoning models: minimal, low, medium or high"""
+        return _value(self, self.reasoningEffort)
+
+    def setReasoningEffort(self: _S, value: str) -> _S:
+        """Set reasoningEffort (checked as the constructor checks it)."""
+        return self.setParams(reasoningEffort=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getVerbosity(self) -> str | None:
+        """verbosity: reasoning models: low, medium or high"""
+        return _value(self, self.verbosity)
+
+    def setVerbosity(self: _S, value: str) -> _S:
+        """Set verbosity (checked as the constructor checks it)."""
+        return self.setParams(verbosity=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getReasoningModel(self) -> bool | None:
+        """reasoningModel: treat the deployment as a reasoning model (default: from its name: o1, o3, o4, gpt-5)"""
+        return _value(self, self.reasoningModel)
+
+    def setReasoningModel(self: _S, value: bool) -> _S:
+        """Set reasoningModel (checked as the constructor checks it)."""
+        return self.setParams(reasoningModel=value)  # type: ignore[no-any-return, attr-defined]
+
+
 class HasMediaAccessors(Params):
     """Typed accessors of ``HasMedia``'s Params."""
 
