@@ -37,11 +37,20 @@ ADJUST_SECONDS = 0.1
 MIN_PACE = 0.2
 TARGET = 0.4  # the share of the service's budget that partitions steer to leave unused at any moment
 PLENTY = 0.75  # above this, the budget is going to waste: grow fast
-STEP_SHARE = 0.02  # additive step per adjustment, as a share of the pace the partition started pacing at
+STEP_SHARE = 0.06  # additive step per adjustment, as a share of the pace the partition started pacing at
 TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
 HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
 THROTTLE_CUT = 0.85
 DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
+INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success after (slow start)
+DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
+SLOW_START_EXIT = 0.5  # unpaced, a remaining budget under this share switches pacing on
+TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
+TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
+TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
+CONFIRM_SECONDS = 5.0  # a 429 this recent confirms that a low remaining level is the ceiling
+PROBE_SHARE = 1.0  # unconfirmed, a low level still grows the pace by this share of the step
+PROBE_GROWTH = 0.0  # unconfirmed and above the target, the pace grows by at least this share per adjustment
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
@@ -94,7 +103,9 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
     return mean_f + slope * (samples[-1][0] - mean_t), slope
 
 
-def next_pace(pace: float, fraction: float | None, step: float) -> float:
+def next_pace(
+    pace: float, fraction: float | None, step: float, target: float = TARGET, confirmed: bool = True
+) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
     Much left: grow by a share of the pace (up to x1.125 per step: quota is going to waste, e.g. a partition
@@ -108,9 +119,11 @@ def next_pace(pace: float, fraction: float | None, step: float) -> float:
         return pace * 1.01
     if fraction > PLENTY:
         return pace * (1.0 + 0.5 * (fraction - PLENTY))
-    if fraction >= TARGET:
-        return pace + step
-    return pace * (1.0 - 0.05 * min(1.0, (TARGET - fraction) / TARGET))
+    if fraction >= target:
+        return max(pace + step, pace * (1.0 + PROBE_GROWTH)) if not confirmed else pace + step
+    if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
+        return pace + step * PROBE_SHARE
+    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / target))
 
 
 class AdaptiveLimiter:
@@ -124,7 +137,8 @@ class AdaptiveLimiter:
         now: float = 0.0,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
-        self.window = float(self.max_concurrency)
+        self.window = float(min(self.max_concurrency, INITIAL_WINDOW))
+        self.target = TARGET
         self.in_flight = 0
         self.paused_until = 0.0
         self.pace: float | None = None
@@ -134,7 +148,9 @@ class AdaptiveLimiter:
         self.capacity: dict[str, float] = {}
         self.samples: deque[tuple[float, float]] = deque()
         self.step = 0.0
+        self.starts: deque[float] = deque()
         self.successes: deque[float] = deque()
+        self.refusals: deque[float] = deque()
         self.latency: float | None = None
         self.started = now
         self.budgets: list[tuple[str, TokenBucket]] = []  # one second of burst each
@@ -144,6 +160,9 @@ class AdaptiveLimiter:
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
+        if self.pace is None:  # slow start also by the clock: a slow deployment answers too late to grow on
+            opened = INITIAL_WINDOW * 2.0 ** ((now - self.started) / DOUBLING_SECONDS)
+            self.window = max(self.window, min(float(self.max_concurrency), opened))
         if self.in_flight >= max(1, int(self.window)):
             return -1.0  # wait for a response, not for a time
         waits = [self.paused_until - now]
@@ -157,17 +176,22 @@ class AdaptiveLimiter:
     def start(self, now: float, tokens: int) -> None:
         """Record that a request starts now (after ``delay`` returned 0)."""
         self.in_flight += 1
+        self.starts.append(now)
         if self.pace is not None:
             self.next_slot = max(self.next_slot, now) + 1.0 / self.pace
         for kind, budget in self.budgets:
             budget.take(1.0 if kind == "requests" else float(tokens))
 
     def measured_rate(self, now: float) -> float:
-        """Successful requests per second over the last couple of seconds."""
-        while self.successes and self.successes[0] < now - MEASURE_SECONDS:
-            self.successes.popleft()
+        """Requests per second the service took over the last couple of seconds: those started, less those
+        refused (a request still in flight counts as taken: with a slow model no answer has come back yet)."""
+        for times in (self.starts, self.refusals, self.successes):
+            while times and times[0] < now - MEASURE_SECONDS:
+                times.popleft()
         span = min(MEASURE_SECONDS, max(now - self.started, 0.25))
-        return len(self.successes) / span
+        if self.successes:
+            return len(self.successes) / span
+        return max(0.0, len(self.starts) - len(self.refusals)) / span
 
     def finish(
         self,
@@ -184,23 +208,31 @@ class AdaptiveLimiter:
         fraction = remaining_fraction(headers, self.capacity)
         if fraction is not None:
             self._sample(now - (latency or 0.0), fraction)
+        if status == 200:
+            self.successes.append(now)
         if status == 429:
+            self.refusals.append(now)
             self._throttled(now, retry_after if retry_after is not None else 1.0)
             return
         if status != 200:
             return
-        self.successes.append(now)
-        self.window = min(float(self.max_concurrency), self.window + 1.0 / self.window)
         if self.pace is None:
-            if fraction is not None and fraction < TARGET / 4:
+            if fraction is not None and fraction < SLOW_START_EXIT:
                 self._start_pacing(now, max(MIN_PACE, self.measured_rate(now)))
+            else:
+                self.window = min(float(self.max_concurrency), self.window + 1.0)
             return
+        self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
         if now - self.last_adjust >= ADJUST_SECONDS:
             expected = self.expected_fraction(now)
             if expected is not None and now - self.last_decrease < DISTRUST_SECONDS:
                 expected = min(expected, PLENTY)  # just refused: "plenty left" is some other budget's story
-            for _ in range(min(10, int((now - self.last_adjust) / ADJUST_SECONDS))):
-                self.pace = next_pace(self.pace, expected, self.step)
+            steps = min(10, int((now - self.last_adjust) / ADJUST_SECONDS))
+            self.target = max(TARGET_FLOOR, self.target - TARGET_DRIFT * ADJUST_SECONDS * steps)
+            for _ in range(steps):
+                self.pace = next_pace(
+                    self.pace, expected, self.step, self.target, now - self.last_decrease < CONFIRM_SECONDS
+                )
             self.pace = max(MIN_PACE, self.pace)
             self.last_adjust = now
 
@@ -231,11 +263,9 @@ class AdaptiveLimiter:
         if now - self.last_decrease < max(retry_after, ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
+        self.target = min(TARGET, self.target + TARGET_BUMP)
         if self.pace is None:
-            measured = self.measured_rate(now)
-            self._start_pacing(
-                now, max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window * 0.35)
-            )
+            self._start_pacing(now, max(MIN_PACE, self.measured_rate(now) * 0.9))
         else:
             self.pace = max(MIN_PACE, self.pace * THROTTLE_CUT)
         self.window = max(self.window_floor(), self.window * 0.7)
@@ -249,7 +279,7 @@ class AdaptiveLimiter:
         """
         if self.pace is None or self.latency is None:
             return 1.0
-        return min(float(self.max_concurrency), max(1.0, 2.0 * self.pace * self.latency))
+        return min(float(self.max_concurrency), max(2.0, 2.0 * self.pace * self.latency))
 
 
 class RateController:

@@ -140,13 +140,13 @@ def test_level_and_trend_of_the_remaining_budget(samples, level, slope):
         assert fit == (pytest.approx(level), pytest.approx(slope))
 
 
-@pytest.mark.parametrize(("drain_per_response", "slows_down"), [(3, True), (0, False)])
+@pytest.mark.parametrize(("drain_per_response", "slows_down"), [(6, True), (0, False)])
 def test_a_draining_budget_slows_down_before_it_runs_out(drain_per_response, slows_down):
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 20.0, 0.4
     limiter.last_adjust = 0.0
-    for i in range(10):  # the budget stays between the 40% target and 75% throughout; only its trend differs
-        remaining = 45 + drain_per_response * (9 - i)  # ends at 45%: from 72% falling fast, or flat
+    for i in range(10):  # no 429: only the trend tells a budget about to run out from a steady low one
+        remaining = 10 + drain_per_response * (9 - i)  # ends at 10%: from 64% falling fast, or flat
         headers = {"x-ratelimit-remaining-requests": str(remaining), "x-ratelimit-limit-requests": "100"}
         limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.05)
     assert (limiter.pace < 20.0) is slows_down
@@ -194,9 +194,9 @@ def test_token_budget_waits_for_tokens():
     assert limiter.delay(0.0, 50) == pytest.approx(0.3)
 
 
-def test_window_grows_back_additively():
+def test_paced_window_grows_back_additively():
     limiter = AdaptiveLimiter(max_concurrency=8)
-    limiter.window = 2.0
+    limiter.window, limiter.pace = 2.0, 1.0
     for i in range(2):
         limiter.start(0.0, 1)
         ok(limiter, 0.1 + i)
@@ -233,3 +233,43 @@ def test_a_429_never_shrinks_the_window_below_what_the_pace_needs():
     assert limiter.pace is not None
     assert limiter.window >= min(32.0, 2 * limiter.pace * 0.5) - 1e-9
     assert limiter.window >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("fraction", "confirmed", "grows"),
+    [
+        (0.4, False, True),  # a sliding window reporting 40% left, no 429: the pace goes up
+        (0.1, False, True),  # a steady low level is not the ceiling until a 429 says so
+        (0.1, True, False),  # with a 429 lately, it is: below the target, slow down
+        (-0.2, False, False),  # the budget runs out within the horizon: slow down whatever
+        (None, False, True),  # no headers at all: probe upwards
+    ],
+)
+def test_a_steady_level_leads_the_pace_up_unless_a_429_confirms_it(fraction, confirmed, grows):
+    assert (next_pace(10.0, fraction, step=0.5, target=0.2, confirmed=confirmed) > 10.0) is grows
+
+
+def test_a_429_leads_the_pace_down_and_raises_the_target():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step, limiter.target = 10.0, 0.2, 0.05
+    limiter.finish(1.0, 429, {}, 0.5)
+    assert limiter.pace == pytest.approx(8.5)
+    assert limiter.target > 0.05
+    assert limiter.delay(1.2, 1) == pytest.approx(0.3)  # Retry-After honoured by every sender
+
+
+def test_without_429s_the_target_sinks_so_a_sliding_window_is_used_up():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step = 10.0, 0.2
+    headers = {"x-ratelimit-remaining-requests": "160", "x-ratelimit-limit-requests": "400"}  # 40% left, steady
+    for i in range(100):  # 10 s of answers, no 429
+        limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.25)
+    assert limiter.pace > 10.0 + 50 * 0.2
+    assert limiter.target < 0.1
+
+
+def test_slow_start_opens_by_the_clock_when_no_answer_comes_back():
+    limiter = AdaptiveLimiter(max_concurrency=128)
+    assert limiter.window == 8
+    limiter.delay(2.0, 1)  # an 8 s model: nothing answered after 2 s
+    assert limiter.window == 128
