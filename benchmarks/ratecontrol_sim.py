@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spark_aoai._ratecontrol import AdaptiveLimiter  # noqa: E402
-from spark_aoai.emulator._limiter import Budget, SlidingWindow  # noqa: E402
+from spark_aoai._ratecontrol import AdaptiveLimiter
+from spark_aoai.emulator._limiter import Budget, SlidingWindow
 
 
 @dataclass
@@ -87,6 +87,8 @@ def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
                 refused += 1
                 todo[p] += 1
                 throttled.append(now)
+                global LAST_THROTTLED
+                LAST_THROTTLED = throttled
         limiter = limiters[p]
         while todo[p]:
             wait = limiter.delay(now, 1)
@@ -109,6 +111,8 @@ def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
             if shape.limit_headers:
                 headers["x-ratelimit-limit-requests"] = str(int(getattr(budget, "capacity", 0)))
             heapq.heappush(events, (now + latency, seq, p, status, headers, retry, latency))
+    global LAST_ADMITTED
+    LAST_ADMITTED = admitted
     span = (admitted[-1] - admitted[0]) if len(admitted) > 1 else 1.0
     return {"of_limit": ok / span / shape.rps, "share_429": refused / (ok + refused), "end": now}
 

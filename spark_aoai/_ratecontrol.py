@@ -40,16 +40,21 @@ PLENTY = 0.75  # above this, the budget is going to waste: grow fast
 STEP_SHARE = 0.06  # additive step per adjustment, as a share of the pace the partition started pacing at
 TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
 HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
-THROTTLE_CUT = 0.85
+UNCONFIRMED_HORIZON = 1.0  # the same while no 429 lately
+THROTTLE_CUT = 0.85  # the deepest cut of the pace on a 429
+MIN_CUT = 0.08  # the mildest (a retry-after of a few ms: barely over)
+CUT_PER_SECOND = 0.5  # the cut deepens by this share per second of retry-after
 DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
 INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success after (slow start)
+BLIND_GROWTH = 0.03  # per adjustment, without a fresh reading of the budget and no 429 lately
+STALE_SECONDS = 2.0  # a budget reading older than this when it arrives (a slow model's) does not steer
 DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
 SLOW_START_EXIT = 0.5  # unpaced, a remaining budget under this share switches pacing on
 TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
 TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
 TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
 CONFIRM_SECONDS = 5.0  # a 429 this recent confirms that a low remaining level is the ceiling
-PROBE_SHARE = 1.0  # unconfirmed, a low level still grows the pace by this share of the step
+PROBE_SHARE = 0.3  # unconfirmed, a low level still grows the pace by this share of the step
 PROBE_GROWTH = 0.0  # unconfirmed and above the target, the pace grows by at least this share per adjustment
 
 
@@ -115,15 +120,21 @@ def next_pace(
     same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
     Without rate-limit headers, probe upwards slowly.
     """
-    if fraction is None:
-        return pace * 1.01
+    if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
+        return pace * (1.01 if confirmed else 1.0 + BLIND_GROWTH)
     if fraction > PLENTY:
         return pace * (1.0 + 0.5 * (fraction - PLENTY))
     if fraction >= target:
-        return max(pace + step, pace * (1.0 + PROBE_GROWTH)) if not confirmed else pace + step
+        return pace + step + (0.0 if confirmed else pace * PROBE_GROWTH * (fraction - target))
     if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
         return pace + step * PROBE_SHARE
-    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / target))
+    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / TARGET))  # in proportion, whatever the target
+
+
+def throttle_cut(retry_after: float) -> float:
+    """The factor a paced rate is cut by on a 429: the longer the service asks to wait, the further over its
+    budget the partitions were, so the deeper the cut (from ``1 - MIN_CUT`` for a few ms to ``THROTTLE_CUT``)."""
+    return max(THROTTLE_CUT, 1.0 - MIN_CUT - CUT_PER_SECOND * retry_after)
 
 
 class AdaptiveLimiter:
@@ -160,7 +171,8 @@ class AdaptiveLimiter:
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
-        if self.pace is None:  # slow start also by the clock: a slow deployment answers too late to grow on
+        if self.pace is None or self.latency is None:  # slow start also by the clock: a slow deployment
+            # answers too late to grow on (and until its first answer, Little's law has no latency to size by)
             opened = INITIAL_WINDOW * 2.0 ** ((now - self.started) / DOUBLING_SECONDS)
             self.window = max(self.window, min(float(self.max_concurrency), opened))
         if self.in_flight >= max(1, int(self.window)):
@@ -183,15 +195,26 @@ class AdaptiveLimiter:
             budget.take(1.0 if kind == "requests" else float(tokens))
 
     def measured_rate(self, now: float) -> float:
-        """Requests per second the service took over the last couple of seconds: those started, less those
-        refused (a request still in flight counts as taken: with a slow model no answer has come back yet)."""
+        """Requests per second the service took over the last couple of seconds: those answered, or before any
+        answer (a slow model) half of those started and not refused (what the service took then includes the
+        budget it held at the start)."""
         for times in (self.starts, self.refusals, self.successes):
             while times and times[0] < now - MEASURE_SECONDS:
                 times.popleft()
         span = min(MEASURE_SECONDS, max(now - self.started, 0.25))
         if self.successes:
             return len(self.successes) / span
-        return max(0.0, len(self.starts) - len(self.refusals)) / span
+        return 0.5 * max(0.0, len(self.starts) - len(self.refusals)) / span
+
+    def share_rate(self, at: float, fraction: float) -> float:
+        """This partition's share of a budget that held one second's worth when it was full: the requests it
+        started in the second before ``at`` over the share of the budget all senders had used by then.
+
+        The budget's size cancels out, so this holds for requests and tokens alike: 8 requests started while
+        80% of the budget went is a share of 10 requests/s.
+        """
+        started = sum(1 for t in self.starts if at - 1.0 <= t <= at)
+        return started / max(1.0 - fraction, 0.1)
 
     def finish(
         self,
@@ -206,7 +229,7 @@ class AdaptiveLimiter:
         if status == 200 and latency is not None:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
         fraction = remaining_fraction(headers, self.capacity)
-        if fraction is not None:
+        if fraction is not None and (latency or 0.0) <= STALE_SECONDS:
             self._sample(now - (latency or 0.0), fraction)
         if status == 200:
             self.successes.append(now)
@@ -218,33 +241,33 @@ class AdaptiveLimiter:
             return
         if self.pace is None:
             if fraction is not None and fraction < SLOW_START_EXIT:
-                self._start_pacing(now, max(MIN_PACE, self.measured_rate(now)))
+                self._start_pacing(now, max(MIN_PACE, self.share_rate(now - (latency or 0.0), fraction)))
             else:
                 self.window = min(float(self.max_concurrency), self.window + 1.0)
             return
         self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
         if now - self.last_adjust >= ADJUST_SECONDS:
-            expected = self.expected_fraction(now)
+            confirmed = now - self.last_decrease < CONFIRM_SECONDS
+            expected = self.expected_fraction(now, HORIZON if confirmed else UNCONFIRMED_HORIZON)
             if expected is not None and now - self.last_decrease < DISTRUST_SECONDS:
                 expected = min(expected, PLENTY)  # just refused: "plenty left" is some other budget's story
             steps = min(10, int((now - self.last_adjust) / ADJUST_SECONDS))
             self.target = max(TARGET_FLOOR, self.target - TARGET_DRIFT * ADJUST_SECONDS * steps)
             for _ in range(steps):
-                self.pace = next_pace(
-                    self.pace, expected, self.step, self.target, now - self.last_decrease < CONFIRM_SECONDS
-                )
+                self.pace = next_pace(self.pace, expected, self.step, self.target, confirmed)
             self.pace = max(MIN_PACE, self.pace)
             self.last_adjust = now
 
-    def expected_fraction(self, now: float) -> float | None:
-        """The remaining budget fraction expected ``HORIZON`` seconds ahead, from the recent samples' trend."""
-        while self.samples and self.samples[0][0] < now - TREND_SECONDS:
+    def expected_fraction(self, now: float, horizon: float = HORIZON) -> float | None:
+        """The remaining budget fraction expected ``horizon`` seconds ahead, from the recent samples' trend."""
+        # the newest second of samples, unless they are stale: none came for a while (a slow model's answers)
+        while self.samples and self.samples[0][0] < max(self.samples[-1][0], now - STALE_SECONDS) - TREND_SECONDS:
             self.samples.popleft()
         fit = level_and_trend(self.samples)
         if fit is None:
             return None
         level, slope = fit
-        return level + slope * HORIZON
+        return level + slope * horizon
 
     def _sample(self, at: float, fraction: float) -> None:
         if self.samples and at < self.samples[-1][0]:
@@ -267,7 +290,7 @@ class AdaptiveLimiter:
         if self.pace is None:
             self._start_pacing(now, max(MIN_PACE, self.measured_rate(now) * 0.9))
         else:
-            self.pace = max(MIN_PACE, self.pace * THROTTLE_CUT)
+            self.pace = max(MIN_PACE, self.pace * throttle_cut(retry_after))
         self.window = max(self.window_floor(), self.window * 0.7)
         self.last_adjust = now
 

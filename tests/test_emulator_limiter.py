@@ -109,11 +109,11 @@ def test_chat_charged_by_max_tokens_alone(chat_cost, max_tokens, cost):
 
 
 def test_shape_choices_are_checked_and_reach_the_cli():
-    with pytest.raises(ValueError, match="RateLimit.window"):
+    with pytest.raises(ValueError, match=r"RateLimit\.window"):
         RateLimit(window="fixed")
-    with pytest.raises(ValueError, match="RateLimit.retry_after"):
+    with pytest.raises(ValueError, match=r"RateLimit\.retry_after"):
         RateLimit(retry_after="minutes")
-    args = parse_args(["--rpm", "60", "--rate-shape", "sliding", "--rate-window", "10", "--no-limit-headers"]
-                      + ["--retry-after", "seconds", "--chat-cost", "max_tokens"])  # fmt: skip
+    flags = ["--rate-shape", "sliding", "--rate-window", "10", "--no-limit-headers"]
+    args = parse_args(["--rpm", "60", *flags, "--retry-after", "seconds", "--chat-cost", "max_tokens"])
     assert (args.rate_shape, args.rate_window, args.no_limit_headers) == ("sliding", 10.0, True)
     assert (args.retry_after, args.chat_cost) == ("seconds", "max_tokens")

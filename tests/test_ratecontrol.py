@@ -13,6 +13,7 @@ from spark_aoai._ratecontrol import (
     level_and_trend,
     next_pace,
     remaining_fraction,
+    throttle_cut,
 )
 
 
@@ -158,9 +159,9 @@ def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
     limiter.finish(1.0, 429, {}, 0.05)  # refused although, say, another budget than the one reported ran out
     plenty = {"x-ratelimit-remaining-requests": "95", "x-ratelimit-limit-requests": "100"}
     limiter.finish(1.15, 200, plenty, None)
-    assert limiter.pace == pytest.approx(8.5 + 0.2)
+    assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.05) + 0.2)
     limiter.finish(4.0, 200, plenty, None)  # long after the 429: the headers are believed again
-    assert limiter.pace > 8.7 * 1.05
+    assert limiter.pace > (10.0 * throttle_cut(0.05) + 0.2) * 1.05
 
 
 def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced():
@@ -176,7 +177,7 @@ def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced
 def test_a_throttled_partition_cuts_its_own_pace_not_its_measured_rate():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
-    limiter.finish(5.0, 429, {}, 0.1)  # no successes measured lately: the cut is still 15% of the pace
+    limiter.finish(5.0, 429, {}, 1.0)  # no successes measured lately: the cut is still 15% of the pace
     assert limiter.pace == pytest.approx(8.5)
 
 
@@ -253,7 +254,8 @@ def test_a_429_leads_the_pace_down_and_raises_the_target():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step, limiter.target = 10.0, 0.2, 0.05
     limiter.finish(1.0, 429, {}, 0.5)
-    assert limiter.pace == pytest.approx(8.5)
+    assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.5))
+    assert limiter.pace < 10.0
     assert limiter.target > 0.05
     assert limiter.delay(1.2, 1) == pytest.approx(0.3)  # Retry-After honoured by every sender
 
@@ -273,3 +275,29 @@ def test_slow_start_opens_by_the_clock_when_no_answer_comes_back():
     assert limiter.window == 8
     limiter.delay(2.0, 1)  # an 8 s model: nothing answered after 2 s
     assert limiter.window == 128
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "cut"),
+    [(0.0, 0.92), (0.02, 0.91), (0.1, 0.87), (1.0, 0.85), (30.0, 0.85)],  # barely over: a mild cut; else 15%
+)
+def test_the_cut_deepens_with_the_retry_after(retry_after, cut):
+    assert throttle_cut(retry_after) == pytest.approx(cut)
+
+
+def test_slow_start_exit_paces_at_the_partitions_share_of_the_budget():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    for _ in range(8):
+        limiter.start(0.0, 1)
+    remaining = {"x-ratelimit-remaining-requests": "8", "x-ratelimit-limit-requests": "40"}  # 4 partitions x 8
+    limiter.finish(0.25, 200, remaining, None, latency=0.25)
+    assert limiter.pace == pytest.approx(10.0)  # 8 of the 32 taken: a quarter of 40/s
+
+
+def test_a_slow_models_stale_readings_do_not_steer_and_it_probes_upwards():
+    limiter = AdaptiveLimiter(max_concurrency=128)
+    limiter.pace, limiter.step, limiter.latency = 10.0, 0.2, 8.0
+    low = {"x-ratelimit-remaining-requests": "1", "x-ratelimit-limit-requests": "40"}
+    for i in range(20):  # answers 8 s after their admission, reading an empty budget back then
+        limiter.finish(10.0 + 0.1 * i, 200, low, None, latency=8.0)
+    assert limiter.pace > 10.0

@@ -49,6 +49,7 @@ class State:
         self.throttled_per_second: Counter[int] = Counter()
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
+        self.last_admitted_at: float | None = None  # the last request the rate limiter let through
         self.files = 0  # input files uploaded
         self.batch_api: Counter[str] = Counter()  # "POST batches", "GET batches/{id}", ...
         self.batches: Counter[str] = Counter()  # "created", then each batch's final status
@@ -98,6 +99,7 @@ class State:
             wait = max((bucket.wait(cost, now) for bucket, cost, _ in charges), default=0.0)
             if wait == 0.0 and charge:
                 self.admitted_tokens += tokens
+                self.last_admitted_at = time.time()
                 for bucket, cost, _ in charges:
                     bucket.charge(cost, now)
             for bucket, _, name in charges:
@@ -191,6 +193,7 @@ class State:
                 "billed_tokens": self.billed_tokens,
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
+                "last_admitted_at": self.last_admitted_at,
                 "answers_per_second": {str(k): v for k, v in sorted(self.answers_per_second.items())},
                 "throttled_per_second": {str(k): v for k, v in sorted(self.throttled_per_second.items())},
                 "auth": dict(self.auth),
