@@ -38,8 +38,10 @@ class Shape:
     jitter: float = 0.5
     rows: int = 1200
     partitions: int = 4
-    concurrency: int = 32
+    concurrency: int = 128  # the library's default maximum per partition
 
+
+REFUSAL_SECONDS = 0.005  # a 429 answers at once
 
 SHAPES = {
     "continuous": Shape("continuous, 40 req/s", 40.0),
@@ -105,7 +107,7 @@ def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
                 latency = shape.latency * rng.uniform(1 - shape.jitter, 1 + shape.jitter)
                 status, retry = 200, None
             else:
-                latency, status = 0.005, 429
+                latency, status = REFUSAL_SECONDS, 429
                 retry = float(max(1, math.ceil(waited))) if shape.whole_seconds else waited
             headers = {"x-ratelimit-remaining-requests": str(max(0, int(budget.remaining(now))))}
             if shape.limit_headers:

@@ -49,7 +49,7 @@ INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success 
 BLIND_GROWTH = 0.03  # per adjustment, without a fresh reading of the budget and no 429 lately
 STALE_SECONDS = 2.0  # a budget reading older than this when it arrives (a slow model's) does not steer
 DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
-SLOW_START_EXIT = 0.5  # unpaced, a remaining budget under this share switches pacing on
+SLOW_START_EXIT = 0.75  # unpaced, a remaining budget under this share switches pacing on
 TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
 TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
 TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
@@ -206,15 +206,9 @@ class AdaptiveLimiter:
             return len(self.successes) / span
         return 0.5 * max(0.0, len(self.starts) - len(self.refusals)) / span
 
-    def share_rate(self, at: float, fraction: float) -> float:
-        """This partition's share of a budget that held one second's worth when it was full: the requests it
-        started in the second before ``at`` over the share of the budget all senders had used by then.
-
-        The budget's size cancels out, so this holds for requests and tokens alike: 8 requests started while
-        80% of the budget went is a share of 10 requests/s.
-        """
-        started = sum(1 for t in self.starts if at - 1.0 <= t <= at)
-        return started / max(1.0 - fraction, 0.1)
+    def sending_rate(self, at: float) -> float:
+        """Requests this partition started in the second before ``at``: the pace it was going at."""
+        return float(sum(1 for t in self.starts if at - 1.0 <= t <= at))
 
     def finish(
         self,
@@ -241,7 +235,7 @@ class AdaptiveLimiter:
             return
         if self.pace is None:
             if fraction is not None and fraction < SLOW_START_EXIT:
-                self._start_pacing(now, max(MIN_PACE, self.share_rate(now - (latency or 0.0), fraction)))
+                self._start_pacing(now, max(MIN_PACE, self.sending_rate(now - (latency or 0.0))))
             else:
                 self.window = min(float(self.max_concurrency), self.window + 1.0)
             return

@@ -285,13 +285,16 @@ def test_the_cut_deepens_with_the_retry_after(retry_after, cut):
     assert throttle_cut(retry_after) == pytest.approx(cut)
 
 
-def test_slow_start_exit_paces_at_the_partitions_share_of_the_budget():
+def test_slow_start_ends_when_the_budget_runs_low_at_the_rate_the_partition_was_sending():
     limiter = AdaptiveLimiter(max_concurrency=32)
-    for _ in range(8):
-        limiter.start(0.0, 1)
-    remaining = {"x-ratelimit-remaining-requests": "8", "x-ratelimit-limit-requests": "40"}  # 4 partitions x 8
-    limiter.finish(0.25, 200, remaining, None, latency=0.25)
-    assert limiter.pace == pytest.approx(10.0)  # 8 of the 32 taken: a quarter of 40/s
+    for i in range(12):
+        limiter.start(0.05 * i, 1)
+    plenty = {"x-ratelimit-remaining-requests": "300", "x-ratelimit-limit-requests": "400"}
+    limiter.finish(0.6, 200, plenty, None, latency=0.25)
+    assert limiter.pace is None  # 75% left: still opening
+    low = {"x-ratelimit-remaining-requests": "280", "x-ratelimit-limit-requests": "400"}
+    limiter.finish(0.65, 200, low, None, latency=0.25)
+    assert limiter.pace == pytest.approx(9.0)  # the 9 started in the second before that reading's admission (0.4 s)
 
 
 def test_a_slow_models_stale_readings_do_not_steer_and_it_probes_upwards():
