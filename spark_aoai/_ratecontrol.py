@@ -3,22 +3,25 @@
 ``AdaptiveLimiter`` is the pure decision logic (time is passed in, nothing sleeps), table-tested without
 Spark or HTTP. ``RateController`` wraps it with a lock and condition so sender threads can block on it.
 
-The policy:
+The policy (it finds the limit rather than assuming the limiter's shape: continuous refill, sliding 1 s or
+10 s windows, with or without limit headers; ``benchmarks/ratecontrol_sim.py`` replays it against each):
 
-- A concurrency window starts at the configured maximum (a latency-bound job fills the pipe at once), grows by
-  one per window of successes, and shrinks by 30% on a 429 (at most once per pause), but never below what the
-  paced rate needs at the observed latency.
-- A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed. The first one switches on
-  pacing at the rate the partition was getting through; later ones cut the pace by 15%.
-- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent) steer
-  the pace every 100 ms. Each sample is timed when its request reached the service; a line through the last
-  second's samples gives the budget's level and trend, and the level expected a second ahead drives
-  ``next_pace``: much left, grow fast; above a 40% target, grow by a fixed step; below it, shrink in proportion.
-  Every partition on a deployment sees the same budget, so all add the same step and shrink by the same
-  proportion, and their shares converge (AIMD), which matters because a partition left slow at the end of a
-  job wastes the quota the others freed. Extrapolating along the trend slows everyone down before the budget
-  runs out, so after the first second there are few 429s. Pacing also starts without a 429 when the remaining
-  budget falls under 10%.
+- Slow start: 8 requests in flight, one more per answer and at least doubled every 0.5 s by the clock (an 8 s
+  model answers too late to open the window on), up to the configured maximum. It ends at a 429, or when the
+  remaining budget falls under 75%, with pacing at the rate the partition was sending.
+- Paced, requests in flight follow Little's law: twice the pace times the observed latency (never below it).
+- A 429 pauses every sender of the partition until its ``retry-after-ms`` (else ``Retry-After``) has passed
+  and cuts the pace: by 8% for a wait of a few ms, up to 15% for a second or more (one burst, one cut).
+- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent, else the
+  largest figure seen) steer the pace every 100 ms. Each sample is timed when its request reached the service;
+  a line through the newest second of samples gives the budget's level and trend, and the level expected a
+  second ahead drives ``next_pace``: much left, grow fast; above the target, grow by a fixed step; below it,
+  shrink in proportion, but only once a 429 has confirmed that the ceiling is near: a sliding window reports a
+  steady low level at any rate under its limit, so without a recent 429 a low level keeps probing upwards
+  (unless the trend says the budget runs out within the horizon). The target starts at 40% and sinks while no
+  429 comes, down to 2%; each 429 burst raises it. Every partition on a deployment sees the same budget, so all
+  add the same step and shrink by the same proportion, and their shares converge (AIMD). Readings that arrive
+  seconds after their admission (a slow model's) are not used; without fresh readings the pace probes upwards.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
