@@ -51,7 +51,7 @@ SHAPES = {
 }
 
 
-def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
+def run(shape: Shape, seed: int, trace: bool = False, refusal: float = REFUSAL_SECONDS) -> dict[str, float]:
     rng = random.Random(seed)
     if shape.window == "sliding":
         budget: Budget | SlidingWindow = SlidingWindow(
@@ -89,8 +89,6 @@ def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
                 refused += 1
                 todo[p] += 1
                 throttled.append(now)
-                global LAST_THROTTLED
-                LAST_THROTTLED = throttled
         limiter = limiters[p]
         while todo[p]:
             wait = limiter.delay(now, 1)
@@ -107,14 +105,12 @@ def run(shape: Shape, seed: int, trace: bool = False) -> dict[str, float]:
                 latency = shape.latency * rng.uniform(1 - shape.jitter, 1 + shape.jitter)
                 status, retry = 200, None
             else:
-                latency, status = REFUSAL_SECONDS, 429
+                latency, status = refusal, 429
                 retry = float(max(1, math.ceil(waited))) if shape.whole_seconds else waited
             headers = {"x-ratelimit-remaining-requests": str(max(0, int(budget.remaining(now))))}
             if shape.limit_headers:
                 headers["x-ratelimit-limit-requests"] = str(int(getattr(budget, "capacity", 0)))
             heapq.heappush(events, (now + latency, seq, p, status, headers, retry, latency))
-    global LAST_ADMITTED
-    LAST_ADMITTED = admitted
     span = (admitted[-1] - admitted[0]) if len(admitted) > 1 else 1.0
     return {"of_limit": ok / span / shape.rps, "share_429": refused / (ok + refused), "end": now}
 
@@ -124,13 +120,14 @@ def main() -> None:
     parser.add_argument("--shape", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, help="rows instead of the shape's")
+    parser.add_argument("--refusal-seconds", type=float, default=REFUSAL_SECONDS, help="a 429's round trip")
     parser.add_argument("--trace", action="store_true", help="a line per simulated second (first seed only)")
     args = parser.parse_args()
     for key in args.shape:
         shape = SHAPES[key]
         if args.rows:
             shape = dataclasses.replace(shape, rows=args.rows)
-        results = [run(shape, seed, args.trace and seed == 0) for seed in range(args.seeds)]
+        results = [run(shape, seed, args.trace and seed == 0, args.refusal_seconds) for seed in range(args.seeds)]
         figures = ", ".join(f"{r['of_limit']:.2f} / {100 * r['share_429']:.1f}% / {r['end']:.0f} s" for r in results)
         print(f"{shape.name:60s} of limit (admissions) / 429 share / end: {figures}")
 
