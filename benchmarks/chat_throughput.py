@@ -1,7 +1,7 @@
 """Chat throughput against the emulator, spark_aoai side by side with the seed loop and openaivec.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/chat_throughput.py [--scenario rate latency tokens] [--skip seed openaivec]
+    .venv/bin/python benchmarks/chat_throughput.py [--scenario rate latency tokens ...] [--skip seed openaivec]
                                                    [--repeat N]
 
 Scenarios (default settings for every library; Spark local[4] so that all partitions run at once; Python
@@ -13,6 +13,18 @@ workers reused, Spark's default, except for openaivec, which needs reuse off):
    partitions x concurrency / latency, measured at the service (first request to last answer).
 3. tokens: 600,000 tokens/min and 3,600 requests/min (Azure's 6 RPM per 1,000 TPM), ~1,000-character prompts,
    so tokens bind first (about 37 requests/s); 1,200 rows in 4 partitions. Goals as in 1, on tokens.
+
+Limiter shapes (issue #26; the emulator's ``RateLimit(window=..., ...)``), each 1,200 rows in 4 partitions at
+250 ms +-50%, goal >= 0.95 of the limit with <= 5% of requests answered 429:
+
+4. sliding1: 40 requests/s counted over a sliding 1 s window (Azure's shortest evaluation interval).
+5. sliding10: 400 requests per sliding 10 s, no ``x-ratelimit-limit-*`` headers, whole-second ``Retry-After``
+   only, chat charged by ``max_tokens`` (16 when unset): Microsoft's aoai-api-simulator. A sliding window lets
+   a job use a whole window at once, so 1,200 requests can be done in 20 s: up to 1.5 of 40/s over this job.
+6. tokens-bare: scenario 3 without limit headers and with whole-second ``Retry-After``.
+7. slow: a reasoning model, 8 s +-50% per answer, 40 requests/s (continuous); goal >= 0.9 of the limit with
+   0 error rows, measured at the service from the first request to the last one admitted (the answers of the
+   last 8 s are latency, not quota); client CPU and peak Python worker memory beside it.
 
 The seed is one requests.post per row in a pandas UDF (no retries: a 429 is a null row). openaivec packs many
 rows into one Responses API request, so compare rows/s as well as requests/s.
@@ -42,6 +54,7 @@ class Scenario:
     rate_limit: RateLimit
     faults: Faults
     prompt_chars: int = 40
+    ideal_concurrency: int | None = None  # latency-bound: partitions x this / latency is the ideal rate
 
     @property
     def request_limit(self) -> float | None:
@@ -60,7 +73,7 @@ SCENARIOS = {
         RateLimit(2400, None, 1.0),
         Faults(latency_ms=250, jitter=0.5, seed=1),
     ),
-    "latency": Scenario("latency-bound: 500 ms, no limit", 600, 2, RateLimit(), Faults(latency_ms=500)),
+    "latency": Scenario("latency-bound: 500 ms, no limit", 600, 2, RateLimit(), Faults(latency_ms=500), 40, 32),
     "tokens": Scenario(
         "token-limited: 600k TPM / 3,600 RPM, 250 ms +-50%",
         1200,
@@ -68,6 +81,35 @@ SCENARIOS = {
         RateLimit(3600, 600_000, 1.0),
         Faults(latency_ms=250, jitter=0.5, seed=1),
         1000,
+    ),
+    "sliding1": Scenario(
+        "sliding 1 s: 40 req/s, 250 ms +-50%",
+        1200,
+        4,
+        RateLimit(2400, None, 1.0, window="sliding"),
+        Faults(latency_ms=250, jitter=0.5, seed=1),
+    ),
+    "sliding10": Scenario(
+        "sliding 10 s, no limit headers, whole-second Retry-After: 40 req/s, 250 ms +-50%",
+        1200,
+        4,
+        RateLimit(2400, None, 10.0, "sliding", limit_headers=False, retry_after="seconds", chat_cost="max_tokens"),
+        Faults(latency_ms=250, jitter=0.5, seed=1),
+    ),
+    "tokens-bare": Scenario(
+        "token-limited, no limit headers, whole-second Retry-After: 600k TPM / 3,600 RPM, 250 ms +-50%",
+        1200,
+        4,
+        RateLimit(3600, 600_000, 1.0, limit_headers=False, retry_after="seconds"),
+        Faults(latency_ms=250, jitter=0.5, seed=1),
+        1000,
+    ),
+    "slow": Scenario(
+        "slow model: 8 s +-50%, 40 req/s",
+        1200,
+        4,
+        RateLimit(2400, None, 1.0),
+        Faults(latency_ms=8000, jitter=0.5, seed=1),
     ),
 }
 
@@ -166,6 +208,7 @@ def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str])
         ok = requests_by_status.get("200", 0)
         throttled = requests_by_status.get("429", 0)
         span = (stats["last_answer_at"] or 0) - (stats["first_request_at"] or 0)
+        admitting = (stats["last_admitted_at"] or 0) - (stats["first_request_at"] or 0)
         if "failure" in holder:
             error_rows = f"job failed ({holder['failure']})"
         else:
@@ -178,10 +221,13 @@ def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str])
         elif scenario.request_limit:
             fraction = f"{service_rps / scenario.request_limit:.2f}"
             job_fraction = f"{ok / m.seconds / scenario.request_limit:.2f}"
-        else:  # partitions x concurrency / latency, at spark_aoai's default concurrency
-            concurrency = ChatCompletion().getOrDefault("concurrency")
+        else:  # partitions x concurrency / latency, at the concurrency the scenario names (the old default)
+            concurrency = scenario.ideal_concurrency or ChatCompletion().getOrDefault("concurrency")
             ideal = scenario.partitions * concurrency / (scenario.faults.latency_ms / 1000)
             fraction, job_fraction = f"{service_rps / ideal:.2f}", f"{ok / m.seconds / ideal:.2f}"
+        admitted_fraction = "-"
+        if scenario.request_limit and not scenario.token_limit and admitting > 0:
+            admitted_fraction = f"{ok / admitting / scenario.request_limit:.2f}"
         if "failure" in holder:
             fraction = job_fraction = "-"  # a failed job's partial run says nothing about its use of the limit
         startup = (stats["first_request_at"] or 0) - time.time() + time.perf_counter() - m.extra["started"]
@@ -199,6 +245,8 @@ def run_scenario(spark: Any, emu: Emulator, scenario: Scenario, skip: list[str])
                 f"{total}",
                 f"{100 * throttled / total:.1f}%" if total else "-",
                 f"{m.cpu_seconds:.1f}",
+                admitted_fraction,
+                f"{m.extra['worker_peak_rss'] / 2**20:.0f}",
             ]
         )
     df.unpersist()
@@ -221,6 +269,8 @@ HEADERS = [
     "requests",
     "429 share",
     "client CPU s",
+    "of limit (to last admitted)",
+    "peak worker RSS MiB",
 ]
 
 

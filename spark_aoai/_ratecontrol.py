@@ -3,22 +3,25 @@
 ``AdaptiveLimiter`` is the pure decision logic (time is passed in, nothing sleeps), table-tested without
 Spark or HTTP. ``RateController`` wraps it with a lock and condition so sender threads can block on it.
 
-The policy:
+The policy (it finds the limit rather than assuming the limiter's shape: continuous refill, sliding 1 s or
+10 s windows, with or without limit headers; ``benchmarks/ratecontrol_sim.py`` replays it against each):
 
-- A concurrency window starts at the configured maximum (a latency-bound job fills the pipe at once), grows by
-  one per window of successes, and shrinks by 30% on a 429 (at most once per pause), but never below what the
-  paced rate needs at the observed latency.
-- A 429 pauses every sender of the partition until its ``retry-after-ms`` has passed. The first one switches on
-  pacing at the rate the partition was getting through; later ones cut the pace by 15%.
-- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent) steer
-  the pace every 100 ms. Each sample is timed when its request reached the service; a line through the last
-  second's samples gives the budget's level and trend, and the level expected a second ahead drives
-  ``next_pace``: much left, grow fast; above a 40% target, grow by a fixed step; below it, shrink in proportion.
-  Every partition on a deployment sees the same budget, so all add the same step and shrink by the same
-  proportion, and their shares converge (AIMD), which matters because a partition left slow at the end of a
-  job wastes the quota the others freed. Extrapolating along the trend slows everyone down before the budget
-  runs out, so after the first second there are few 429s. Pacing also starts without a 429 when the remaining
-  budget falls under 10%.
+- Slow start: 8 requests in flight, one more per answer and at least doubled every 0.5 s by the clock (an 8 s
+  model answers too late to open the window on), up to the configured maximum. It ends at a 429, or when the
+  remaining budget falls under 75%, with pacing at the rate the partition was sending.
+- Paced, requests in flight follow Little's law: twice the pace times the observed latency (never below it).
+- A 429 pauses every sender of the partition until its ``retry-after-ms`` (else ``Retry-After``) has passed
+  and cuts the pace: by 8% for a wait of a few ms, up to 15% for a second or more (one burst, one cut).
+- While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent, else the
+  largest figure seen) steer the pace every 100 ms. Each sample is timed when its request reached the service;
+  a line through the newest second of samples gives the budget's level and trend, and the level expected a
+  second ahead drives ``next_pace``: much left, grow fast; above the target, grow by a fixed step; below it,
+  shrink in proportion, but only once a 429 has confirmed that the ceiling is near: a sliding window reports a
+  steady low level at any rate under its limit, so without a recent 429 a low level keeps probing upwards
+  (unless the trend says the budget runs out within the horizon). The target starts at 40% and sinks while no
+  429 comes, down to 2%; each 429 burst raises it. Every partition on a deployment sees the same budget, so all
+  add the same step and shrink by the same proportion, and their shares converge (AIMD). Readings that arrive
+  seconds after their admission (a slow model's) are not used; without fresh readings the pace probes upwards.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
@@ -38,11 +41,25 @@ ADJUST_SECONDS = 0.1
 MIN_PACE = 0.2
 TARGET = 0.4  # the share of the service's budget that partitions steer to leave unused at any moment
 PLENTY = 0.75  # above this, the budget is going to waste: grow fast
-STEP_SHARE = 0.02  # additive step per adjustment, as a share of the pace the partition started pacing at
+STEP_SHARE = 0.06  # additive step per adjustment, as a share of the pace the partition started pacing at
 TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
 HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
-THROTTLE_CUT = 0.85
+UNCONFIRMED_HORIZON = 1.0  # the same while no 429 lately
+THROTTLE_CUT = 0.85  # the deepest cut of the pace on a 429
+MIN_CUT = 0.08  # the mildest (a retry-after of a few ms: barely over)
+CUT_PER_SECOND = 0.5  # the cut deepens by this share per second of retry-after
 DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
+INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success after (slow start)
+BLIND_GROWTH = 0.03  # per adjustment, without a fresh reading of the budget and no 429 lately
+STALE_SECONDS = 2.0  # a budget reading older than this when it arrives (a slow model's) does not steer
+DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
+SLOW_START_EXIT = 0.75  # unpaced, a remaining budget under this share switches pacing on
+TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
+TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
+TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
+CONFIRM_SECONDS = 5.0  # a 429 this recent confirms that a low remaining level is the ceiling
+PROBE_SHARE = 0.3  # unconfirmed, a low level still grows the pace by this share of the step
+PROBE_GROWTH = 0.0  # unconfirmed and above the target, the pace grows by at least this share per adjustment
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
@@ -95,7 +112,9 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
     return mean_f + slope * (samples[-1][0] - mean_t), slope
 
 
-def next_pace(pace: float, fraction: float | None, step: float) -> float:
+def next_pace(
+    pace: float, fraction: float | None, step: float, target: float = TARGET, confirmed: bool = True
+) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
     Much left: grow by a share of the pace (up to x1.125 per step: quota is going to waste, e.g. a partition
@@ -105,13 +124,21 @@ def next_pace(pace: float, fraction: float | None, step: float) -> float:
     same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
     Without rate-limit headers, probe upwards slowly.
     """
-    if fraction is None:
-        return pace * 1.01
+    if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
+        return pace * (1.01 if confirmed else 1.0 + BLIND_GROWTH)
     if fraction > PLENTY:
         return pace * (1.0 + 0.5 * (fraction - PLENTY))
-    if fraction >= TARGET:
-        return pace + step
-    return pace * (1.0 - 0.05 * min(1.0, (TARGET - fraction) / TARGET))
+    if fraction >= target:
+        return pace + step + (0.0 if confirmed else pace * PROBE_GROWTH * (fraction - target))
+    if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
+        return pace + step * PROBE_SHARE
+    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / TARGET))  # in proportion, whatever the target
+
+
+def throttle_cut(retry_after: float) -> float:
+    """The factor a paced rate is cut by on a 429: the longer the service asks to wait, the further over its
+    budget the partitions were, so the deeper the cut (from ``1 - MIN_CUT`` for a few ms to ``THROTTLE_CUT``)."""
+    return max(THROTTLE_CUT, 1.0 - MIN_CUT - CUT_PER_SECOND * retry_after)
 
 
 class AdaptiveLimiter:
@@ -125,7 +152,8 @@ class AdaptiveLimiter:
         now: float = 0.0,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
-        self.window = float(self.max_concurrency)
+        self.window = float(min(self.max_concurrency, INITIAL_WINDOW))
+        self.target = TARGET
         self.in_flight = 0
         self.paused_until = 0.0
         self.pace: float | None = None
@@ -135,7 +163,9 @@ class AdaptiveLimiter:
         self.capacity: dict[str, float] = {}
         self.samples: deque[tuple[float, float]] = deque()
         self.step = 0.0
+        self.starts: deque[float] = deque()
         self.successes: deque[float] = deque()
+        self.refusals: deque[float] = deque()
         self.latency: float | None = None
         self.started = now
         self.budgets: list[tuple[str, TokenBucket]] = []  # one second of burst each
@@ -146,6 +176,10 @@ class AdaptiveLimiter:
 
     def delay(self, now: float, tokens: int) -> float:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
+        if self.pace is None or self.latency is None:  # slow start also by the clock: a slow deployment
+            # answers too late to grow on (and until its first answer, Little's law has no latency to size by)
+            opened = INITIAL_WINDOW * 2.0 ** ((now - self.started) / DOUBLING_SECONDS)
+            self.window = max(self.window, min(float(self.max_concurrency), opened))
         credit = self.credit.wait(now, tokens, self.in_flight)
         if self.in_flight >= max(1, int(self.window)) or credit < 0:
             return -1.0  # wait for a response, not for a time
@@ -161,17 +195,27 @@ class AdaptiveLimiter:
         """Record that a request starts now (after ``delay`` returned 0)."""
         self.in_flight += 1
         self.credit.spend(tokens)
+        self.starts.append(now)
         if self.pace is not None:
             self.next_slot = max(self.next_slot, now) + 1.0 / self.pace
         for kind, budget in self.budgets:
             budget.take(1.0 if kind == "requests" else float(tokens))
 
     def measured_rate(self, now: float) -> float:
-        """Successful requests per second over the last couple of seconds."""
-        while self.successes and self.successes[0] < now - MEASURE_SECONDS:
-            self.successes.popleft()
+        """Requests per second the service took over the last couple of seconds: those answered, or before any
+        answer (a slow model) half of those started and not refused (what the service took then includes the
+        budget it held at the start)."""
+        for times in (self.starts, self.refusals, self.successes):
+            while times and times[0] < now - MEASURE_SECONDS:
+                times.popleft()
         span = min(MEASURE_SECONDS, max(now - self.started, 0.25))
-        return len(self.successes) / span
+        if self.successes:
+            return len(self.successes) / span
+        return 0.5 * max(0.0, len(self.starts) - len(self.refusals)) / span
+
+    def sending_rate(self, at: float) -> float:
+        """Requests this partition started in the second before ``at``: the pace it was going at."""
+        return float(sum(1 for t in self.starts if at - 1.0 <= t <= at))
 
     def finish(
         self,
@@ -187,37 +231,45 @@ class AdaptiveLimiter:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
         self.credit.report(now, headers, status, retry_after)
         fraction = remaining_fraction(headers, self.capacity)
-        if fraction is not None:
+        if fraction is not None and (latency or 0.0) <= STALE_SECONDS:
             self._sample(now - (latency or 0.0), fraction)
+        if status == 200:
+            self.successes.append(now)
         if status == 429:
+            self.refusals.append(now)
             self._throttled(now, retry_after if retry_after is not None else 1.0)
             return
         if status != 200:
             return
-        self.successes.append(now)
-        self.window = min(float(self.max_concurrency), self.window + 1.0 / self.window)
         if self.pace is None:
-            if fraction is not None and fraction < TARGET / 4:
-                self._start_pacing(now, max(MIN_PACE, self.measured_rate(now)))
+            if fraction is not None and fraction < SLOW_START_EXIT:
+                self._start_pacing(now, max(MIN_PACE, self.sending_rate(now - (latency or 0.0))))
+            else:
+                self.window = min(float(self.max_concurrency), self.window + 1.0)
             return
+        self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
         if now - self.last_adjust >= ADJUST_SECONDS:
-            expected = self.expected_fraction(now)
+            confirmed = now - self.last_decrease < CONFIRM_SECONDS
+            expected = self.expected_fraction(now, HORIZON if confirmed else UNCONFIRMED_HORIZON)
             if expected is not None and now - self.last_decrease < DISTRUST_SECONDS:
                 expected = min(expected, PLENTY)  # just refused: "plenty left" is some other budget's story
-            for _ in range(min(10, int((now - self.last_adjust) / ADJUST_SECONDS))):
-                self.pace = next_pace(self.pace, expected, self.step)
+            steps = min(10, int((now - self.last_adjust) / ADJUST_SECONDS))
+            self.target = max(TARGET_FLOOR, self.target - TARGET_DRIFT * ADJUST_SECONDS * steps)
+            for _ in range(steps):
+                self.pace = next_pace(self.pace, expected, self.step, self.target, confirmed)
             self.pace = max(MIN_PACE, self.pace)
             self.last_adjust = now
 
-    def expected_fraction(self, now: float) -> float | None:
-        """The remaining budget fraction expected ``HORIZON`` seconds ahead, from the recent samples' trend."""
-        while self.samples and self.samples[0][0] < now - TREND_SECONDS:
+    def expected_fraction(self, now: float, horizon: float = HORIZON) -> float | None:
+        """The remaining budget fraction expected ``horizon`` seconds ahead, from the recent samples' trend."""
+        # the newest second of samples, unless they are stale: none came for a while (a slow model's answers)
+        while self.samples and self.samples[0][0] < max(self.samples[-1][0], now - STALE_SECONDS) - TREND_SECONDS:
             self.samples.popleft()
         fit = level_and_trend(self.samples)
         if fit is None:
             return None
         level, slope = fit
-        return level + slope * HORIZON
+        return level + slope * horizon
 
     def _sample(self, at: float, fraction: float) -> None:
         if self.samples and at < self.samples[-1][0]:
@@ -236,13 +288,11 @@ class AdaptiveLimiter:
         if now - self.last_decrease < max(retry_after, ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
+        self.target = min(TARGET, self.target + TARGET_BUMP)
         if self.pace is None:
-            measured = self.measured_rate(now)
-            self._start_pacing(
-                now, max(MIN_PACE, measured * 0.9) if measured > 0 else max(MIN_PACE, self.window * 0.35)
-            )
+            self._start_pacing(now, max(MIN_PACE, self.measured_rate(now) * 0.9))
         else:
-            self.pace = max(MIN_PACE, self.pace * THROTTLE_CUT)
+            self.pace = max(MIN_PACE, self.pace * throttle_cut(retry_after))
         self.window = max(self.window_floor(), self.window * 0.7)
         self.last_adjust = now
 
@@ -254,7 +304,7 @@ class AdaptiveLimiter:
         """
         if self.pace is None or self.latency is None:
             return 1.0
-        return min(float(self.max_concurrency), max(1.0, 2.0 * self.pace * self.latency))
+        return min(float(self.max_concurrency), max(2.0, 2.0 * self.pace * self.latency))
 
 
 class RateController:

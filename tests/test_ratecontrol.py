@@ -13,6 +13,7 @@ from spark_aoai._ratecontrol import (
     level_and_trend,
     next_pace,
     remaining_fraction,
+    throttle_cut,
 )
 
 
@@ -140,13 +141,13 @@ def test_level_and_trend_of_the_remaining_budget(samples, level, slope):
         assert fit == (pytest.approx(level), pytest.approx(slope))
 
 
-@pytest.mark.parametrize(("drain_per_response", "slows_down"), [(3, True), (0, False)])
+@pytest.mark.parametrize(("drain_per_response", "slows_down"), [(6, True), (0, False)])
 def test_a_draining_budget_slows_down_before_it_runs_out(drain_per_response, slows_down):
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 20.0, 0.4
     limiter.last_adjust = 0.0
-    for i in range(10):  # the budget stays between the 40% target and 75% throughout; only its trend differs
-        remaining = 45 + drain_per_response * (9 - i)  # ends at 45%: from 72% falling fast, or flat
+    for i in range(10):  # no 429: only the trend tells a budget about to run out from a steady low one
+        remaining = 10 + drain_per_response * (9 - i)  # ends at 10%: from 64% falling fast, or flat
         headers = {"x-ratelimit-remaining-requests": str(remaining), "x-ratelimit-limit-requests": "100"}
         limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.05)
     assert (limiter.pace < 20.0) is slows_down
@@ -158,9 +159,9 @@ def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
     limiter.finish(1.0, 429, {}, 0.05)  # refused although, say, another budget than the one reported ran out
     plenty = {"x-ratelimit-remaining-requests": "95", "x-ratelimit-limit-requests": "100"}
     limiter.finish(1.15, 200, plenty, None)
-    assert limiter.pace == pytest.approx(8.5 + 0.2)
+    assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.05) + 0.2)
     limiter.finish(4.0, 200, plenty, None)  # long after the 429: the headers are believed again
-    assert limiter.pace > 8.7 * 1.05
+    assert limiter.pace > (10.0 * throttle_cut(0.05) + 0.2) * 1.05
 
 
 def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced():
@@ -176,7 +177,7 @@ def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced
 def test_a_throttled_partition_cuts_its_own_pace_not_its_measured_rate():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
-    limiter.finish(5.0, 429, {}, 0.1)  # no successes measured lately: the cut is still 15% of the pace
+    limiter.finish(5.0, 429, {}, 1.0)  # no successes measured lately: the cut is still 15% of the pace
     assert limiter.pace == pytest.approx(8.5)
 
 
@@ -194,9 +195,9 @@ def test_token_budget_waits_for_tokens():
     assert limiter.delay(0.0, 50) == pytest.approx(0.3)
 
 
-def test_window_grows_back_additively():
+def test_paced_window_grows_back_additively():
     limiter = AdaptiveLimiter(max_concurrency=8)
-    limiter.window = 2.0
+    limiter.window, limiter.pace = 2.0, 1.0
     for i in range(2):
         limiter.start(0.0, 1)
         ok(limiter, 0.1 + i)
@@ -233,3 +234,73 @@ def test_a_429_never_shrinks_the_window_below_what_the_pace_needs():
     assert limiter.pace is not None
     assert limiter.window >= min(32.0, 2 * limiter.pace * 0.5) - 1e-9
     assert limiter.window >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("fraction", "confirmed", "grows"),
+    [
+        (0.4, False, True),  # a sliding window reporting 40% left, no 429: the pace goes up
+        (0.1, False, True),  # a steady low level is not the ceiling until a 429 says so
+        (0.1, True, False),  # with a 429 lately, it is: below the target, slow down
+        (-0.2, False, False),  # the budget runs out within the horizon: slow down whatever
+        (None, False, True),  # no headers at all: probe upwards
+    ],
+)
+def test_a_steady_level_leads_the_pace_up_unless_a_429_confirms_it(fraction, confirmed, grows):
+    assert (next_pace(10.0, fraction, step=0.5, target=0.2, confirmed=confirmed) > 10.0) is grows
+
+
+def test_a_429_leads_the_pace_down_and_raises_the_target():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step, limiter.target = 10.0, 0.2, 0.05
+    limiter.finish(1.0, 429, {}, 0.5)
+    assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.5))
+    assert limiter.pace < 10.0
+    assert limiter.target > 0.05
+    assert limiter.delay(1.2, 1) == pytest.approx(0.3)  # Retry-After honoured by every sender
+
+
+def test_without_429s_the_target_sinks_so_a_sliding_window_is_used_up():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    limiter.pace, limiter.step = 10.0, 0.2
+    headers = {"x-ratelimit-remaining-requests": "160", "x-ratelimit-limit-requests": "400"}  # 40% left, steady
+    for i in range(100):  # 10 s of answers, no 429
+        limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.25)
+    assert limiter.pace > 10.0 + 50 * 0.2
+    assert limiter.target < 0.1
+
+
+def test_slow_start_opens_by_the_clock_when_no_answer_comes_back():
+    limiter = AdaptiveLimiter(max_concurrency=128)
+    assert limiter.window == 8
+    limiter.delay(2.0, 1)  # an 8 s model: nothing answered after 2 s
+    assert limiter.window == 128
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "cut"),
+    [(0.0, 0.92), (0.02, 0.91), (0.1, 0.87), (1.0, 0.85), (30.0, 0.85)],  # barely over: a mild cut; else 15%
+)
+def test_the_cut_deepens_with_the_retry_after(retry_after, cut):
+    assert throttle_cut(retry_after) == pytest.approx(cut)
+
+
+def test_slow_start_ends_when_the_budget_runs_low_at_the_rate_the_partition_was_sending():
+    limiter = AdaptiveLimiter(max_concurrency=32)
+    for i in range(12):
+        limiter.start(0.05 * i, 1)
+    plenty = {"x-ratelimit-remaining-requests": "300", "x-ratelimit-limit-requests": "400"}
+    limiter.finish(0.6, 200, plenty, None, latency=0.25)
+    assert limiter.pace is None  # 75% left: still opening
+    low = {"x-ratelimit-remaining-requests": "280", "x-ratelimit-limit-requests": "400"}
+    limiter.finish(0.65, 200, low, None, latency=0.25)
+    assert limiter.pace == pytest.approx(9.0)  # the 9 started in the second before that reading's admission (0.4 s)
+
+
+def test_a_slow_models_stale_readings_do_not_steer_and_it_probes_upwards():
+    limiter = AdaptiveLimiter(max_concurrency=128)
+    limiter.pace, limiter.step, limiter.latency = 10.0, 0.2, 8.0
+    low = {"x-ratelimit-remaining-requests": "1", "x-ratelimit-limit-requests": "40"}
+    for i in range(20):  # answers 8 s after their admission, reading an empty budget back then
+        limiter.finish(10.0 + 0.1 * i, 200, low, None, latency=8.0)
+    assert limiter.pace > 10.0

@@ -17,9 +17,12 @@ from typing import Any, NoReturn
 from spark_aoai.emulator._server import EmulatorServer
 from spark_aoai.emulator._settings import (
     BAD_STRUCTURED_KINDS,
+    CHAT_COSTS,
     NO_TEXT_KINDS,
     NON_FINITE_LITERALS,
     PACK_SWAP_KINDS,
+    RETRY_AFTERS,
+    WINDOWS,
     BatchSettings,
     Faults,
     RateLimit,
@@ -188,6 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a line per request: method, path (query without secrets), status, milliseconds",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing on start")
+    parser.add_argument(
+        "--rate-shape",
+        choices=WINDOWS,
+        default="continuous",
+        help="continuous: budgets refilled continuously (--rate-window seconds of burst); sliding: requests counted "
+        "over the last --rate-window seconds and tokens over the last 60 s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-limit-headers", action="store_true", help="send x-ratelimit-remaining-* without x-ratelimit-limit-*"
+    )
+    parser.add_argument(
+        "--retry-after",
+        choices=RETRY_AFTERS,
+        default="ms",
+        help="a rate-limit 429's headers: retry-after-ms and retry-after, or only a whole-second Retry-After "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chat-cost",
+        choices=CHAT_COSTS,
+        default="prompt+max_tokens",
+        help="what a chat request costs the token budget (default: %(default)s; max_tokens is 16 when unset)",
+    )
     return parser
 
 
@@ -234,7 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(
             api_key=args.api_key,
-            rate_limit=RateLimit(args.rpm, args.tpm, args.rate_window),
+            rate_limit=RateLimit(
+                args.rpm,
+                args.tpm,
+                args.rate_window,
+                args.rate_shape,
+                not args.no_limit_headers,
+                args.retry_after,
+                args.chat_cost,
+            ),
             faults=faults_from_args(args),
             deployments=deployments_from_args(args.deployment),
             batch=batch_from_args(args),

@@ -76,7 +76,7 @@ def check(
 ) -> Checked:
     """Refuse (:class:`ApiError`) what Azure refuses for this deployment and body; else what answers it."""
     model = model_of(settings, deployment, api_version)
-    tokens = validate(route, body, inputs, model, settings.faults)
+    tokens = validate(route, body, inputs, model, settings.faults, settings.rate_limit.chat_cost)
     return Checked(route, model, body, inputs, tokens)
 
 

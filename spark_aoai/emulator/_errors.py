@@ -87,15 +87,20 @@ def server_error(status: int) -> ApiError:
     )
 
 
-def rate_limited(wait: float) -> ApiError:
-    """Azure's 429 for a deployment over its requests- or tokens-per-minute budget, free again in ``wait`` s."""
+def rate_limited(wait: float, whole_seconds: bool = False) -> ApiError:
+    """Azure's 429 for a deployment over its requests- or tokens-per-minute budget, free again in ``wait`` s.
+
+    ``whole_seconds``: only a ``Retry-After`` rounded up to whole seconds, no ``retry-after-ms`` (what
+    Microsoft's aoai-api-simulator sends).
+    """
     seconds = max(1, math.ceil(wait))
+    headers = {"retry-after-ms": str(max(1, math.ceil(wait * 1000))), "retry-after": str(seconds)}
     return ApiError(
         429,
         "429",
         "Requests to the deployment have exceeded the rate limit of your current pricing tier. "
         f"Please retry after {seconds} second.",
-        headers={"retry-after-ms": str(max(1, math.ceil(wait * 1000))), "retry-after": str(seconds)},
+        headers={"Retry-After": str(seconds)} if whole_seconds else headers,
     )
 
 

@@ -190,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
             checked = _dispatch.check(settings, route, deployment, body, inputs, api_version)
             wait, rate_headers = state.admit(deployment, checked.tokens)
             if wait > 0:
-                raise rate_limited(wait)
+                raise rate_limited(wait, settings.rate_limit.retry_after == "seconds")
             refusal = _faults.throttle(state, faults, route, api_version or "")
             if refusal is not None:
                 raise refusal

@@ -14,14 +14,41 @@ from typing import Any
 
 @dataclass
 class RateLimit:
-    """Azure-like budgets per deployment, refilled continuously and evaluated over ``window_seconds``.
+    """Azure-like budgets per deployment, and the shape of the limiter that enforces them.
 
     ``requests_per_minute=2400, window_seconds=1`` allows 40 requests/s with a burst of one second's worth.
+    The shape (README, "Limiter shapes", says where each comes from):
+
+    - ``window``: ``"continuous"`` refills each budget continuously, ``window_seconds`` of it at most (a GCRA);
+      ``"sliding"`` counts the requests of the last ``window_seconds`` (Azure evaluates over 1 or 10 s) and the
+      tokens of the last 60 s (tokens per minute), as Microsoft's aoai-api-simulator does.
+    - ``limit_headers``: send ``x-ratelimit-limit-*`` beside ``x-ratelimit-remaining-*`` (the simulator does not).
+    - ``retry_after``: ``"ms"`` sends ``retry-after-ms`` and ``retry-after``; ``"seconds"`` only a whole-second
+      ``Retry-After`` (rounded up).
+    - ``chat_cost``: a chat/responses request costs ``"prompt+max_tokens"`` (its prompt's tokens plus its
+      ``max_tokens``, 16 when unset) or ``"max_tokens"`` alone (the simulator's rule).
     """
 
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     window_seconds: float = 1.0
+    window: str = "continuous"
+    limit_headers: bool = True
+    retry_after: str = "ms"
+    chat_cost: str = "prompt+max_tokens"
+
+    def __post_init__(self) -> None:
+        for name, choices in (("window", WINDOWS), ("retry_after", RETRY_AFTERS), ("chat_cost", CHAT_COSTS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"RateLimit.{name} is one of {choices}, not {getattr(self, name)!r}")
+        if self.window_seconds <= 0:
+            raise ValueError(f"RateLimit.window_seconds must be positive, not {self.window_seconds}")
+
+
+WINDOWS = ("continuous", "sliding")
+RETRY_AFTERS = ("ms", "seconds")
+CHAT_COSTS = ("prompt+max_tokens", "max_tokens")
+TOKEN_WINDOW_SECONDS = 60.0  # a sliding limiter counts tokens per minute
 
 
 @dataclass

@@ -14,8 +14,8 @@ import time
 from collections import Counter, OrderedDict
 from typing import Any
 
-from spark_aoai.emulator._limiter import Budget
-from spark_aoai.emulator._settings import Settings
+from spark_aoai.emulator._limiter import Budget, SlidingWindow
+from spark_aoai.emulator._settings import TOKEN_WINDOW_SECONDS, RateLimit, Settings
 
 # Azure always reports its budgets; with a budget switched off the emulator reports this much left, unchanging.
 # Prompt caching: prompts from this many tokens on; this many prompts remembered.
@@ -31,7 +31,7 @@ class State:
         self.lock = threading.Lock()
         self.settings = settings
         self.random = random.Random(settings.faults.seed)
-        self.buckets: dict[tuple[str, str], Budget] = {}
+        self.buckets: dict[tuple[str, str], Budget | SlidingWindow] = {}
         self.prompts: OrderedDict[bytes, None] = OrderedDict()  # recent long prompts, for cached_tokens
         self.reset_stats()
 
@@ -49,6 +49,7 @@ class State:
         self.throttled_per_second: Counter[int] = Counter()
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
+        self.last_admitted_at: float | None = None  # the last request the rate limiter let through
         self.files = 0  # input files uploaded
         self.batch_api: Counter[str] = Counter()  # "POST batches", "GET batches/{id}", ...
         self.batches: Counter[str] = Counter()  # "created", then each batch's final status
@@ -88,28 +89,34 @@ class State:
         headers: dict[str, str] = {}
         now = time.monotonic()
         with self.lock:
-            charges: list[tuple[Budget, float, str]] = []
+            charges: list[tuple[Budget | SlidingWindow, float, str]] = []
             if limit.requests_per_minute:
-                bucket = self._bucket(deployment, "requests", limit.requests_per_minute, limit.window_seconds)
+                bucket = self._bucket(deployment, "requests", limit.requests_per_minute, limit)
                 charges.append((bucket, 1.0, "requests"))
             if limit.tokens_per_minute:
-                bucket = self._bucket(deployment, "tokens", limit.tokens_per_minute, limit.window_seconds)
+                bucket = self._bucket(deployment, "tokens", limit.tokens_per_minute, limit)
                 charges.append((bucket, float(tokens), "tokens"))
             wait = max((bucket.wait(cost, now) for bucket, cost, _ in charges), default=0.0)
             if wait == 0.0 and charge:
                 self.admitted_tokens += tokens
+                self.last_admitted_at = time.time()
                 for bucket, cost, _ in charges:
                     bucket.charge(cost, now)
             for bucket, _, name in charges:
                 headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.remaining(now))))
-                headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
+                if limit.limit_headers:
+                    headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.capacity))
         return wait, {**UNLIMITED_HEADERS, **headers}
 
-    def _bucket(self, deployment: str, kind: str, per_minute: float, window: float) -> Budget:
+    def _bucket(self, deployment: str, kind: str, per_minute: float, limit: RateLimit) -> Budget | SlidingWindow:
         key = (deployment, kind)
         if key not in self.buckets:
             rate = per_minute / 60.0
-            self.buckets[key] = Budget(rate, max(1.0, rate * window), time.monotonic())
+            if limit.window == "sliding":  # requests over window_seconds, tokens over a minute
+                span = limit.window_seconds if kind == "requests" else TOKEN_WINDOW_SECONDS
+                self.buckets[key] = SlidingWindow(max(1.0, float(int(rate * span))), span)
+            else:
+                self.buckets[key] = Budget(rate, max(1.0, rate * limit.window_seconds), time.monotonic())
         return self.buckets[key]
 
     def cached_tokens(self, prompt: str, tokens: int) -> tuple[int, int]:
@@ -186,6 +193,7 @@ class State:
                 "billed_tokens": self.billed_tokens,
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
+                "last_admitted_at": self.last_admitted_at,
                 "answers_per_second": {str(k): v for k, v in sorted(self.answers_per_second.items())},
                 "throttled_per_second": {str(k): v for k, v in sorted(self.throttled_per_second.items())},
                 "auth": dict(self.auth),

@@ -47,12 +47,21 @@ def inputs_of(route: str, body: dict[str, Any]) -> list[str]:
     return [last_input_text(body)]
 
 
-def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, faults: Faults) -> int:
+def validate(
+    route: str,
+    body: dict[str, Any],
+    inputs: list[str],
+    model: str,
+    faults: Faults,
+    chat_cost: str = "prompt+max_tokens",
+) -> int:
     """Reject what Azure rejects; return the request's token cost for the rate limit (counted for ``model``).
 
     The cost is the prompt's tokens plus the answer's allowance: the request's own maximum, else
-    :data:`DEFAULT_COMPLETION_ALLOWANCE`; an embeddings request costs its inputs' tokens.
+    :data:`DEFAULT_COMPLETION_ALLOWANCE` (with ``chat_cost="max_tokens"``, the allowance alone); an embeddings
+    request costs its inputs' tokens.
     """
+    prompt_counts = chat_cost != "max_tokens"
     facts = find_model(model)
     if facts is not None and (facts.kind == "embeddings") != (route == "embeddings"):
         raise operation_not_supported("embeddings" if route == "embeddings" else "chatCompletion", model)
@@ -69,7 +78,7 @@ def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, fa
         prompt = count_message_tokens(messages, model)
         completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_ALLOWANCE
         check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults, facts)
-        return prompt + int(completion)
+        return (prompt if prompt_counts else 0) + int(completion)
     if route == "embeddings":
         counts = [count_tokens(text, model) for text in inputs]
         for text, count in zip(inputs, counts, strict=True):
@@ -81,7 +90,7 @@ def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, fa
         _check_response_format({**text_format, "json_schema": text_format}, "text.format")
     prompt = count_message_tokens(messages, model)
     check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults, facts, "input")
-    return prompt + int(body.get("max_output_tokens") or DEFAULT_COMPLETION_ALLOWANCE)
+    return (prompt if prompt_counts else 0) + int(body.get("max_output_tokens") or DEFAULT_COMPLETION_ALLOWANCE)
 
 
 def _check_embeddings(body: dict[str, Any], inputs: list[str], facts: Model | None) -> None:
