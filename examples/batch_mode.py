@@ -46,7 +46,7 @@ def summarize_tickets(spark: SparkSession, endpoint: str | None, batch_dir: str)
     )
     job = stage.submit(tickets)  # returns once the batches are created
     print(f"submitted: {job.status()}")
-    answers = stage.collect_batch(tickets)  # waits for them (up to batchTimeoutHours), then joins
+    answers = stage.transform(tickets)  # waits for them (up to batchTimeoutHours), then joins
     return answers.orderBy("ticket_id"), job.status(poll=True)
 
 

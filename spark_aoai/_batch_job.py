@@ -260,7 +260,7 @@ class BatchJob:
     def cancel_wait(self) -> float:
         """How long the timeout waits for cancelled batches to end: 1% of ``batchTimeoutHours``, from 10 s to
         10 minutes; a batch still ``cancelling`` then is left (its rows ``batch_expired``; a later
-        ``collect_batch`` reads what it answered once it has ended)."""
+        ``transform`` reads what it answered once it has ended)."""
         share = C.BATCH_CANCEL_WAIT_SHARE * self.hours * 3600.0
         return min(C.BATCH_CANCEL_WAIT_SECONDS, max(C.BATCH_CANCEL_WAIT_MIN_SECONDS, share))
 
@@ -276,7 +276,7 @@ class BatchJob:
         rows saying so. This job's uploads the manifest does not hold (lost answers) go too. Returns how many
         files were deleted.
 
-        >>> out = chat.collect_batch(df); out.write.parquet(path); chat.submit(df).delete_files()  # doctest: +SKIP
+        >>> out = chat.transform(df); out.write.parquet(path); chat.submit(df).delete_files()  # doctest: +SKIP
         """
         if not self.status(poll=True)["done"]:
             raise ConfigurationError("delete_files(): the job's batches are still running (their inputs are needed)")
@@ -294,7 +294,7 @@ class BatchJob:
         return deleted + self._remove_orphans()
 
     def run(self) -> DataFrame:
-        """``submit``, ``wait``, ``collect``: what ``transform`` and ``collect_batch`` do in batch mode."""
+        """``submit``, ``wait``, ``collect``: what ``transform`` does in batch mode."""
         self.submit()
         self.wait()
         return self.collect()
@@ -313,8 +313,9 @@ class BatchJob:
 
 
 class BatchMethods:
-    """Batch mode on a stage (mixed in before ``AzureOpenAIStage``): ``transform`` in batch mode, ``submit``
-    and ``collect_batch``."""
+    """Batch mode on a stage (mixed in before ``AzureOpenAIStage``): ``transform`` (submit, wait, join: a
+    DataFrame) and ``submit`` (returns at once: a ``BatchJob`` with ``status()``, ``wait()``, ``collect()``,
+    ``delete_files()``)."""
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         stage: Any = self
@@ -328,19 +329,13 @@ class BatchMethods:
 
     def submit(self, dataset: DataFrame) -> BatchJob:
         """Batch mode: upload ``dataset``'s requests and create the batches; returns at once with the job
-        (``job.status()``). ``collect_batch`` (or ``transform``) with the same input joins the answers later.
+        (``job.status()``). ``transform`` with the same input (a new driver, another day) joins the answers later.
 
         >>> job = chat.submit(df); job.status()                     # doctest: +SKIP
         {'batches': 2, 'total': 1000, 'completed': 0, 'failed': 0, 'status': {'in_progress': 2}}
         """
         self._require_batch_mode("submit")
         return self._job(dataset).submit()
-
-    def collect_batch(self, dataset: DataFrame) -> DataFrame:
-        """Batch mode: the output of the job submitted for ``dataset``, once its batches are done (waiting up to
-        ``batchTimeoutHours``); submits it first if that was not done."""
-        self._require_batch_mode("collect_batch")
-        return self._job(dataset).run()
 
     def _require_batch_mode(self, method: str) -> None:
         stage: Any = self

@@ -272,9 +272,7 @@ class AzureOpenAIStage(
     def _udf_plan(self) -> Plan:
         """The plan of a column-expression UDF or a SQL function: those send online, inside the user's query."""
         if self._batch_mode():
-            raise ConfigurationError(
-                "mode='batch' is for transform, submit and collect_batch; a UDF or SQL function sends online"
-            )
+            raise ConfigurationError("mode='batch' is for transform and submit; a UDF or SQL function sends online")
         show_fixes_first()
         return self._plan(None, SparkSession.getActiveSession())[0]
 

@@ -156,18 +156,18 @@ def test_a_batch_created_but_not_saved_is_adopted_not_submitted_twice(spark, emu
     for info in saved["files"].values():
         info.pop("batch")  # the driver died after creating the batches, before saving them
     manifest.write_text(json.dumps(saved))
-    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    out = batch_chat(emu.endpoint, str(tmp_path)).transform(df).collect()
     assert emu.stats()["batches"]["created"] == job.status()["batches"] == 2
     assert len(out) == 100 and sum(r.error is None for r in out) > 80
 
 
-def test_submit_returns_at_once_and_collect_batch_joins_later(spark, emu, tmp_path):
+def test_submit_returns_at_once_and_transform_joins_later(spark, emu, tmp_path):
     emu.configure(batch=BatchSettings(seconds=3.0))
     df = questions(spark, 200)
     started = time.monotonic()
     job = batch_chat(emu.endpoint, str(tmp_path)).submit(df)
     assert time.monotonic() - started < 30 and not job.status()["done"]
-    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    out = batch_chat(emu.endpoint, str(tmp_path)).transform(df).collect()
     state = job.status()
     assert state["done"] and state["completed"] + state["failed"] == state["total"] and state["failed"] == 4
     assert len(out) == 200 and emu.stats()["batches"]["created"] == 2
@@ -176,12 +176,12 @@ def test_submit_returns_at_once_and_collect_batch_joins_later(spark, emu, tmp_pa
 def test_delete_files_removes_the_jobs_files_from_the_service(spark, emu, tmp_path):
     df = questions(spark, 60)
     stage = batch_chat(emu.endpoint, str(tmp_path))
-    assert sum(r.error is None for r in stage.collect_batch(df).collect()) > 50
+    assert sum(r.error is None for r in stage.transform(df).collect()) > 50
     job = stage.submit(df)  # the same job: found in the manifest, nothing submitted
     assert job.delete_files() == 6  # 2 input files, 2 output files, 2 (empty) error files
     assert job.delete_files() == 0  # gone already
     assert emu.stats()["batches"]["created"] == 2
-    again = stage.collect_batch(df).collect()  # a later join says what happened
+    again = stage.transform(df).collect()  # a later join says what happened
     assert all(r.error.code in ("batch_failed", "invalid_input") for r in again)
     assert any("delete_files" in r.error.message for r in again if r.error.code == "batch_failed")
 
@@ -190,7 +190,7 @@ def test_rows_split_otherwise_after_submit_find_the_same_job_and_their_answers(s
     df = questions(spark, 300)
     job = batch_chat(emu.endpoint, str(tmp_path)).submit(df.repartition(3))
     assert job.status()["batches"] == 3
-    merged = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df.coalesce(1)).collect()  # one partition now
+    merged = batch_chat(emu.endpoint, str(tmp_path)).transform(df.coalesce(1)).collect()  # one partition now
     assert emu.stats()["batches"]["created"] == 3 and emu.stats()["batch_api"]["POST files"] == 3  # the same job
     assert sum(r.error is None for r in merged) == sum(
         r.prompt is not None and FILTERED not in r.prompt for r in merged
@@ -237,7 +237,7 @@ def test_a_batch_refused_for_the_enqueued_token_quota_is_submitted_again(spark, 
         assert time.monotonic() < deadline
         time.sleep(0.2)
     emu.configure(batch=BatchSettings(seconds=0.2))  # the quota has room again
-    out = batch_chat(emu.endpoint, str(tmp_path)).collect_batch(df).collect()
+    out = batch_chat(emu.endpoint, str(tmp_path)).transform(df).collect()
     assert emu.stats()["batches"]["created"] >= 4 and emu.stats()["batches"]["completed"] == 2
     assert all(r.error is None or r.error.code in ("content_filter", "invalid_input") for r in out)
 

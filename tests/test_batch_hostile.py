@@ -150,7 +150,7 @@ def test_a_job_whose_polls_and_downloads_are_held_waits_only_its_bounds(spark, t
         emu.configure(batch=BatchSettings(seconds=0.3, hold_calls="GET files/{id}/content", hold_seconds=HOLD))
         _later(2.0, lambda: emu.configure(batch=plain))
         started = time.monotonic()
-        rows = stage.collect_batch(df).collect()  # the executors' downloads too
+        rows = stage.transform(df).collect()  # the executors' downloads too
         assert time.monotonic() - started < HOLD / 2
         stats = emu.stats()
     _each_row_once(rows, 60)
