@@ -277,4 +277,4 @@ def test_similarity_with_a_null_side_sends_nothing_for_the_row(spark):
         rows = {r.id: r.out for r in spark.sql("SELECT id, ai_similarity(a, b) AS out FROM null_pairs").collect()}
         inputs = emu.stats()["inputs"]
     assert inputs == {"gamma": 1, "delta": 1}
-    assert rows[0].result is None and rows[1].result is None and rows[2].result is not None
+    assert rows[0].similarity is None and rows[1].similarity is None and rows[2].similarity is not None
