@@ -24,18 +24,35 @@ _SPARK_NAMES = {
     "embedding_udf": "spark_aoai.functions",
     "ai": "",  # the module spark_aoai.ai itself
     "retry_failed": "spark_aoai._rerun",
+    "BatchJob": "spark_aoai._batch_job",
+}
+# name -> the module that defines it; these work without pyspark.
+_PLAIN_NAMES = {
+    "ErrorCode": "spark_aoai._contract",
+    "JobStatistics": "spark_aoai._stats",
+    "Price": "spark_aoai._pricing",
+    "PRICE_TABLE": "spark_aoai._pricing",
 }
 
 if TYPE_CHECKING:
     from spark_aoai import ai
+    from spark_aoai._batch_job import BatchJob
+    from spark_aoai._contract import ErrorCode
+    from spark_aoai._pricing import PRICE_TABLE, Price
     from spark_aoai._rerun import retry_failed
+    from spark_aoai._stats import JobStatistics
     from spark_aoai.functions import chat_udf, embedding_udf
     from spark_aoai.transformers import ChatCompletion, Embedding
 
 __all__ = [
+    "PRICE_TABLE",
+    "BatchJob",
     "ChatCompletion",
     "ConfigurationError",
     "Embedding",
+    "ErrorCode",
+    "JobStatistics",
+    "Price",
     "RequestFailedError",
     "SparkAOAIError",
     "SystemicError",
@@ -49,6 +66,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _PLAIN_NAMES:
+        value = getattr(importlib.import_module(_PLAIN_NAMES[name]), name)
+        globals()[name] = value
+        return value
     module_name = _SPARK_NAMES.get(name)
     if module_name is None:
         raise AttributeError(f"module 'spark_aoai' has no attribute {name!r}")
@@ -59,8 +82,6 @@ def __getattr__(name: str) -> Any:
             f"spark_aoai.{name} needs pyspark: install spark_aoai[spark] (pip install 'spark_aoai[spark]'), "
             "or use a Spark runtime (Fabric, Databricks, Synapse) that ships it"
         ) from exc
-    import importlib
-
     value = (
         importlib.import_module("spark_aoai.ai")
         if name == "ai"

@@ -4,25 +4,29 @@ Used on the executors (upload, download) and on the driver (create, poll, cancel
 through ``Endpoint.url`` like every other API: ``{base}/openai/files?api-version=...`` on Azure,
 ``{base}/openai/v1/files`` on ``/openai/v1`` and ``{base}/files`` on OpenAI-compatible servers.
 
-Throttling (429), server errors (5xx) and network failures are retried with the stages' retry policy
-(``Retry-After`` when given; a 401 once after refreshing the token), except creating a batch, which is not
-idempotent; anything else raises :class:`BatchApiError` carrying the service's error as a ``RowError``.
+Calls go through the engine's transport (``_http.Transport``) and are retried by its policy (``_retry``):
+throttling (429), server errors (5xx), timeouts and network failures, ``Retry-After`` when given, a 401 once
+after refreshing the token; creating a batch is not retried here (not idempotent: ``_batch_service`` looks
+first). Anything else raises :class:`BatchApiError` carrying the service's error as a ``RowError``.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from spark_aoai import _constants as C
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import ErrorCode, Route, RowError
-from spark_aoai._http import clean_message, credential_error, error_from_response, request_headers
-from spark_aoai._retry import RETRYABLE_STATUS, parse_retry_after, retry_delay
+from spark_aoai._http import JSON_CONTENT, Outcome, Transport, clean_message
+from spark_aoai._retry import parse_retry_after, quota_error, quota_exhausted, retry_delay, should_retry
 
 FILES = Route("files", deployment_scoped=False)
 BATCHES = Route("batches", deployment_scoped=False)
@@ -43,14 +47,15 @@ def line_url(config: ClientConfig, route: Route) -> str:
 
 
 class BatchApi:
-    """One connection pool to the Files and Batch APIs of ``config``'s endpoint."""
+    """One connection pool to the Files and Batch APIs of ``config``'s endpoint, through the engine's transport
+    and retry policy (``_http.Transport``, ``_retry``): an attempt waits at most ``limits.read_timeout``
+    (``requestTimeout``) for its answer."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self.session = requests.Session()
-        self.session.verify = config.verify
-        self.headers = request_headers(config)
+        self.transport = Transport(config, pool_size=4)
         self.rng = random.Random()
+        self.limit = config.limits.read_timeout
 
     def _url(self, route: Route, suffix: str = "") -> str:
         url = self.config.endpoint.url(route, self.config.deployment)
@@ -58,55 +63,42 @@ class BatchApi:
         return f"{path}{suffix}" + (f"?{query}" if query else "")
 
     def _call(
-        self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None, attempts: int = 0
-    ) -> requests.Response:
-        """One call, retried on 429/5xx/network failures (``attempts``, default the policy's); ``body`` makes
-        the request's ``json``/``data``/``files`` afresh for each attempt (a file is read again from its start)."""
+        self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None, attempts: int = 0,
+        stream: bool = False, limit: float = 0.0,
+    ) -> Outcome:  # fmt: skip
+        """One call, retried as the engine retries a request (``_retry.should_retry``, ``Retry-After``, one
+        credential refresh after a 401) up to ``attempts`` (default the policy's ``maxAttempts``); ``body`` makes
+        the request's ``data``/``files`` afresh for each attempt (a file is read again from its start)."""
         policy = self.config.retry
         attempts = attempts or max(1, policy.max_attempts)
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
-            retry_after = None
-            try:
-                headers = {**self.headers, **self.config.credential.headers()}
-                response = self.session.request(
-                    method, url, headers=headers, timeout=C.BATCH_HTTP_TIMEOUT, verify=self.config.verify,
-                    **(body() if body is not None else {}),
-                )  # fmt: skip
-            except requests.RequestException as exc:
-                error = RowError(None, ErrorCode.CONNECTION_ERROR, self._clean(f"{type(exc).__name__}: {exc}"))
-            except Exception as exc:  # the token provider failed
-                error = credential_error(self.config, exc)
-            else:
-                if response.status_code < 300:
-                    return response
-                found = error_from_response(response.status_code, response.text)
-                error = RowError(found.status, found.code, self._clean(found.message), attempt)
-                unauthorized = response.status_code == 401
-                if unauthorized and not refreshed and self.config.credential.refresh_after_unauthorized():
-                    refreshed = True  # a refused token did nothing: the call again, not counted as an attempt
-                    attempt -= 1
-                    continue
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise BatchApiError(what, error)
-                retry_after = parse_retry_after(response.headers, time.time())
-            if attempt >= attempts:
-                raise BatchApiError(what, error.with_attempts(attempt))
+            outcome = self.transport.request(
+                method, url, limit or self.limit, stream=stream, **(body() if body is not None else {})
+            )
+            error = outcome.error
+            if error is None:
+                return outcome
+            if error.status == 401 and not refreshed and self.config.credential.refresh_after_unauthorized():
+                refreshed = True  # a refused token did nothing: the call again, not counted as an attempt
+                attempt -= 1
+                continue
+            retry_after = parse_retry_after(outcome.headers, time.time())
+            if quota_exhausted(error, retry_after, policy):
+                raise BatchApiError(what, quota_error(error.with_attempts(attempt), retry_after, policy))
+            if not should_retry(error.status, error.code) or attempt >= attempts:
+                raise BatchApiError(what, error.with_attempts(attempt, outcome.request_id))
             time.sleep(retry_delay(attempt, retry_after, policy, self.rng))
 
     def _json(self, what: str, method: str, url: str, body: Callable[[], dict[str, Any]] | None = None,
-              attempts: int = 0) -> dict[str, Any]:  # fmt: skip
-        response = self._call(what, method, url, body, attempts)
-        try:
-            found = response.json()
-        except ValueError:
-            found = None
-        if not isinstance(found, dict):
-            message = f"the service answered {response.status_code} with a body that is not a JSON object"
-            raise BatchApiError(what, RowError(response.status_code, ErrorCode.MALFORMED_RESPONSE, message))
-        return found
+              attempts: int = 0, limit: float = 0.0) -> dict[str, Any]:  # fmt: skip
+        outcome = self._call(what, method, url, body, attempts, limit=limit)
+        if not isinstance(outcome.body, dict):
+            message = f"the service answered {outcome.status} with a body that is not a JSON object"
+            raise BatchApiError(what, RowError(outcome.status, ErrorCode.MALFORMED_RESPONSE, message))
+        return outcome.body
 
     def upload(self, name: str, path: str) -> dict[str, Any]:
         """Upload the JSONL file at ``path`` with ``purpose=batch``; the file object (``id``, ``status``)."""
@@ -116,7 +108,9 @@ class BatchApi:
                 handle.seek(0)  # each attempt sends the whole file
                 return {"data": {"purpose": "batch"}, "files": {"file": (name, handle, "application/jsonl")}}
 
-            uploaded = self._json(f"uploading {name}", "POST", self._url(FILES), body)
+            # the attempt's bound grows with the file: sending it takes its time before any answer can come
+            limit = self.limit + os.path.getsize(path) / C.BATCH_UPLOAD_BYTES_PER_SECOND
+            uploaded = self._json(f"uploading {name}", "POST", self._url(FILES), body, limit=limit)
         if not isinstance(uploaded.get("id"), str):
             raise BatchApiError(f"uploading {name}", RowError(200, ErrorCode.MALFORMED_RESPONSE, "no file id"))
         return uploaded
@@ -128,24 +122,36 @@ class BatchApi:
         """Create the batch of an uploaded file, once: a failure is not retried here, since the batch may have
         been created all the same (the caller looks for it before trying again)."""
         request = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": C.BATCH_COMPLETION_WINDOW}
-        return self._json(f"creating the batch of {file_id}", "POST", self._url(BATCHES), lambda: {"json": request}, 1)
+        send = {"data": json.dumps(request), "headers": JSON_CONTENT}
+        return self._json(f"creating the batch of {file_id}", "POST", self._url(BATCHES), lambda: dict(send), 1)
 
     def get(self, batch_id: str) -> dict[str, Any]:
         """The batch object (status, ``request_counts``, output and error file ids)."""
         return self._json(f"reading batch {batch_id}", "GET", self._url(BATCHES, f"/{batch_id}"))
 
     def list_batches(self) -> Iterator[dict[str, Any]]:
-        """Every batch of the resource, newest first, page by page."""
+        """Every batch of the resource, newest first, page by page (see ``_pages`` for the bounds)."""
+        yield from self._pages("listing batches", self._url(BATCHES), "")
+
+    def list_files(self, purpose: str = "batch") -> Iterator[dict[str, Any]]:
+        """The resource's files of ``purpose``, newest first, page by page."""
+        yield from self._pages("listing files", self._url(FILES), f"&purpose={purpose}")
+
+    def _pages(self, what: str, url: str, query: str) -> Iterator[dict[str, Any]]:
+        """A list's items, at most ``BATCH_MAX_LIST_PAGES`` pages; a page that brings no item not seen before
+        (a service that ignores ``after``) ends it, as the last page would."""
         after: str | None = None
-        while True:
-            url = self._url(BATCHES)
-            query = "limit=100" + (f"&after={after}" if after else "")
-            page = self._json("listing batches", "GET", url + ("&" if "?" in url else "?") + query)
-            data = [b for b in page.get("data") or [] if isinstance(b, dict)]
-            yield from data
-            if not page.get("has_more") or not data:
+        seen: set[str] = set()
+        for _ in range(C.BATCH_MAX_LIST_PAGES):
+            asked = "limit=100" + query + (f"&after={after}" if after else "")
+            page = self._json(what, "GET", url + ("&" if "?" in url else "?") + asked)
+            data = [item for item in page.get("data") or [] if isinstance(item, dict)]
+            new = [item for item in data if str(item.get("id")) not in seen]
+            seen.update(str(item.get("id")) for item in new)
+            yield from new
+            if not page.get("has_more") or not new:
                 return
-            after = str(page.get("last_id") or data[-1].get("id"))
+            after = str(new[-1].get("id"))
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
         """Ask the service to cancel a batch (it ends ``cancelled``; the requests done are kept)."""
@@ -162,12 +168,13 @@ class BatchApi:
         return True
 
     def lines(self, file_id: str) -> Iterator[bytes]:
-        """A JSONL file's non-empty lines, streamed (a result file can be hundreds of MB)."""
+        """A JSONL file's non-empty lines, streamed (a result file can be hundreds of MB): each read of it waits
+        at most ``limits.read_timeout``."""
         url = self._url(FILES, f"/{file_id}/content")
-        response = self._call(f"downloading {file_id}", "GET", url, lambda: {"stream": True})
+        response = self._call(f"downloading {file_id}", "GET", url, stream=True).body
         try:
             yield from (line for line in response.iter_lines() if line.strip())
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             error = RowError(None, ErrorCode.CONNECTION_ERROR, self._clean(f"{type(exc).__name__}: {exc}"))
             raise BatchApiError(f"downloading {file_id}", error) from None
         finally:
@@ -177,4 +184,4 @@ class BatchApi:
         return clean_message(self.config, message)
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()

@@ -8,7 +8,8 @@ A job is one stage over one input. Its steps, each resumable from the manifest i
    submitted already: nothing is uploaded again.
 2. **Upload** (executors): the same pass writes each partition's lines to JSONL files within the per-file limits
    and uploads them (``purpose=batch``); the driver records the file ids (and refuses an input that changed
-   between the two reads).
+   between the two reads). The manifest is saved before the pass (a pass that did not finish is run again), and
+   this job's uploads it does not hold (a lost answer sent again, a pass cut short) are deleted after it.
 3. **Batches** (driver, ``_batch_service``): one per file, once the file is processed; the manifest is saved
    after each; a batch created but not saved (a driver killed in between, a lost answer) is found on the
    service and adopted, never created twice; a creation that failed in a way that may pass is tried again.
@@ -36,7 +37,7 @@ from spark_aoai import _constants as C
 from spark_aoai._batch_api import TERMINAL, BatchApi, BatchApiError, line_url
 from spark_aoai._batch_lines import RECORD_DDL, answer_partition, request_partition
 from spark_aoai._batch_results import BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch_service import Creator, batch_errors, batch_fields, may_pass, pauses, to_retry
+from spark_aoai._batch_service import Creator, batch_errors, batch_fields, may_pass, pauses, remove_orphans, to_retry
 from spark_aoai._cache import check_directory, open_files
 from spark_aoai._stage import AzureOpenAIStage, Prepared
 from spark_aoai._usage import progress_wanted
@@ -65,7 +66,7 @@ class BatchJob:
         does with an output (its column names, the observers): the stage's own steps, handed over by it."""
         if dataset.isStreaming:
             raise ConfigurationError("mode='batch' takes a static DataFrame; a stream is answered online")
-        directory = stage.getOrDefault(stage.batchDir)
+        directory = stage._get(stage.batchDir)
         if not directory:
             raise ConfigurationError("mode='batch' needs batchDir: a directory for the job's manifest")
         hours, poll = stage.getOrDefault(stage.batchTimeoutHours), stage.getOrDefault(stage.batchPollSeconds)
@@ -117,23 +118,26 @@ class BatchJob:
         planned = self._request_pass(None)
         self.fingerprint = self._fingerprint(planned)
         stored = self.store.read(self._name())
-        if stored is None:
+        self.manifest = json.loads(stored) if stored is not None else {}
+        if stored is None or self.manifest.get("uploading"):  # none yet, or an upload pass that did not finish
             self.manifest = {
                 "version": 1, "fingerprint": self.fingerprint, "deployment": self.config.deployment,
                 "endpoint": self.endpoint, "created": time.time(), "partitions": {}, "files": {},
+                "uploading": True,  # saved before any upload: a rerun uploads again and removes what this left
             }  # fmt: skip
+            self._save()
             if sum(r["lines"] for r in planned):
                 _warn_file_count(planned, self.limits)
                 self._upload()
+            self.manifest.pop("uploading")
             self._save()
-        else:
-            self.manifest = json.loads(stored)
+            self._remove_orphans()
         Creator(BatchApi(self.config), self.manifest, self._save, self.endpoint).create_missing()
         return self
 
     def _upload(self) -> None:
         try:
-            records = self._request_pass(f"spark_aoai-{self.fingerprint}")
+            records = self._request_pass(self._upload_prefix())
         except Exception as exc:  # the executors' BatchApiError arrives wrapped by Spark
             cause = _cause(exc)
             if cause is None:
@@ -149,6 +153,21 @@ class BatchJob:
             if record["file_id"]:
                 part["files"].append(record["file_id"])
                 self.manifest["files"][record["file_id"]] = {"lines": record["lines"], "bytes": record["bytes"]}
+
+    def _upload_prefix(self) -> str:
+        return f"spark_aoai-{self.fingerprint}"
+
+    def _remove_orphans(self) -> int:
+        """Delete this job's uploads the manifest does not hold (lost answers, a pass cut short); a failure
+        only warns: ``delete_files()`` and the next run try again."""
+        api = BatchApi(self.config)
+        try:
+            return remove_orphans(api, self._upload_prefix(), self.manifest["files"])
+        except BatchApiError as exc:
+            warnings.warn(f"spark_aoai: batch mode could not remove stray uploads: {exc}", stacklevel=3)
+            return 0
+        finally:
+            api.close()
 
     def poll(self) -> dict[str, Any]:
         """Read every unfinished batch once, create again what is due (quota, a failure that may pass); the
@@ -228,14 +247,22 @@ class BatchJob:
                 self._save()
         finally:
             api.close()
-        until, waits = time.time() + C.BATCH_CANCEL_WAIT_SECONDS, pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
+        until = time.time() + self.cancel_wait()
+        waits = pauses(C.BATCH_FIRST_POLL_SECONDS, self.longest_poll)
         while time.time() < until:
             try:
                 if self.status(poll=True)["done"]:
                     return
             except BatchApiError:
                 pass
-            time.sleep(next(waits))
+            time.sleep(max(0.0, min(next(waits), until - time.time())))
+
+    def cancel_wait(self) -> float:
+        """How long the timeout waits for cancelled batches to end: 1% of ``batchTimeoutHours``, from 10 s to
+        10 minutes; a batch still ``cancelling`` then is left (its rows ``batch_expired``; a later
+        ``collect_batch`` reads what it answered once it has ended)."""
+        share = C.BATCH_CANCEL_WAIT_SHARE * self.hours * 3600.0
+        return min(C.BATCH_CANCEL_WAIT_SECONDS, max(C.BATCH_CANCEL_WAIT_MIN_SECONDS, share))
 
     def collect(self) -> DataFrame:
         """The output: the input's rows with the batches' answers (and the usual error values) joined back."""
@@ -246,7 +273,8 @@ class BatchJob:
     def delete_files(self) -> int:
         """Delete the job's input, output and error files from the service (Azure keeps 500 per resource), once
         its answers are saved: the manifest remembers it, and a later join of this job gets ``batch_failed``
-        rows saying so. Returns how many files were deleted.
+        rows saying so. This job's uploads the manifest does not hold (lost answers) go too. Returns how many
+        files were deleted.
 
         >>> out = chat.collect_batch(df); out.write.parquet(path); chat.submit(df).delete_files()  # doctest: +SKIP
         """
@@ -263,7 +291,7 @@ class BatchJob:
             self._save()
         finally:
             api.close()
-        return deleted
+        return deleted + self._remove_orphans()
 
     def run(self) -> DataFrame:
         """``submit``, ``wait``, ``collect``: what ``transform`` and ``collect_batch`` do in batch mode."""

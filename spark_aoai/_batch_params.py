@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pyspark.ml.param import Params, TypeConverters
+from pyspark.ml.param import TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._accessors import HasBatchAccessors
 from spark_aoai._param_values import choice, real, whole
-from spark_aoai._params import _param, with_getters
+from spark_aoai._params import _param
 
 MODES = ("online", "batch")
 
 
-@with_getters
-class HasBatch(Params):
+class HasBatch(HasBatchAccessors):
     """Online requests (the default) or Azure's Batch API: half the price, answers within 24 hours."""
 
     mode = _param(
@@ -48,7 +48,6 @@ class HasBatch(Params):
     )
     _param_defaults: ClassVar[dict[str, Any]] = {
         "mode": "online",
-        "batchDir": "",
         "batchTimeoutHours": C.BATCH_TIMEOUT_HOURS,
         "batchPollSeconds": C.BATCH_POLL_SECONDS,
         "batchMaxLinesPerFile": C.BATCH_MAX_LINES_PER_FILE,

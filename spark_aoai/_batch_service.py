@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from spark_aoai import _constants as C
@@ -111,41 +111,41 @@ class Creator:
     def _create_for(self, file_id: str) -> None:
         """Create (or adopt) the batch of one file and record the outcome."""
         info = self.manifest["files"][file_id]
-        if info.get("resubmitting"):  # a driver died while creating this one: it may exist
-            self.existing = None
-            self._adopt([file_id], replacing=(info.get("batch") or {}).get("id"))
-            if info.get("batch") and not quota_failure(info):
-                info.pop("resubmitting")
-                self.save()
-                return
-        info["resubmitting"] = True
-        self.save()
-        replacing = (info.get("batch") or {}).get("id")
         try:
-            info["batch"] = batch_fields(self._create(file_id, replacing))
+            info["batch"] = batch_fields(self._create(file_id, (info.get("batch") or {}).get("id")))
             info.pop("error", None)
             info.pop("error_status", None)
         except BatchApiError as exc:  # its rows become batch_failed unless a later try succeeds
             info["error"], info["error_status"] = str(exc), exc.error.status
-        info.pop("resubmitting", None)
         self.save()
 
     def _create(self, file_id: str, replacing: str | None) -> dict[str, Any]:
-        """The batch of ``file_id``: created once the file is processed; after a failure that may hide a
-        created batch, the service is asked before any new creation."""
+        """The batch of ``file_id``, created once the file is processed. Every creation after the file's first
+        (in this run or an earlier one: ``asked`` is saved before it is sent) comes after a listing that did not
+        find one; a listing that fails raises, so the creation waits for the next try (``retry_due``), never
+        blind."""
         self._wait_processed(file_id)
+        info = self.manifest["files"][file_id]
         attempts = max(1, self.api.config.retry.max_attempts)
         for attempt in range(1, attempts + 1):
+            if info.get("asked") or info.get("resubmitting"):  # an earlier creation may have made one
+                self.existing = None
+                found = self._adopt([file_id], replacing)
+                if found:
+                    return found[file_id]
+            else:
+                info["asked"] = True
+                self.save()
             try:
                 return self.api.create(file_id, self.endpoint)
             except BatchApiError as exc:
                 if not may_pass(exc.error.status):
                     raise
-                self.existing = None  # the lost answer may have created it: look
-                found = self._adopt([file_id], replacing)
-                if found:
-                    return found[file_id]
-                if attempt == attempts:
+                if attempt == attempts:  # look once more: the lost answer may have created it
+                    self.existing = None
+                    found = self._adopt([file_id], replacing)
+                    if found:
+                        return found[file_id]
                     raise
                 time.sleep(retry_delay(attempt, None, self.api.config.retry, self.rng))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -182,3 +182,11 @@ class Creator:
                 error = RowError(None, ErrorCode.BATCH_FAILED, f"file {file_id} is {status}, not processed")
                 raise BatchApiError(f"the input file {file_id}", error)
             time.sleep(next(waits))
+
+
+def remove_orphans(api: BatchApi, prefix: str, keep: Collection[str]) -> int:
+    """Delete the service's ``purpose=batch`` files named ``{prefix}-...`` that are not in ``keep``: uploads of
+    this job whose answer was lost (the retry uploaded the file again) or made by an upload pass that did not
+    finish (a failed task, a killed driver). Returns how many were deleted."""
+    found = [f for f in api.list_files() if str(f.get("filename") or "").startswith(f"{prefix}-")]
+    return sum(api.delete(str(f["id"])) for f in found if isinstance(f.get("id"), str) and f["id"] not in keep)

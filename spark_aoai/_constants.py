@@ -42,6 +42,18 @@ MAX_INPUT_BYTES = 20 * 2**20  # Azure's limit for an image in a request
 BUDGET_SETTLE_SECONDS = REQUEST_TIMEOUT_SECONDS
 BUDGET_POLL_SECONDS = 0.05
 
+# Failover (deployments=[...]): a circuit breaker per deployment. It opens when, of the deployment's last
+# BREAKER_WINDOW outcomes within BREAKER_WINDOW_SECONDS (at least BREAKER_MIN_OUTCOMES of them), more than
+# BREAKER_FAILURE_SHARE failed; then new requests go to the next deployment, and one probe goes to it every
+# BREAKER_OPEN_SECONDS until one succeeds.
+BREAKER_WINDOW = 20
+BREAKER_WINDOW_SECONDS = 30.0
+BREAKER_MIN_OUTCOMES = 10
+BREAKER_FAILURE_SHARE = 0.5
+BREAKER_OPEN_SECONDS = 5.0
+# a request waiting for its deployment's rate controller looks this often for a deployment it should go to instead
+FAILOVER_RECHECK_SECONDS = 0.25
+
 # The partition engine
 MAX_PENDING_BATCHES = 2
 MAX_MESSAGE_CHARS = 2000  # longest error message kept in a row's error value
@@ -69,8 +81,15 @@ BATCH_TIMEOUT_HOURS = 24.0
 BATCH_POLL_SECONDS = 60.0  # the longest wait between two polls (they start at BATCH_FIRST_POLL_SECONDS)
 BATCH_FIRST_POLL_SECONDS = 1.0
 BATCH_COMPLETION_WINDOW = "24h"
-BATCH_HTTP_TIMEOUT = (10.0, 600.0)  # connect, read: a 200 MB output file takes a while
+# a Files/Batch call's attempt waits requestTimeout for its answer; an upload also this long per byte sent (a 200
+# MB file: 200 s more), a download requestTimeout for each chunk (a large output file takes as long as it streams)
+BATCH_UPLOAD_BYTES_PER_SECOND = 1_000_000
+BATCH_MAX_LIST_PAGES = 100  # a listing of batches or files reads at most this many pages (of 100)
 BATCH_MAX_FILES = 500  # Azure's input files per resource
 BATCH_PRICE_FACTOR = 0.5  # Azure's Global Batch: 50% of the Global Standard price
 BATCH_FILE_READY_SECONDS = 600.0  # the longest wait for an upload to be processed before its batch is created
-BATCH_CANCEL_WAIT_SECONDS = 1800.0  # after a timeout, the longest wait for cancelled batches to end
+# after batchTimeoutHours, the wait for cancelled batches to end: this share of batchTimeoutHours, at least
+# BATCH_CANCEL_WAIT_MIN_SECONDS and at most BATCH_CANCEL_WAIT_SECONDS (Azure cancels within 10 minutes; of 24 h: 10 min)
+BATCH_CANCEL_WAIT_SHARE = 0.01
+BATCH_CANCEL_WAIT_MIN_SECONDS = 10.0
+BATCH_CANCEL_WAIT_SECONDS = 600.0

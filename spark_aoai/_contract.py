@@ -186,6 +186,8 @@ class RowResults:
         self.finish_reasons: list[str | None] = [None] * size
         # where each answer came from: the deployment that answered, or CACHED for a stored answer
         self.sources: list[str | None] = [None] * size
+        # how sure the model was of each answer (a cascade's cheap levels: from the answer's logprobs)
+        self.confidence: list[float | None] = [None] * size
         self._resolved = [False] * size
         self._pending = size
         self._lock = threading.Lock()
@@ -251,6 +253,12 @@ class RowResults:
             for row in rows:
                 usage = self.usage[row]
                 self.usage[row] = None if usage is None else usage.nothing()
+
+    def set_confidence(self, rows: Sequence[int], confidence: float | None) -> None:
+        """Record how sure the model was of the answer of ``rows`` (set before the rows are resolved)."""
+        with self._lock:
+            for row in rows:
+                self.confidence[row] = confidence
 
     def mark_source(self, rows: Sequence[int], source: str) -> None:
         """Record where the answered rows among ``rows`` got their answer (a deployment name, or ``CACHED``)."""

@@ -34,6 +34,7 @@ class Answer:
     usage: Usage | None
     finish_reason: str | None
     source: str | None
+    confidence: float | None = None
 
 
 def _answers(unit: Unit) -> list[Answer]:
@@ -44,13 +45,15 @@ def _answers(unit: Unit) -> list[Answer]:
         usage = results.usage[row]
         answers.append(
             Answer(results.values[row], results.errors[row], None if usage is None else usage.nothing(),
-                   results.finish_reasons[row], results.sources[row])
+                   results.finish_reasons[row], results.sources[row], results.confidence[row])
         )  # fmt: skip
     return answers
 
 
 def _give(unit: Unit, answers: list[Answer]) -> None:
     for group, answer in zip(unit.groups, answers, strict=True):
+        if answer.confidence is not None:
+            unit.results.set_confidence(group, answer.confidence)
         if answer.error is not None:
             unit.results.fail(group, answer.error, answer.usage)
             continue

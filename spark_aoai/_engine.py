@@ -1,13 +1,16 @@
-"""The sender: threads over one pooled session, gated by the partition's ``RateController``; the one retry loop.
+"""The sender: threads over one pooled session per deployment, each gated by its deployment's ``RateController``;
+the one retry loop.
 
 Each unit is sent, retried and resolved here. Whatever happens, every row of every unit ends with a value or an
 error: a unit is never dropped, a wait never exceeds its bound (``maxRetryAfterSeconds``, the per-attempt
 ``requestTimeout``, ``deadlineSeconds``), and a partition whose requests all keep failing stops sending
 (``CircuitBreaker``); a systemic failure (bad key, unknown deployment, nothing listening) aborts the task.
 
-With failover (``ClientConfig.failover``) a unit refused for quota, or still failing after ``maxAttempts`` on
-its deployment, moves to the next one; a deployment that refused for quota rests for ``maxRetryAfterSeconds``.
-A quota refusal never pauses the rate controller: once every deployment rests, the task stops sending.
+With failover (``ClientConfig.failover``, ``_targets``) each deployment has its own rate controller and circuit
+breaker. A unit moves to the next deployment when its own refused for quota, is systemically down, has its breaker
+open, or the unit used its ``maxAttempts`` there; a deployment that refused for quota rests for
+``maxRetryAfterSeconds``. A quota refusal never pauses a rate controller: once every deployment rests, the task
+stops sending; a systemic fault stops the task only once every deployment is down.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from spark_aoai import _constants as C
@@ -34,7 +37,7 @@ from spark_aoai._contract import (
     add_usage,
 )
 from spark_aoai._hooks import Hooks
-from spark_aoai._http import Outcome, Transport, clean_message
+from spark_aoai._http import Outcome, clean_message
 from spark_aoai._ratecontrol import RateController
 from spark_aoai._retry import (
     CircuitBreaker,
@@ -45,6 +48,7 @@ from spark_aoai._retry import (
     retry_delay,
     should_retry,
 )
+from spark_aoai._targets import Target, Targets
 from spark_aoai._wire.usage import billed_usage
 
 logger = logging.getLogger("spark_aoai")
@@ -53,8 +57,8 @@ logger = logging.getLogger("spark_aoai")
 class _Slot:
     """One started request's place in the rate controller, given back exactly once."""
 
-    def __init__(self, controller: RateController) -> None:
-        self.controller: RateController | None = controller
+    def __init__(self) -> None:
+        self.controller: RateController | None = None
 
     def release(
         self, status: int | None, headers: Mapping[str, str], paused: float | None, latency: float | None = None
@@ -62,17 +66,6 @@ class _Slot:
         controller, self.controller = self.controller, None
         if controller is not None:
             controller.release(status, headers, paused, latency)
-
-
-@dataclass
-class Target:
-    """One deployment a unit can go to, with its own URL, connection pool and quota rest."""
-
-    config: ClientConfig
-    url: str
-    model: str | None  # the body's ``model`` on this deployment (None when the URL names it)
-    transport: Transport
-    resting_until: float = 0.0  # refused for quota: not tried again before this (monotonic) time
 
 
 class Sender:
@@ -86,20 +79,13 @@ class Sender:
         shares = max(1, limits.concurrent_tasks)
         rps = limits.max_requests_per_minute / 60.0 / shares if limits.max_requests_per_minute else None
         tps = limits.max_tokens_per_minute / 60.0 / shares if limits.max_tokens_per_minute else None
-        self.controller = RateController(limits.concurrency, rps, tps)
-        self.targets = [
-            Target(t, t.endpoint.url(route, t.deployment), t.endpoint.model_for(route, t.deployment),
-                   Transport(t, limits.concurrency))
-            for t in config.targets
-        ]  # fmt: skip
+        self.targets = Targets(config, route, rps, tps)
         self.queue: queue.Queue[Unit | None] = queue.Queue()
         self.random = random.Random()
         self.threads: list[threading.Thread] = []
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self.breaker = CircuitBreaker(config.retry, time.monotonic())
-        self.any_response = False
-        self.credential_worked = False  # an attempt of this task got past its credential
         self.stopped: RowError | None = None  # set once: every unit still to run gets this error
         self.systemic: RowError | None = None  # set with ``stopped`` when the task must fail
 
@@ -115,7 +101,7 @@ class Sender:
     def close(self) -> None:
         """Stop sending: units not yet started are dropped (their batch is no longer wanted), then threads end."""
         self.closing.set()
-        self.controller.cancel()
+        self.targets.cancel()
         while True:
             try:
                 self.queue.get_nowait()
@@ -125,8 +111,7 @@ class Sender:
             self.queue.put(None)
         for thread in self.threads:
             thread.join(timeout=5)
-        for target in self.targets:
-            target.transport.close()
+        self.targets.close()
 
     def stop(self, error: RowError, systemic: bool = False) -> None:
         """From now on, every unit that has not got its answer ends with ``error`` instead of being sent."""
@@ -135,7 +120,7 @@ class Sender:
                 self.stopped = error
                 if systemic:
                     self.systemic = error
-                self.controller.cancel()
+                self.targets.cancel()
                 self.closing.set()  # wakes senders sleeping out a backoff
                 logger.warning("spark_aoai: this task stopped sending: %s %s", error.code, error.message)
 
@@ -176,18 +161,32 @@ class Sender:
             limit = min(limit, left)
         return limit
 
-    def _target(self, unit: Unit) -> Target | None:
-        """The deployment of the unit's next attempt: its own, or the next one not resting after a quota refusal."""
-        now = time.monotonic()
-        for index in range(unit.target, len(self.targets)):
-            if self.targets[index].resting_until <= now:
-                if index != unit.target:
-                    unit.target, unit.target_since = index, unit.attempts
-                return self.targets[index]
-        return None
+    def _start(self, unit: Unit, slot: _Slot) -> tuple[Target, bool] | None:
+        """Take a slot of the rate controller of the unit's deployment: that deployment and whether the attempt is
+        its breaker's probe, or None once the unit is resolved. With failover, a unit waiting for its slot looks
+        again every ``FAILOVER_RECHECK_SECONDS`` for the deployment it should go to (a breaker opened, a rest began).
+        """
+        while True:
+            now = time.monotonic()
+            chosen = self.targets.choose(unit, now)
+            if chosen is None or self.stopped is not None:
+                resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
+                self._fail(unit, self.stopped or self._all_down() or resting)
+                return None
+            controller, until = chosen[0].controller, self.deadline
+            if self.targets.failover:
+                recheck = now + C.FAILOVER_RECHECK_SECONDS
+                until = recheck if until is None else min(until, recheck)
+            if controller.acquire(unit.tokens, until):
+                slot.controller = controller
+                return chosen
+            late = self.deadline is not None and time.monotonic() >= self.deadline
+            if self.stopped is not None or self.closing.is_set() or late:
+                self._fail(unit, self.stopped or self._deadline_error())
+                return None
 
     def _payload(self, unit: Unit, target: Target) -> dict[str, Any]:
-        if target is self.targets[0] or unit.payload.get("model") in (None, target.model):
+        if target is self.targets.all[0] or unit.payload.get("model") in (None, target.model):
             return unit.payload
         return {**unit.payload, "model": target.model}
 
@@ -210,13 +209,10 @@ class Sender:
                 late = self.deadline is not None and time.monotonic() >= self.deadline
                 self._fail(unit, self.stopped or (self._deadline_error() if late else refused))
                 return
-            slot = _Slot(self.controller)
+            slot = _Slot()
             try:
-                if not self.controller.acquire(unit.tokens, self.deadline):
-                    slot.controller = None  # no slot was taken
-                    self._fail(unit, self.stopped or self._deadline_error())
-                    return
-                delay = self._attempt(unit, slot)
+                chosen = self._start(unit, slot)
+                delay = None if chosen is None else self._attempt(unit, *chosen, slot)
             finally:
                 slot.release(None, {}, None)  # whatever the attempt raised, its slot is free again
                 self.hooks.withdraw(unit)  # and what admit counted in flight, unless the attempt was observed
@@ -225,15 +221,13 @@ class Sender:
             if delay > 0:
                 self.closing.wait(delay)
 
-    def _attempt(self, unit: Unit, slot: _Slot) -> float | None:
-        """One attempt of ``unit`` holding ``slot``: None once the unit is resolved (or handed on), else the
-        seconds to wait before the next attempt."""
+    def _attempt(self, unit: Unit, target: Target, probe: bool, slot: _Slot) -> float | None:
+        """One attempt of ``unit`` on ``target`` holding ``slot``: None once the unit is resolved (or handed on),
+        else the seconds to wait before the next attempt."""
         policy = self.config.retry
         limit = self._attempt_limit()
-        target = self._target(unit)
-        if limit is None or target is None or self.stopped is not None:
-            resting = RowError(429, ErrorCode.QUOTA_EXCEEDED, "every deployment refused for quota just now")
-            self._fail(unit, self.stopped or (resting if target is None else self._deadline_error()))
+        if limit is None or self.stopped is not None:
+            self._fail(unit, self.stopped or self._deadline_error())
             return None
         unit.attempts += 1
         sent = time.monotonic()
@@ -248,9 +242,10 @@ class Sender:
             paused = None if retry_after is None else min(retry_after, policy.max_retry_after)
             slot.release(outcome.status, outcome.headers, paused, elapsed)
         if outcome.status is not None:
-            self.any_response = True
+            target.answered = True
         if outcome.error is None or outcome.error.code != ErrorCode.CREDENTIAL_ERROR:
-            self.credential_worked = True  # a token was produced (whatever the service then said)
+            target.credential_worked = True  # a token was produced (whatever the service then said)
+        self.targets.record(target, outcome.error, probe)
         self.hooks.attempt(unit, outcome, elapsed)
         if error is None:
             try:
@@ -282,16 +277,7 @@ class Sender:
         if self.deadline is not None and time.monotonic() + delay >= self.deadline:
             self._fail(unit, self._deadline_error(), outcome.request_id)
             return None
-        return 0.0 if outcome.status == 429 else delay  # a 429 already paused every sender through the controller
-
-    def _move_on(self, unit: Unit) -> bool:
-        """Hand the unit to the next deployment that is not resting; False when there is none."""
-        now = time.monotonic()
-        for index in range(unit.target + 1, len(self.targets)):
-            if self.targets[index].resting_until <= now:
-                unit.target, unit.target_since = index, unit.attempts
-                return True
-        return False
+        return 0.0 if outcome.status == 429 else delay  # a 429 paused the deployment's senders through its controller
 
     def _settled(
         self, unit: Unit, target: Target, outcome: Outcome, error: RowError, retry_after: float | None
@@ -304,14 +290,12 @@ class Sender:
                 return False
         # a unit's attempts come one after another, with backoff between: a credential failing a few times in a
         # row for one unit, while none of the task's attempts got past it, is not a passing hiccup
-        failures = 0 if self.credential_worked else unit.attempts
-        if is_systemic(error, outcome.connect_failed, self.any_response, failures):
-            self.stop(error.with_attempts(unit.attempts, outcome.request_id), systemic=self.config.fail_on_systemic)
-            self._fail(unit, error, outcome.request_id)
-            return True
+        failures = 0 if target.credential_worked else unit.attempts - unit.target_since
+        if is_systemic(error, outcome.connect_failed, target.answered, failures):
+            return self._down(unit, target, error, outcome.request_id)
         if quota_exhausted(error, retry_after, policy):
-            target.resting_until = time.monotonic() + policy.max_retry_after
-            if self._move_on(unit):
+            self.targets.rest(target, policy.max_retry_after)
+            if self.targets.move_on(unit, time.monotonic()):
                 return False
             stop_error = quota_error(error, retry_after, policy)
             self.stop(stop_error)
@@ -335,8 +319,33 @@ class Sender:
             self._fail(unit, opened, outcome.request_id)
             return True
         if unit.attempts - unit.target_since >= policy.max_attempts:
-            if self._move_on(unit):
+            if self.targets.move_on(unit, time.monotonic()):
                 return False
             self._fail(unit, error, outcome.request_id)
             return True
+        self.targets.leave(unit, target, time.monotonic())  # its breaker open: on to the next one at once
         return False
+
+    def _all_down(self, fault: RowError | None = None) -> RowError | None:
+        everything = self.targets.all_down(fault) if self.targets.failover else None
+        return None if everything is None else replace(everything, message=self._clean(everything.message))
+
+    def _down(self, unit: Unit, target: Target, error: RowError, request_id: str | None) -> bool:
+        """A systemic fault of ``target``: with failover, the unit moves on and the task stops only once every
+        deployment is down (its error names each one's fault); else the task stops. True: the unit is resolved."""
+        fault = error.with_attempts(unit.attempts, request_id)
+        if self.targets.failover:
+            first, everything = self.targets.take_down(target, fault)
+            if everything is None:
+                if first:
+                    logger.warning("spark_aoai: %s is down, its requests go to the next deployment: %s %s",
+                                   target.where(), error.code, self._clean(error.message))  # fmt: skip
+                if self.targets.move_on(unit, time.monotonic()):
+                    return False
+                # the others rest for quota just now, or went down meanwhile
+                self._fail(unit, self.stopped or self._all_down(fault) or error, request_id)
+                return True
+            error = fault = self._all_down(everything) or fault
+        self.stop(fault, systemic=self.config.fail_on_systemic)
+        self._fail(unit, error, request_id)
+        return True

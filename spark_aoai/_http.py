@@ -24,6 +24,7 @@ from spark_aoai._constants import MAX_MESSAGE_CHARS
 from spark_aoai._contract import ErrorCode, RowError
 
 _READ_CHUNK = 1 << 16
+JSON_CONTENT = {"Content-Type": "application/json"}
 
 
 @dataclass
@@ -137,22 +138,33 @@ class Transport:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.verify = config.verify
-        self.static_headers = {"Content-Type": "application/json", **request_headers(config)}
+        self.static_headers = request_headers(config)
 
     def post(self, url: str, payload: dict[str, Any], limit_seconds: float) -> Outcome:
         """One attempt, ended after ``limit_seconds`` of wall-clock time whatever the server does."""
+        return self.request("POST", url, limit_seconds, data=json.dumps(payload), headers=JSON_CONTENT)
+
+    def request(self, method: str, url: str, limit_seconds: float, stream: bool = False, **send: Any) -> Outcome:
+        """One attempt of any call (``send``: requests' ``data``, ``files``, ``headers``); its JSON answer in
+        ``body``, the whole within ``limit_seconds`` of wall-clock time. With ``stream`` a 2xx answer's body is
+        left unread: ``body`` is the open ``requests.Response`` (the caller closes it), each read of it bounded
+        by ``limit_seconds``, so a large download may take longer as long as bytes keep coming."""
         until = time.monotonic() + limit_seconds
         try:
-            headers = {**self.static_headers, **self.config.credential.headers()}
+            headers = {**send.pop("headers", {}), **self.static_headers, **self.config.credential.headers()}
         except Exception as exc:  # the token provider failed: retried, like any transient failure
             return Outcome(None, error=credential_error(self.config, exc))
         timeout = (min(self.config.limits.connect_timeout, limit_seconds), limit_seconds)
         response = None
+        kept = False
         try:
             # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
-            response = self.session.post(
-                url, data=json.dumps(payload), headers=headers, timeout=timeout, verify=self.config.verify, stream=True
+            response = self.session.request(
+                method, url, headers=headers, timeout=timeout, verify=self.config.verify, stream=True, **send
             )
+            if stream and 200 <= response.status_code < 300:
+                kept = True
+                return Outcome(response.status_code, body=response, headers=response.headers)
             content = _read_body(response, until)
         except requests.exceptions.SSLError as exc:
             return self._failed(ErrorCode.TLS_ERROR, f"TLS failed: {exc}")
@@ -169,20 +181,21 @@ class Transport:
         except Exception as exc:  # anything else the stack raises is still an error value, never a crash
             return self._failed(ErrorCode.CLIENT_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
-            if response is not None:
+            if response is not None and not kept:
                 response.close()
         request_id = response.headers.get("apim-request-id") or response.headers.get("x-request-id")
-        if response.status_code != 200:
-            error = error_from_response(response.status_code, content.decode("utf-8", "replace"))
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = error_from_response(status, content.decode("utf-8", "replace"))
             error = RowError(error.status, error.code, self._clean(error.message))
-            return Outcome(response.status_code, headers=response.headers, error=error, request_id=request_id)
+            return Outcome(status, headers=response.headers, error=error, request_id=request_id)
         try:
             body = untrusted_json.loads(content)
         except ValueError as exc:
-            message = f"the service answered 200 with a body that is not usable JSON ({exc})"
-            error = RowError(200, ErrorCode.MALFORMED_RESPONSE, self._clean(message))
-            return Outcome(200, headers=response.headers, error=error, request_id=request_id)
-        return Outcome(200, body=body, headers=response.headers, request_id=request_id)
+            message = f"the service answered {status} with a body that is not usable JSON ({exc})"
+            error = RowError(status, ErrorCode.MALFORMED_RESPONSE, self._clean(message))
+            return Outcome(status, headers=response.headers, error=error, request_id=request_id)
+        return Outcome(status, body=body, headers=response.headers, request_id=request_id)
 
     def _failed(self, code: ErrorCode, message: str) -> Outcome:
         return Outcome(None, error=RowError(None, code, self._clean(message)))

@@ -1,5 +1,7 @@
 """Params shared by the stages, as mixins in the style of ``pyspark.ml.param.shared``, with every default read
-from ``_constants``. ``with_getters`` adds the ``getX()`` accessor of each Param, as pyspark's generated code has.
+from ``_constants``. Each mixin's typed ``getX``/``setX`` are generated from these declarations into
+``_accessors`` (``python scripts/gen_accessors.py``; a test fails when they are stale), as pyspark generates
+``pyspark.ml.param.shared``.
 
 A secret is never a Param: Params are saved as JSON with the stage and shown by ``explainParams()``.
 """
@@ -12,6 +14,20 @@ from typing import Any, ClassVar, TypeVar
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from spark_aoai import _constants as C
+from spark_aoai._accessors import (
+    HasCacheAccessors,
+    HasChatRequestAccessors,
+    HasConnectionAccessors,
+    HasEmbeddingRequestAccessors,
+    HasFailoverAccessors,
+    HasMediaAccessors,
+    HasOutputsAccessors,
+    HasPackingAccessors,
+    HasReasoningAccessors,
+    HasStructuredOutputAccessors,
+    HasThroughputAccessors,
+    HasUsageControlsAccessors,
+)
 from spark_aoai._config import API_STYLES
 from spark_aoai._param_values import (
     choice,
@@ -36,22 +52,7 @@ def _param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
     return Param(Params._dummy(), name, doc, converter)
 
 
-def with_getters(cls: P) -> P:
-    """Add ``getX()`` for each Param ``x`` declared on ``cls``."""
-    for name, value in list(vars(cls).items()):
-        if isinstance(value, Param):
-            getter = "get" + name[0].upper() + name[1:]
-
-            def get(self: Params, _name: str = name) -> Any:
-                return self.getOrDefault(getattr(self, _name))
-
-            get.__doc__ = f"The value of {name} (or its default)."
-            setattr(cls, getter, get)
-    return cls
-
-
-@with_getters
-class HasConnection(Params):
+class HasConnection(HasConnectionAccessors):
     """Where requests go."""
 
     deploymentName = _param("deploymentName", "Azure OpenAI deployment (or model) name", TypeConverters.toString)
@@ -69,13 +70,12 @@ class HasConnection(Params):
         choice("apiStyle", API_STYLES),
     )
     caBundle = _param(
-        "caBundle", "path of a CA bundle for TLS verification (empty: system default)", TypeConverters.toString
+        "caBundle", "path of a CA bundle for TLS verification (unset: the system's)", TypeConverters.toString
     )
-    _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto", "caBundle": ""}
+    _param_defaults: ClassVar[dict[str, Any]] = {"apiStyle": "auto"}
 
 
-@with_getters
-class HasThroughput(Params):
+class HasThroughput(HasThroughputAccessors):
     """How hard, how long, and how patient."""
 
     concurrency = _param("concurrency", "maximum requests in flight per partition", whole("concurrency", 1))
@@ -88,7 +88,7 @@ class HasThroughput(Params):
     )
     deadlineSeconds = _param(
         "deadlineSeconds",
-        "time budget per partition; rows unanswered by then get a timeout error (0: none)",
+        "time budget per partition; rows unanswered by then get a timeout error (unset: none)",
         real("deadlineSeconds", 0),
     )
     maxRetryAfterSeconds = _param(
@@ -97,31 +97,26 @@ class HasThroughput(Params):
         real("maxRetryAfterSeconds", 0, above=True),
     )
     maxRequestsPerMinute = _param(
-        "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (0: none)",
+        "maxRequestsPerMinute", "request budget for the whole job, split across concurrent tasks (unset: none)",
         real("maxRequestsPerMinute", 0),
     )  # fmt: skip
     maxTokensPerMinute = _param(
-        "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (0: none)",
+        "maxTokensPerMinute", "token budget for the whole job, split across concurrent tasks (unset: none)",
         real("maxTokensPerMinute", 0),
     )  # fmt: skip
     concurrentTasks = _param(
-        "concurrentTasks", "tasks running at once, to split budgets (0: from the Spark configuration)",
+        "concurrentTasks", "tasks running at once, to split budgets (unset: from the Spark configuration)",
         whole("concurrentTasks", 0),
     )  # fmt: skip
     _param_defaults: ClassVar[dict[str, Any]] = {
         "maxAttempts": C.MAX_ATTEMPTS,
         "connectTimeout": C.CONNECT_TIMEOUT_SECONDS,
         "requestTimeout": C.REQUEST_TIMEOUT_SECONDS,
-        "deadlineSeconds": 0.0,
         "maxRetryAfterSeconds": C.MAX_RETRY_AFTER_SECONDS,
-        "maxRequestsPerMinute": 0.0,
-        "maxTokensPerMinute": 0.0,
-        "concurrentTasks": 0,
     }
 
 
-@with_getters
-class HasOutputs(Params):
+class HasOutputs(HasOutputsAccessors):
     """Where results go, and what a failure does."""
 
     outputCol = _param("outputCol", "output column", TypeConverters.toString)
@@ -138,25 +133,23 @@ class HasOutputs(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"errorCol": "error", "failOnError": False, "onSystemicError": "fail"}
 
 
-@with_getters
-class HasCache(Params):
+class HasCache(HasCacheAccessors):
     """Never pay twice: a persistent response cache and the dedup of identical requests."""
 
     cacheDir = _param(
         "cacheDir",
         "directory of the response cache: a local or FUSE path (/lakehouse/default/Files/..., /dbfs/...) or an "
-        "fsspec URI; answers found there are not sent again (empty: no cache)",
+        "fsspec URI; answers found there are not sent again (unset: no cache)",
         TypeConverters.toString,
     )
     dedup = _param(
         "dedup", "send identical requests of a task once and fan the answer out (False to sample each row)",
         TypeConverters.toBoolean,
     )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {"cacheDir": "", "dedup": True}
+    _param_defaults: ClassVar[dict[str, Any]] = {"dedup": True}
 
 
-@with_getters
-class HasFailover(Params):
+class HasFailover(HasFailoverAccessors):
     """Deployments tried in order when one is out of quota or keeps failing."""
 
     deployments = _param(
@@ -171,16 +164,15 @@ class HasFailover(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasUsageControls(Params):
+class HasUsageControls(HasUsageControlsAccessors):
     """What a job may spend, where its statistics go, and whether its progress is shown (see ``_usage``)."""
 
     maxTotalTokens = _param(
-        "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (0: none)",
+        "maxTotalTokens", "spend cap for the whole job in billed tokens; later rows get budget_exhausted (unset: none)",
         whole("maxTotalTokens", 0),
     )  # fmt: skip
     maxCost = _param(
-        "maxCost", "spend cap for the whole job in dollars, from the price table (0: none)", real("maxCost", 0)
+        "maxCost", "spend cap for the whole job in dollars, from the price table (unset: none)", real("maxCost", 0)
     )
     prices = _param(
         "prices", "this deployment's prices per million tokens: {'input', 'cached_input', 'output'}", json_text
@@ -188,18 +180,17 @@ class HasUsageControls(Params):
     statisticsDir = _param(
         "statisticsDir",
         "directory for the tasks' statistics records and the spend-cap ledger; a shared path on a cluster "
-        "(empty: a temporary directory on each machine)",
+        "(unset: a temporary directory on each machine)",
         TypeConverters.toString,
     )
     progress = _param(
         "progress", "show a progress line on the driver (default: when the session is interactive)",
         TypeConverters.toBoolean,
     )  # fmt: skip
-    _param_defaults: ClassVar[dict[str, Any]] = {"maxTotalTokens": 0, "maxCost": 0.0, "statisticsDir": ""}
+    _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasChatRequest(Params):
+class HasChatRequest(HasChatRequestAccessors):
     """What a chat request asks for: prompts, instructions and the request fields of the same meaning."""
 
     promptCol = _param("promptCol", "string column of user prompts", TypeConverters.toString)
@@ -226,8 +217,7 @@ class HasChatRequest(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasStructuredOutput(Params):
+class HasStructuredOutput(HasStructuredOutputAccessors):
     """Prompts from templates over columns, and a typed output column from an output schema."""
 
     promptTemplate = _param(
@@ -253,8 +243,7 @@ class HasStructuredOutput(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"outputRetries": C.OUTPUT_RETRIES}
 
 
-@with_getters
-class HasPacking(Params):
+class HasPacking(HasPackingAccessors):
     """Prompt packing: several rows per chat request under one copy of the instructions (see ``_packing``)."""
 
     rowsPerRequest = _param(
@@ -271,13 +260,12 @@ class HasPacking(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"rowsPerRequest": 1, "maxPackTokens": C.MAX_PACK_TOKENS}
 
 
-@with_getters
-class HasEmbeddingRequest(Params):
+class HasEmbeddingRequest(HasEmbeddingRequestAccessors):
     """What an embeddings request asks for, and how rows are batched into requests."""
 
     inputCol = _param("inputCol", "string column of texts to embed", TypeConverters.toString)
     dimensions = _param(
-        "dimensions", "vector size for text-embedding-3 models (0: the model's)", whole("dimensions", 0)
+        "dimensions", "vector size for text-embedding-3 models (unset: the model's)", whole("dimensions", 0)
     )
     batchSize = _param(
         "batchSize",
@@ -291,15 +279,13 @@ class HasEmbeddingRequest(Params):
         choice("outputType", ("array", "vector")),
     )
     _param_defaults: ClassVar[dict[str, Any]] = {
-        "dimensions": 0,
         "batchSize": C.EMBEDDING_BATCH_SIZE,
         "maxBatchTokens": C.EMBEDDING_MAX_BATCH_TOKENS,
         "outputType": "array",
     }
 
 
-@with_getters
-class HasReasoning(Params):
+class HasReasoning(HasReasoningAccessors):
     """Which API a chat stage calls, and what reasoning models (gpt-5, o-series) are asked for."""
 
     apiType = _param(
@@ -321,8 +307,7 @@ class HasReasoning(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"apiType": "chat_completions"}
 
 
-@with_getters
-class HasMedia(Params):
+class HasMedia(HasMediaAccessors):
     """Images and PDFs sent with each row's prompt."""
 
     imageCol = _param("imageCol", "image per row: binary (PNG/JPEG/GIF/WebP) or a URL", TypeConverters.toString)

@@ -26,7 +26,7 @@ from spark_aoai._usage import build_usage_hooks, observe_output
 
 def build_cache(stage: Any, config: ClientConfig, operation: Operation) -> CacheFactory | None:
     """The cache of ``cacheDir`` (None when unset); a directory that cannot be written is refused here."""
-    directory = stage.getOrDefault(stage.cacheDir)
+    directory = stage._get(stage.cacheDir)
     if not directory:
         return None
     check_directory(directory)

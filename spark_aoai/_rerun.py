@@ -19,9 +19,9 @@ RETRYABLE_CODES = tuple(sorted(retryable_codes(later=True)))
 
 
 def retryable(error: Column) -> Column:
-    """True for an error struct worth another try: status 408/409/429/5xx or one of ``RETRYABLE_CODES``."""
-    status = error["status"]
-    by_status = status.isin(*sorted(RETRYABLE_STATUS)) | (status >= 500)
+    """True for an error struct worth another try: a status in ``_retry.RETRYABLE_STATUS`` (408/409/429/5xx, as
+    online) or one of ``RETRYABLE_CODES``."""
+    by_status = error["status"].isin(*sorted(RETRYABLE_STATUS))
     return error.isNotNull() & F.coalesce(by_status | error["code"].isin(*RETRYABLE_CODES), F.lit(False))
 
 

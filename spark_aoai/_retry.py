@@ -14,7 +14,9 @@ from email.utils import parsedate_to_datetime
 from spark_aoai import _constants as C
 from spark_aoai._contract import ErrorCode, RowError, retryable_codes
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# The one list of statuses worth another attempt (online, in the Batch API client, in ``retry_failed``):
+# 408/409/429 and every 5xx.
+RETRYABLE_STATUS = frozenset({408, 409, 429, *range(500, 600)})
 # Our own codes for failures that got no usable HTTP answer; all are worth another attempt.
 TRANSPORT_CODES = retryable_codes(later=False)
 # A 429 with one of these codes says the capacity itself is used up, not that we are going too fast.

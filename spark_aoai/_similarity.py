@@ -37,8 +37,14 @@ class Pairs:
     parts: int = len(PAIR_KEYS)
 
     def split(self, items: Sequence[Any]) -> list[Any]:
+        """The left texts, then the right ones; a pair with a null side is null on both (no text of it is sent:
+        its similarity is null)."""
         left, right = PAIR_KEYS
-        return [item[left] for item in items] + [item[right] for item in items]
+        pairs = [
+            (item[left], item[right]) if item is not None and None not in (item[left], item[right]) else (None, None)
+            for item in items
+        ]
+        return [pair[0] for pair in pairs] + [pair[1] for pair in pairs]
 
     def join(self, results: RowResults, rows: int) -> RowResults:
         """Row ``i``'s cosine of vectors ``i`` and ``rows + i`` of ``results``, or the first of their errors."""

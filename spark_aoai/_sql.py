@@ -2,7 +2,9 @@
 
 Each is a pandas UDF registered with ``spark.udf.register`` under a private name, wrapped in a temporary SQL
 function with typed parameters (``SIGNATURES``), so Spark refuses a wrong argument count or type when it
-analyses the query (no SparkContext, no JVM: Spark Connect works); each returns ``struct<result, error>``.
+analyses the query (no SparkContext, no JVM: Spark Connect works); each returns a struct named as its stage's
+columns (``ai_classify(...)`` gives ``struct<label, error>``, as ``ai.classify``'s Transformer adds ``label`` and
+``error`` and its UDF returns ``struct<label, error>``).
 Settings that SQL passes per row (``labels``, ``fields``, ``to``) are
 the row's values: the instructions are rendered and the output schema built per row, on the executor.
 """
@@ -21,6 +23,7 @@ from spark_aoai._similarity import PAIR_KEYS
 from spark_aoai._stage import SECRET_ARGUMENTS, AzureOpenAIStage
 from spark_aoai._tasks import TASKS, classify_for_row, extract_for_row, extract_map_output
 from spark_aoai._template import Template
+from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.functions import plan_udf, stage_udf
 from spark_aoai.transformers import ChatCompletion, Embedding
 
@@ -65,7 +68,13 @@ def register(
 ) -> list[str]:
     """``ai.register``: make each SQL function from its stage (its plan run through ``Plan.run``) and register it
     on ``spark`` as a SQL function with typed parameters (``SIGNATURES``); the names, sorted."""
-    chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY} | {"outputCol": "result", "errorCol": "error"}
+    named = sorted(set(kwargs) & {"outputCol", "errorCol"})
+    if named:
+        raise ConfigurationError(
+            f"ai.register: {', '.join(named)} cannot be set: each SQL function returns a struct named as its stage's "
+            "columns (ai_classify(...).label, ai_generate(...).response, ..., and .error)"
+        )
+    chat = {k: v for k, v in kwargs.items() if k not in EMBEDDING_ONLY}
     embedding = {k: v for k, v in {**chat, **kwargs}.items() if k in SECRET_ARGUMENTS or Embedding().hasParam(k)}
     if embeddingDeploymentName:
         embedding["deploymentName"] = embeddingDeploymentName

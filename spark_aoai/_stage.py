@@ -6,6 +6,7 @@ Credentials are constructor arguments kept in ``_secrets``, never Params: not sa
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ class AzureOpenAIStage(
     """What every stage shares: Params, credentials, validation on the driver, then ``mapInArrow``."""
 
     _stage_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each stage's constructor shows its Params (``help()``, notebooks' signature pop-ups) keyword-only."""
+        super().__init_subclass__(**kwargs)
+        names = sorted(name for name in dir(cls) if isinstance(getattr(cls, name, None), Param))
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, keyword, default=None) for name in [*names, *SECRET_ARGUMENTS]]
+        )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -169,13 +179,13 @@ class AzureOpenAIStage(
 
     def _client_config(self, spark: SparkSession | None) -> ClientConfig:
         on_systemic = self.getOrDefault(self.onSystemicError)
-        concurrent = self.getOrDefault(self.concurrentTasks)
+        concurrent = self._get(self.concurrentTasks)
         limits = Limits(
             concurrency=self.getOrDefault(self.concurrency),
-            max_requests_per_minute=self.getOrDefault(self.maxRequestsPerMinute) or None,
-            max_tokens_per_minute=self.getOrDefault(self.maxTokensPerMinute) or None,
+            max_requests_per_minute=self._get(self.maxRequestsPerMinute) or None,
+            max_tokens_per_minute=self._get(self.maxTokensPerMinute) or None,
             concurrent_tasks=concurrent or infer_concurrent_tasks(spark),
-            deadline_seconds=self.getOrDefault(self.deadlineSeconds) or None,
+            deadline_seconds=self._get(self.deadlineSeconds) or None,
             connect_timeout=self.getOrDefault(self.connectTimeout),
             read_timeout=self.getOrDefault(self.requestTimeout),
         )
@@ -199,7 +209,7 @@ class AzureOpenAIStage(
                 headers=secrets.get("headers"),
                 retry=retry,
                 limits=limits,
-                verify=self.getOrDefault(self.caBundle) or True,
+                verify=self._get(self.caBundle) or True,
                 fail_on_error=self.getOrDefault(self.failOnError),
                 fail_on_systemic=on_systemic == "fail",
             )
@@ -271,10 +281,11 @@ class AzureOpenAIStage(
         function = arrow_partition(prepared.plan, prepared.inputs)
         return self._finish(prepared, prepared.renamed.mapInArrow(function, prepared.out_schema))
 
-    def _prepare(self, dataset: DataFrame) -> Prepared:
-        """Plan on the driver and rename the input for ``mapInArrow`` (which cannot take dotted names)."""
+    def _prepare(self, dataset: DataFrame, planned: tuple[Plan, Inputs | None] | None = None) -> Prepared:
+        """Plan on the driver (unless ``planned`` is given: a cascade's final level) and rename the input for
+        ``mapInArrow`` (which cannot take dotted names)."""
         schema = dataset.schema
-        plan, inputs = self._plan(schema, dataset.sparkSession)
+        plan, inputs = planned or self._plan(schema, dataset.sparkSession)
         assert inputs is not None
         if self._is_own_output(schema, plan.names[0], plan.names[1]):  # re-run over its own output: replace
             replaced = [name for name in plan.names if name in schema.fieldNames() and name not in inputs.columns]

@@ -26,6 +26,7 @@ from typing import Any
 
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._cache import CacheHooks
+from spark_aoai._calibrate import describe_cascade
 from spark_aoai._contract import RowResults, Unit
 from spark_aoai._hooks import ComposedHooks, Hooks, NoHooks
 from spark_aoai._http import Outcome
@@ -200,6 +201,7 @@ class JobStatistics:
     elapsed_seconds: float | None = None
     tasks: int = 0
     missing: list[str] = field(default_factory=list)
+    cascade: dict[str, Any] | None = None  # a model cascade's levels, thresholds and costs (``_cascade_stage``)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,6 +224,8 @@ class JobStatistics:
         ]
         if self.answers_not_stored:
             lines.append(f"answers not stored in cacheDir {show(self.answers_not_stored)}")
+        if self.cascade is not None:
+            lines.extend(describe_cascade(self.cascade))
         return "\n".join(lines)
 
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pyspark.ml.param import Params, TypeConverters
+from pyspark.ml.param import TypeConverters
 
+from spark_aoai._accessors import (
+    HasFieldsAccessors,
+    HasInstructionsAccessors,
+    HasLabelsAccessors,
+    HasMaxWordsAccessors,
+    HasPairAccessors,
+    HasTargetLanguageAccessors,
+)
 from spark_aoai._param_values import labels as label_list
 from spark_aoai._param_values import text, whole
-from spark_aoai._params import _param, with_getters
+from spark_aoai._params import _param
 from spark_aoai._tasks import fields_text
 
 
-@with_getters
-class HasInstructions(Params):
+class HasInstructions(HasInstructionsAccessors):
     instructions = _param(
         "instructions", "the task's system prompt; {labels}, {to}, {maxWords}, {fields} are its settings",
         TypeConverters.toString,
@@ -22,8 +29,7 @@ class HasInstructions(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasLabels(Params):
+class HasLabels(HasLabelsAccessors):
     labels = _param(
         "labels", "the labels to choose from (2 or more); an answer outside them is invalid_output", label_list
     )
@@ -33,8 +39,7 @@ class HasLabels(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {"multiLabel": False}
 
 
-@with_getters
-class HasFields(Params):
+class HasFields(HasFieldsAccessors):
     fields = _param(
         "fields", "fields to extract: names, a dict name -> description, or a StructType / DDL for typed ones",
         fields_text,
@@ -42,20 +47,17 @@ class HasFields(Params):
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasMaxWords(Params):
+class HasMaxWords(HasMaxWordsAccessors):
     maxWords = _param("maxWords", "longest summary, in words", whole("maxWords", 1))
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasTargetLanguage(Params):
+class HasTargetLanguage(HasTargetLanguageAccessors):
     to = _param("to", "the language to translate into, e.g. 'French'", text("to"))
     _param_defaults: ClassVar[dict[str, Any]] = {}
 
 
-@with_getters
-class HasPair(Params):
+class HasPair(HasPairAccessors):
     leftCol = _param("leftCol", "first text column", TypeConverters.toString)
     rightCol = _param("rightCol", "second text column", TypeConverters.toString)
     _param_defaults: ClassVar[dict[str, Any]] = {}

@@ -29,22 +29,22 @@ Settings = Mapping[str, Any]
 class Task:
     """One task: its instructions (the system prompt), its output, and the Params it sets by default.
 
-    ``output`` builds the structured output from the settings (``None``: a text answer); ``output_schema`` is
+    ``output`` builds the structured output from the settings (``None``: a text answer); ``outputSchema`` is
     a fixed one instead (DDL, JSON schema, ...), as a user's own task has:
 
-    >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
+    >>> keywords = Task("keywords", "List the keywords of the user's text.", outputSchema="keywords array<string>")
     """
 
     name: str
     instructions: str
     output: Callable[[Settings], StructuredOutput] | None = None
-    output_schema: str | None = None
+    outputSchema: str | None = None  # camelCase, as the Param it sets (outputSchema)
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def structured(self, settings: Settings) -> StructuredOutput | None:
         if self.output is not None:
             return self.output(settings)
-        return output_from(self.output_schema, self.name) if self.output_schema else None
+        return output_from(self.outputSchema, self.name) if self.outputSchema else None
 
 
 def check_labels(labels: Any) -> tuple[str, ...]:

@@ -71,17 +71,17 @@ def build_usage_hooks(stage: Any, config: ClientConfig, operation: Operation) ->
     price = price_for(config.deployment, override)
     if price is not None and override is None and stage._batch_mode():
         price = price.scaled(C.BATCH_PRICE_FACTOR)  # the table's prices are online ones; given prices are as given
-    max_tokens = stage.getOrDefault(stage.getParam("maxTotalTokens"))
-    max_cost = stage.getOrDefault(stage.getParam("maxCost"))
+    max_tokens = stage._get(stage.getParam("maxTotalTokens")) or 0
+    max_cost = stage._get(stage.getParam("maxCost")) or 0.0
     if max_tokens < 0 or max_cost < 0:
-        raise ConfigurationError("maxTotalTokens and maxCost must be 0 (no cap) or more")
+        raise ConfigurationError("maxTotalTokens and maxCost must be more than 0 (leave them unset for no cap)")
     if stage._batch_mode():
         max_tokens = max_cost = 0  # a submitted batch cannot be stopped half way: the cap is online only (warned)
     if max_cost and price is None:
         raise ConfigurationError(
             f"maxCost: no price for deployment {config.deployment!r} in the price table; set prices={{'input': ...}}"
         )
-    directory = stage.getOrDefault(stage.getParam("statisticsDir"))
+    directory = stage._get(stage.getParam("statisticsDir"))
     if (max_tokens or max_cost) and not directory and not _is_local(SparkSession.getActiveSession()):
         raise ConfigurationError(
             "maxTotalTokens/maxCost on a cluster need statisticsDir: a path every executor shares (the cap's ledger)"
@@ -225,11 +225,12 @@ class UsageMethods:
         return stats
 
     def estimate(
-        self, df: DataFrame, requestsPerMinute: float | None = None, tokensPerMinute: float | None = None
+        self, df: DataFrame, maxRequestsPerMinute: float | None = None, maxTokensPerMinute: float | None = None
     ) -> dict[str, Any]:
-        """A dry run over ``df``: the job's requests and prompt tokens (real tokenizer), nothing sent.
+        """A dry run over ``df``: the job's requests and prompt tokens (real tokenizer), nothing sent. ``minutes``
+        is the time at the deployment's rates: the arguments, else the stage's Params of the same names.
 
-        >>> chat.estimate(df, requestsPerMinute=600, tokensPerMinute=100_000)   # doctest: +SKIP
+        >>> chat.estimate(df, maxRequestsPerMinute=600, maxTokensPerMinute=100_000)   # doctest: +SKIP
         {'rows': 1000, 'invalid_rows': 0, 'requests': 1000, 'prompt_tokens': 23190,
          'max_completion_tokens': 200000, 'estimated_cost': (0.058, 2.058), 'minutes': 2.0, ...}
         """
@@ -247,7 +248,9 @@ class UsageMethods:
         counts = {name: int(row[name] or 0) for name in COUNT_FIELDS}
         stage._estimated_rows = (df, counts["rows"])
         price = next((h.price for h in plan.hooks if isinstance(h, UsageFactory)), None)
-        return summarize(counts, price, tokenizer_name(model), requestsPerMinute, tokensPerMinute, PRICES_AS_OF)
+        requests = maxRequestsPerMinute or stage._get(stage.maxRequestsPerMinute)
+        tokens = maxTokensPerMinute or stage._get(stage.maxTokensPerMinute)
+        return summarize(counts, price, tokenizer_name(model), requests, tokens, PRICES_AS_OF)
 
 
 def _counts_ddl() -> str:

@@ -15,7 +15,7 @@ the same helpers SQL functions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
@@ -42,7 +42,22 @@ from spark_aoai._template import Template
 from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion, Embedding
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from spark_aoai._accessors import (
+        AITaskKwargs,
+        ClassifyKwargs,
+        ExtractKwargs,
+        FixGrammarKwargs,
+        SentimentKwargs,
+        SimilarityKwargs,
+        SummarizeKwargs,
+        TranslateKwargs,
+    )
+
 __all__ = [
+    "TASKS",
     "AITask",
     "Classify",
     "Extract",
@@ -75,6 +90,9 @@ def _task_defaults(task: Task, output_col: str) -> dict[str, Any]:
 class AITask(ChatCompletion, HasInstructions):
     """A ``ChatCompletion`` whose system prompt is a task's ``instructions`` (filled with its settings) and
     whose output is the task's: the stage a user's own ``Task`` runs as (``ai.run``)."""
+
+    def __init__(self, **kwargs: Unpack[AITaskKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
 
     _task: ClassVar[Task | None] = None
     _stage_defaults: ClassVar[dict[str, Any]] = {**ChatCompletion._stage_defaults, "outputCol": "output"}
@@ -109,12 +127,18 @@ class AITask(ChatCompletion, HasInstructions):
 class Classify(AITask, HasLabels):
     """``ai.classify``: one of ``labels`` (string), or with ``multiLabel`` those that apply (array<string>)."""
 
+    def __init__(self, **kwargs: Unpack[ClassifyKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
+
     _task = TASKS["classify"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "label")}
 
 
 class Extract(AITask, HasFields):
     """``ai.extract``: a struct of ``fields`` (strings, null where the text does not say; or typed)."""
+
+    def __init__(self, **kwargs: Unpack[ExtractKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
 
     _task = TASKS["extract"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "extracted")}
@@ -123,12 +147,18 @@ class Extract(AITask, HasFields):
 class Sentiment(AITask):
     """``ai.sentiment``: positive, negative, neutral or mixed."""
 
+    def __init__(self, **kwargs: Unpack[SentimentKwargs]) -> None:
+        super().__init__(**kwargs)
+
     _task = TASKS["sentiment"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "sentiment")}
 
 
 class Summarize(AITask, HasMaxWords):
     """``ai.summarize``: a summary of at most ``maxWords`` words."""
+
+    def __init__(self, **kwargs: Unpack[SummarizeKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
 
     _task = TASKS["summarize"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "summary")}
@@ -137,6 +167,9 @@ class Summarize(AITask, HasMaxWords):
 class Translate(AITask, HasTargetLanguage):
     """``ai.translate``: the text in the language ``to``."""
 
+    def __init__(self, **kwargs: Unpack[TranslateKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
+
     _task = TASKS["translate"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "translation")}
 
@@ -144,12 +177,18 @@ class Translate(AITask, HasTargetLanguage):
 class FixGrammar(AITask):
     """``ai.fix_grammar``: the text with its grammar and spelling corrected."""
 
+    def __init__(self, **kwargs: Unpack[FixGrammarKwargs]) -> None:
+        super().__init__(**kwargs)
+
     _task = TASKS["fix_grammar"]
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "corrected")}
 
 
 class Similarity(Embedding, HasPair):
     """``ai.similarity``: the cosine (double) of the embeddings of ``leftCol`` and ``rightCol``."""
+
+    def __init__(self, **kwargs: Unpack[SimilarityKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
 
     _stage_defaults: ClassVar[dict[str, Any]] = {**Embedding._stage_defaults, "outputCol": "similarity"}
 
@@ -218,17 +257,17 @@ def fix_grammar(inputCol: str, **kwargs: Any) -> FixGrammar:
 def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     """A user's own ``Task`` over a text column: its instructions as the system prompt, its output schema.
 
-    >>> keywords = Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
+    >>> keywords = Task("keywords", "List the keywords of the user's text.", outputSchema="keywords array<string>")
     >>> ai.run(keywords, "text", outputCol="keywords")  # doctest: +SKIP
     """
     if not isinstance(task, Task):
         raise ConfigurationError(
-            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, output_schema=...), "
+            f"ai.run takes a Task, got {type(task).__name__}: ai.run(ai.Task(name, instructions, outputSchema=...), "
             "inputCol)"
         )
     if task.output is not None:
-        raise ConfigurationError("ai.run takes a Task with a fixed output_schema (or none), not an output builder")
-    params = {"instructions": task.instructions, "outputSchema": task.output_schema, **task.defaults, **kwargs}
+        raise ConfigurationError("ai.run takes a Task with a fixed outputSchema (or none), not an output builder")
+    params = {"instructions": task.instructions, "outputSchema": task.outputSchema, **task.defaults, **kwargs}
     return AITask(promptCol=inputCol, **params)
 
 
@@ -254,7 +293,7 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     ``ai_embed(text)`` (result: ``array<float>``), ``ai_similarity(a, b)`` (result: ``double``).
 
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
-    >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
+    >>> spark.sql("SELECT ai_sentiment(text).sentiment FROM reviews")  # doctest: +SKIP
     """
     tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
     return _register(spark, tasks, embeddingDeploymentName, **kwargs)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.types import BinaryType, StringType, StructType
 
 from spark_aoai import _constants as C
 from spark_aoai._batch_job import BatchMethods
+from spark_aoai._cascade_stage import CascadeMethods, HasCascade
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Inputs
@@ -47,10 +48,16 @@ from spark_aoai._usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
 from spark_aoai.exceptions import ConfigurationError
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from spark_aoai._accessors import ChatCompletionKwargs, EmbeddingKwargs
+
 logger = logging.getLogger("spark_aoai")
 
 
 class ChatCompletion(
+    CascadeMethods,
     UsageMethods,
     BatchMethods,
     AzureOpenAIStage,
@@ -60,6 +67,7 @@ class ChatCompletion(
     HasStructuredOutput,
     HasPacking,
     HasMedia,
+    HasCascade,
 ):
     """Chat completions over a DataFrame: one request per row, many in flight, an error column instead of crashes.
 
@@ -94,6 +102,9 @@ class ChatCompletion(
     >>> chat = ChatCompletion(deploymentName="gpt-4o", promptCol="prompt", outputCol="response")
     >>> out = chat.transform(df)  # doctest: +SKIP
     """
+
+    def __init__(self, **kwargs: Unpack[ChatCompletionKwargs]) -> None:
+        super().__init__(**kwargs)
 
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "response", "concurrency": C.CHAT_CONCURRENCY}
     _REQUEST_OPTIONS = (
@@ -271,6 +282,9 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
     >>> out = emb.transform(df)  # doctest: +SKIP
     """
 
+    def __init__(self, **kwargs: Unpack[EmbeddingKwargs]) -> None:
+        super().__init__(**kwargs)
+
     _stage_defaults: ClassVar[dict[str, Any]] = {"outputCol": "embedding", "concurrency": C.EMBEDDING_CONCURRENCY}
 
     def _input_column(self, schema: StructType) -> str:
@@ -285,7 +299,7 @@ class Embedding(UsageMethods, BatchMethods, AzureOpenAIStage, HasEmbeddingReques
         route = EmbeddingOperation.route
         operation = EmbeddingOperation(
             model=config.endpoint.model_for(route, config.deployment),
-            dimensions=self.getOrDefault(self.dimensions) or None,
+            dimensions=self._get(self.dimensions) or None,
             batch_size=self.getOrDefault(self.batchSize),
             max_batch_tokens=self.getOrDefault(self.maxBatchTokens),
         )

@@ -198,14 +198,18 @@ def test_sql_functions(spark, shared_emulator):
            FROM tickets ORDER BY id"""
     ).collect()
     ok, null = row
-    assert ok.g.result == chat_reply([{"role": "user", "content": TEXTS[0]}]) and ok.g.error is None
-    assert ok.s.result == label_for(list(SENTIMENTS), TEXTS[0]) and ok.c.result == label_for(["bug", "other"], TEXTS[0])
+    assert ok.g.response == chat_reply([{"role": "user", "content": TEXTS[0]}]) and ok.g.error is None
+    assert ok.s.sentiment == label_for(list(SENTIMENTS), TEXTS[0])
+    assert ok.c.label == label_for(["bug", "other"], TEXTS[0])
     answer = chat_reply([{"role": "user", "content": TEXTS[0]}])  # the emulator answers the user's text
-    assert ok.t.result == answer and ok.m.result == answer and ok.x.result == {"product": answer}
-    assert np.allclose(ok.e.result, embed_text(TEXTS[0], 1536))
+    assert ok.t.translation == answer and ok.m.summary == answer and ok.x.extracted == {"product": answer}
+    assert np.allclose(ok.e.embedding, embed_text(TEXTS[0], 1536))
     va, vb = embed_text(TEXTS[0], 1536).astype(float), embed_text("photo upload crash", 1536).astype(float)
-    assert ok.sim.result == pytest.approx(float(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)), abs=1e-9)
-    assert all(v.result is None and v.error.code == "invalid_input" for v in null)
+    assert ok.sim.similarity == pytest.approx(float(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb)), abs=1e-9)
+    assert all(v[0] is None and v.error.code == "invalid_input" for v in null)
+    assert [ok[name].__fields__ for name in ("c", "e")] == [["label", "error"], ["embedding", "error"]]
+    with pytest.raises(ConfigurationError, match="outputCol cannot be set"):
+        ai.register(spark, outputCol="result", **kwargs(shared_emulator.endpoint))
 
 
 def test_sql_arguments_are_checked_when_the_query_is_analysed(spark, shared_emulator):

@@ -85,7 +85,7 @@ def test_every_sql_function_sends_each_distinct_prompt_once(spark, emulator, rep
 
 def every_stage(endpoint):
     emb = kwargs(endpoint, "text-embedding-3-small")
-    keywords = ai.Task("keywords", "List the keywords of the user's text.", output_schema="keywords array<string>")
+    keywords = ai.Task("keywords", "List the keywords of the user's text.", outputSchema="keywords array<string>")
     return {
         "ChatCompletion": ChatCompletion(promptCol="text", **kwargs(endpoint)),
         "Embedding": Embedding(inputCol="text", **emb),

@@ -119,3 +119,12 @@ def test_every_error_code_says_whether_another_attempt_may_cure_it():
         "quota_exceeded", "budget_exhausted", "internal_error", "batch_failed", "batch_expired", "batch_cancelled",
     }  # fmt: skip
     assert should_retry(None, ErrorCode.TIMEOUT) and not should_retry(None, ErrorCode.QUOTA_EXCEEDED)
+
+
+def test_one_list_of_retryable_statuses_online_in_batch_calls_and_in_retry_failed():
+    from spark_aoai._batch_service import may_pass
+    from spark_aoai._retry import RETRYABLE_STATUS
+
+    retried = {status for status in range(100, 600) if should_retry(status, None)}
+    assert retried == RETRYABLE_STATUS == {408, 409, 429, *range(500, 600)}
+    assert retried == {status for status in range(100, 600) if may_pass(status)}  # a batch creation's rule

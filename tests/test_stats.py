@@ -121,7 +121,7 @@ def test_row_figures_are_the_first_actions_on_both_paths(spark, billed, progress
 def test_estimate_sends_nothing_and_counts_prompts_within_ten_percent(spark, billed):
     df = prompts_df(spark, 40, 40)
     stage = chat(billed.endpoint, usageCol="usage", maxTokens=50)
-    guess = stage.estimate(df, requestsPerMinute=60, tokensPerMinute=100_000)
+    guess = stage.estimate(df, maxRequestsPerMinute=60, maxTokensPerMinute=100_000)
     assert billed.emulator.stats()["requests"] == {} and billed.statuses == {}  # type: ignore[attr-defined]
     assert guess["requests"] == 40 and guess["rows"] == 40 and guess["tokenizer"] == "o200k_base"
     assert guess["max_completion_tokens"] == 40 * 50

@@ -99,6 +99,8 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "no_text_marker": (str, "input text whose Responses API 200 has no usable text (billed)"),
     "no_text_kind": (str, f"how that answer lacks text: {', '.join(NO_TEXT_KINDS)}"),
     "seed": (int, "seed of the fault dice (the same seed replays the same faults)"),
+    "cheap_wrong_rate": (_rate, "share of rows cheap models (gpt-4.1-nano, gpt-4o-mini, ...) answer wrong (0..1)"),
+    "cheap_confidence_correlation": (_rate, "share of a cheap model's wrong rows it is unsure of (0..1)"),
     "pack_swap_rate": (_rate, "share of packed answers in which two items are mixed up (0..1)"),
     "pack_swap_kind": (str, f"how they are mixed up: {', '.join(PACK_SWAP_KINDS)} (default: any)"),
     "pack_injection_marker": (str, "input text that makes every item of its pack get its item's output"),
@@ -117,6 +119,13 @@ _BATCH_FLAGS: dict[str, tuple[Any, str]] = {
     "expire_after_lines": (_count, "a batch stops after this many lines and ends expired (the rest: batch_expired)"),
     "text_status_marker": (str, 'input text whose output line has status_code "OK" instead of a number'),
     "duplicate_marker": (str, "input text whose output line comes twice, the second with another answer"),
+    "lost_create_rate": (_rate, "share of batch creations made but answered 500, the answer lost (0..1)"),
+    "list_error_rate": (_rate, "share of batch listings answered 500 (0..1)"),
+    "list_ignores_after_rate": (_rate, "share of batch listings that ignore 'after': the first page again (0..1)"),
+    "cancel_error_rate": (_rate, "share of batch cancels answered 500, nothing done (0..1)"),
+    "cancel_stuck_rate": (_rate, "share of batch cancels that leave the batch cancelling for good (0..1)"),
+    "hold_calls": (str, "Files/Batch calls held unanswered, comma-separated: 'GET batches/{id}', ..."),
+    "hold_seconds": (_non_negative, "how long a held Files/Batch call waits before its answer, in seconds"),
 }
 
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from spark_aoai.emulator import _faults
+from spark_aoai.emulator import _cheap, _faults
 from spark_aoai.emulator._catalog import reasoning_tokens
 from spark_aoai.emulator._errors import content_filter_result
 from spark_aoai.emulator._model import chat_reply, embed_texts, embedding_dimensions, message_text, structured_reply
@@ -39,6 +39,9 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             content = _faults.non_finite(faults, content, text)
     else:
         content = chat_reply(messages)
+    logprobs = None
+    if not filtered:
+        content, logprobs = _cheap.answer(model, body, content, faults)
     if _faults.marked(faults.deep_answer_marker, text):
         content = _faults.nested()
     thinking = reasoning_tokens(model, body.get("reasoning_effort"))
@@ -67,7 +70,7 @@ def chat(model: str, body: dict[str, Any], faults: Faults, state: State) -> dict
             {
                 "index": 0,
                 "finish_reason": finish,
-                "logprobs": None,
+                "logprobs": logprobs,
                 "message": message,
                 "content_filter_results": content_filter_result("hate" if filtered else ""),
             }

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from spark_aoai.emulator._batches import Batches
 from spark_aoai.emulator._catalog import API_VERSIONS, BATCH_MIN_API_VERSION
 from spark_aoai.emulator._dispatch import api_version_of
-from spark_aoai.emulator._errors import bad_request, invalid, not_found
+from spark_aoai.emulator._errors import bad_request, invalid, not_found, server_error
 from spark_aoai.emulator._files import upload
 
 _ROUTE = re.compile(
@@ -59,6 +60,9 @@ def serve(
     call = f"{method} {route['kind']}" + ("/{id}" if object_id else "") + (f"/{action}" if action else "")
     state.count_batch_api(call)
     api_version = _api_version(route, query, state.settings.deployments is not None)
+    faults = state.settings.batch
+    if call in [name.strip() for name in (faults.hold_calls or "").split(",")]:
+        time.sleep(faults.hold_seconds)  # accepted, never answered in time
     body: Any
     if call == "POST files":
         body = upload(files, state.settings.batch, content_type, raw).object()
@@ -74,12 +78,20 @@ def serve(
         body = files.delete(object_id)
     elif call == "POST batches":
         body = batches.create(_json(raw), api_version)
+        if state.roll(faults.lost_create_rate):
+            raise server_error(500)  # made, and the answer lost
     elif call == "GET batches":
-        body = _page(batches.newest_first(), query)
+        if state.roll(faults.list_error_rate):
+            raise server_error(500)
+        ignored = state.roll(faults.list_ignores_after_rate)
+        body = _page(batches.newest_first(), {k: v for k, v in query.items() if not (ignored and k == "after")})
+        body["has_more"] = body["has_more"] or ignored  # and says there is more, for ever
     elif call == "GET batches/{id}":
         body = batches.get(object_id)
     elif call == "POST batches/{id}/cancel":
-        body = batches.cancel(object_id)
+        if state.roll(faults.cancel_error_rate):
+            raise server_error(500)
+        body = batches.cancel(object_id, stuck=state.roll(faults.cancel_stuck_rate))
     else:
         raise not_found()
     return Reply(200, json.dumps(body).encode("utf-8"))

@@ -81,6 +81,7 @@ class Job:
     total: int = 0
     completed: int = 0
     failed: int = 0
+    stuck: bool = False  # a cancel that never ends: the batch stays cancelling
 
     def object(self) -> dict[str, Any]:
         """The batch object (openai's ``Batch``)."""
@@ -155,12 +156,14 @@ class Batches:
         with self._lock:
             return [job.object() for job in reversed(self._jobs.values())]
 
-    def cancel(self, batch_id: str) -> dict[str, Any]:
-        """``cancelling`` now; the worker stops before its next line and ends ``cancelled``."""
+    def cancel(self, batch_id: str, stuck: bool = False) -> dict[str, Any]:
+        """``cancelling`` now; the worker stops before its next line and ends ``cancelled`` (with ``stuck``,
+        never)."""
         with self._lock:
             job = self._job(batch_id)
             if job.status in CANCELLABLE:
                 job.status, job.times["cancelling"] = "cancelling", int(time.time())
+                job.stuck = stuck
             elif job.status != "cancelling":
                 raise cannot_cancel(job.status)
             return job.object()
@@ -264,6 +267,11 @@ class Batches:
         self, job: Job, lines: list[Line], run: int, outputs: list[dict[str, Any]], failures: list[dict[str, Any]]
     ) -> None:
         """Write the files and end: ``completed`` (after ``finalizing``), ``expired`` or ``cancelled``."""
+        with self._lock:
+            stuck = job.stuck and job.status == "cancelling"
+        if stuck:  # a cancel that never completes: cancelling until the server stops
+            self._closed.wait()
+            return
         rest = lines[run:]
         finalizing = not rest and self._move(job, "finalizing")  # every line ran, no cancel came after the last
         if finalizing and not self._wait(time.monotonic() + 0.1 * job.settings.batch.seconds):

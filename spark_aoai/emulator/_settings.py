@@ -81,6 +81,10 @@ class Faults:
     no_text_marker: str | None = None
     no_text_kind: str = "reasoning_only"
     seed: int | None = None
+    # cheap models (``_cheap.CHEAP_MODELS``) answer wrong on this share of rows (by the row's input and ``seed``),
+    # and are unsure (a low logprob) on this share of the rows they get wrong (0: their confidence says nothing)
+    cheap_wrong_rate: float = 0.0
+    cheap_confidence_correlation: float = 0.9
     # packed answers mixed up, per pack: two items' ids exchanged ("ids": each answer keeps the tag it was
     # written with), two entries exchanged whole ("items": each keeps its id, tag and output), or two items'
     # outputs exchanged under their own ids and tags ("outputs": what no echoed tag can tell); None: any of them
@@ -104,6 +108,10 @@ class Faults:
             raise ValueError(f"Faults.non_finite_literal is one of {NON_FINITE_LITERALS}")
         if self.no_text_kind not in NO_TEXT_KINDS:
             raise ValueError(f"Faults.no_text_kind is one of {NO_TEXT_KINDS}")
+        if not 0.0 <= self.cheap_confidence_correlation <= 1.0:
+            raise ValueError(
+                f"Faults.cheap_confidence_correlation is between 0 and 1, not {self.cheap_confidence_correlation}"
+            )
         if self.pack_swap_kind not in (None, *PACK_SWAP_KINDS):
             raise ValueError(f"Faults.pack_swap_kind is one of {PACK_SWAP_KINDS} or None")
         if self.bad_structured_kind not in (None, *BAD_STRUCTURED_KINDS):
@@ -141,13 +149,28 @@ class BatchSettings:
     # twice, the second time with another answer (the same custom_id)
     text_status_marker: str | None = None
     duplicate_marker: str | None = None
+    # the Files/Batch API's own faults, rolled per call: a creation made but answered 500 (its answer lost), a
+    # list of batches answered 500, a list that ignores ``after`` (the first page again, has_more), a cancel
+    # answered 500 (nothing done), a cancel that leaves the batch ``cancelling`` for good; and the calls named
+    # in ``hold_calls`` (comma-separated, as the stats name them: "GET batches/{id}", "GET files/{id}/content")
+    # held with no answer for ``hold_seconds``, then answered
+    lost_create_rate: float = 0.0
+    list_error_rate: float = 0.0
+    list_ignores_after_rate: float = 0.0
+    cancel_error_rate: float = 0.0
+    cancel_stuck_rate: float = 0.0
+    hold_calls: str | None = None
+    hold_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("line_error_rate", "fail_rate"):
+        rates = ("lost_create_rate", "list_error_rate", "list_ignores_after_rate", "cancel_error_rate",
+                 "cancel_stuck_rate")  # fmt: skip
+        for name in ("line_error_rate", "fail_rate", *rates):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"BatchSettings.{name} is a probability between 0 and 1, not {getattr(self, name)}")
-        if self.seconds < 0:
-            raise ValueError(f"BatchSettings.seconds cannot be negative, not {self.seconds}")
+        for name in ("seconds", "hold_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"BatchSettings.{name} cannot be negative, not {getattr(self, name)}")
         for name in ("max_lines", "max_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BatchSettings.{name} must be at least 1, not {getattr(self, name)}")

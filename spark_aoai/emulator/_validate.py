@@ -65,6 +65,7 @@ def validate(route: str, body: dict[str, Any], inputs: list[str], model: str, fa
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise bad_request("'messages' must be a non-empty array of message objects.")
         _check_response_format(body.get("response_format"), "response_format")
+        _check_logprobs(body, facts)
         prompt = count_message_tokens(messages, model)
         completion = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_COMPLETION_ALLOWANCE
         check_content(" ".join(message_text(m.get("content")) for m in messages), prompt, faults, facts)
@@ -154,6 +155,26 @@ def _check_sampling(body: dict[str, Any], facts: Model | None) -> None:
                 "value is supported.",
                 "unsupported_value",
             )
+
+
+def _check_logprobs(body: dict[str, Any], facts: Model | None) -> None:
+    """Azure's contract: ``logprobs`` a boolean, ``top_logprobs`` 0 to 20 and only with ``logprobs: true``;
+    reasoning models return none."""
+    wanted, top = body.get("logprobs"), body.get("top_logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise invalid(
+            "logprobs", f"Invalid type for 'logprobs': expected a boolean, but got {wanted!r}.", "invalid_type"
+        )
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+            raise invalid("top_logprobs", f"Invalid 'top_logprobs': expected an integer 0 to 20, got {top!r}.",
+                          "invalid_value")  # fmt: skip
+        if wanted is not True:
+            raise invalid("top_logprobs", "'logprobs' must be set to true when 'top_logprobs' is used.",
+                          "invalid_value")  # fmt: skip
+    if wanted and facts is not None and facts.reasoning:
+        raise invalid("logprobs", "Unsupported parameter: 'logprobs' is not supported with this model.",
+                      "unsupported_parameter")  # fmt: skip
 
 
 def _check_response_format(response_format: Any, param: str) -> None:
