@@ -75,7 +75,7 @@ def test_messages_column_and_system_prompt(spark, emulator):
 
 def test_no_row_lost_or_mixed_up_under_faults(spark, emulator):
     emulator.configure(
-        rate_limit=RateLimit(requests_per_minute=60 * 150, window_seconds=0.2),
+        rate_limit=RateLimit(requests_per_minute=60 * 150, window_seconds=0.05),  # 7.5 at once: under the opening 8
         faults=Faults(
             error_500_rate=0.1,
             error_503_rate=0.1,
