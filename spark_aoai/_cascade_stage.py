@@ -219,6 +219,8 @@ class CascadeMethods:
         out = out.withColumnRenamed(CASCADE_COLUMN, column) if column else out.drop(CASCADE_COLUMN)
         out = observe(levels[-1], plans[-1], out)
         stage._usage_run = getattr(levels[-1], "_usage_run", None)
+        if stage._usage_run is not None:  # the final level's tasks see only the rows routed to it: rows come
+            stage._usage_run.rows_counted = False  # from the observation over the whole output
         stage._cascade_run = CascadeRun(names, plans, calibrated, rows, observation, target, confidence)
         return out
 

@@ -22,7 +22,6 @@ from spark_aoai._contract import Operation
 from spark_aoai._executor import Plan
 from spark_aoai._operations import ChatOperation
 from spark_aoai._param_values import is_reasoning_deployment
-from spark_aoai._partition import run_partition
 from spark_aoai.exceptions import RequestFailedError
 
 PROBE_PROMPT = "Reply with OK."
@@ -59,8 +58,9 @@ def check(plan: Plan, api: str | None) -> CheckResult:
     """Send the probe (see the module docstring); raise what a task would raise for a systemic failure."""
     operation, item = probe(plan, api)
     config = replace(plan.config, fail_on_systemic=True, fail_on_error=False)
+    bare = replace(plan, config=config, operation=operation, hooks=(), dedup=False, combine=None)
     started = time.monotonic()
-    results, _ = next(run_partition(iter([([item], None)]), operation, config))
+    results, _ = next(bare.run(iter([([item], None)])))
     seconds = time.monotonic() - started
     error = results.errors[0]
     if error is not None and error.status != 200:  # a 200 cut short (incomplete, refusal) still answered

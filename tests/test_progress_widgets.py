@@ -44,7 +44,7 @@ def notebook():
     try:
         yield shell
     finally:
-        del shell.kernel
+        vars(shell).pop("kernel", None)
         InteractiveShell.clear_instance()
 
 
