@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,8 @@ def test_a_notebook_shows_the_fix_above_the_traceback(capsys):
 
     inner = SystemicError({"status": 401, "code": "401", "message": "Access denied"}, "endpoint host h, deployment 'd'")
     wrapped = f"\n  An exception was thrown from the Python worker.\nspark_aoai.exceptions.SystemicError: {inner}"
-    shell = InteractiveShell.instance()
+    prompts = {name: getattr(sys, name) for name in ("ps1", "ps2", "ps3") if hasattr(sys, name)}
+    shell = InteractiveShell.instance()  # it sets sys.ps1: restored after, so later tests see no session
     try:
         shell.set_custom_exc((Exception,), ipython_handler)
         shell.run_cell(f"raise RuntimeError({wrapped!r})")
@@ -148,3 +150,8 @@ def test_a_notebook_shows_the_fix_above_the_traceback(capsys):
         assert "spark_aoai:" not in capsys.readouterr().out  # any other exception is shown as before
     finally:
         InteractiveShell.clear_instance()
+        for name in ("ps1", "ps2", "ps3"):
+            if name in prompts:
+                setattr(sys, name, prompts[name])
+            elif hasattr(sys, name):
+                delattr(sys, name)

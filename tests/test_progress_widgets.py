@@ -3,6 +3,7 @@ state without a browser; the text line stays outside a notebook kernel. Real emu
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -39,13 +40,19 @@ def notebook():
     """A real IPython shell standing in for a notebook kernel's (its ``kernel`` set), removed afterwards."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    shell = InteractiveShell.instance()
+    prompts = {name: getattr(sys, name) for name in ("ps1", "ps2", "ps3") if hasattr(sys, name)}
+    shell = InteractiveShell.instance()  # it sets sys.ps1 (what marks a session interactive): restored after
     shell.kernel = object()  # what ipykernel's shell has, and a terminal's has not
     try:
         yield shell
     finally:
         vars(shell).pop("kernel", None)
         InteractiveShell.clear_instance()
+        for name in ("ps1", "ps2", "ps3"):
+            if name in prompts:
+                setattr(sys, name, prompts[name])
+            elif hasattr(sys, name):
+                delattr(sys, name)
 
 
 def test_a_notebook_kernel_gets_the_bar_and_a_terminal_the_line(spark, emulator, notebook, capsys):
