@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pyspark.ml.param import Params, TypeConverters
 
 from spark_aoai._param_values import labels as label_list
-from spark_aoai._param_values import text, whole
+from spark_aoai._param_values import template, text, whole
 from spark_aoai._params import _param, with_getters
 from spark_aoai._tasks import fields_text
 
@@ -58,4 +58,13 @@ class HasTargetLanguage(Params):
 class HasPair(Params):
     leftCol = _param("leftCol", "first text column", TypeConverters.toString)
     rightCol = _param("rightCol", "second text column", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+@with_getters
+class HasCondition(Params):
+    inputCol = _param("inputCol", "the text column the condition is checked on", TypeConverters.toString)
+    condition = _param(
+        "condition", "what a kept row satisfies, in words; a template over columns ({col})", template("condition")
+    )
     _param_defaults: ClassVar[dict[str, Any]] = {}

@@ -23,6 +23,7 @@ from pyspark.sql.types import StructType
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import InvalidInputError, Operation
 from spark_aoai._executor import Inputs
+from spark_aoai._semantic import filter_template
 from spark_aoai._similarity import OUTPUTS as SIMILARITY_OUTPUTS
 from spark_aoai._similarity import PAIR_KEYS, Pairs
 from spark_aoai._spark_types import require_column, require_string
@@ -30,6 +31,7 @@ from spark_aoai._sql import TaskStages
 from spark_aoai._sql import register as _register
 from spark_aoai._structured import StructuredOutput
 from spark_aoai._task_params import (
+    HasCondition,
     HasFields,
     HasInstructions,
     HasLabels,
@@ -46,6 +48,7 @@ __all__ = [
     "AITask",
     "Classify",
     "Extract",
+    "Filter",
     "FixGrammar",
     "Sentiment",
     "Similarity",
@@ -55,6 +58,7 @@ __all__ = [
     "classify",
     "embed",
     "extract",
+    "filter",
     "fix_grammar",
     "generate",
     "register",
@@ -148,6 +152,23 @@ class FixGrammar(AITask):
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "corrected")}
 
 
+class Filter(AITask, HasCondition):
+    """``ai.filter``: whether the row's ``inputCol`` satisfies ``condition`` (boolean, ``keep``), a task like any
+    other (packing, cache, statistics, batch mode, spend cap); keep the rows with ``.where("keep")``."""
+
+    _task = TASKS["filter"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "keep")}
+
+    def _templates(self) -> tuple[Template | None, Template | None]:
+        """The prompt is the condition (a template over columns) and the row's text; the system prompt the
+        task's instructions."""
+        input_col, condition = self._get(self.inputCol), self._get(self.condition)
+        if not input_col or not condition:
+            raise ConfigurationError("ai.filter needs inputCol and condition: ai.filter('text', 'asks for a refund')")
+        system = self._system_prompt() or ""
+        return Template.parse(filter_template(input_col, condition)), Template.parse(system, "systemPrompt")
+
+
 class Similarity(Embedding, HasPair):
     """``ai.similarity``: the cosine (double) of the embeddings of ``leftCol`` and ``rightCol``."""
 
@@ -232,6 +253,14 @@ def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     return AITask(promptCol=inputCol, **params)
 
 
+def filter(inputCol: str, condition: str, **kwargs: Any) -> Filter:  # noqa: A001 (the issue's public name)
+    """A boolean column (``keep``): whether ``inputCol`` satisfies ``condition`` (a template over columns).
+
+    >>> df.transform(ai.filter("text", "asks for a refund").transform).where("keep")  # doctest: +SKIP
+    """
+    return Filter(inputCol=inputCol, condition=condition, **kwargs)
+
+
 def embed(inputCol: str, **kwargs: Any) -> Embedding:
     """The ``Embedding`` stage over ``inputCol`` (same Params)."""
     return Embedding(inputCol=inputCol, **kwargs)
@@ -244,7 +273,8 @@ def similarity(leftCol: str, rightCol: str, **kwargs: Any) -> Similarity:
 
 def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
     """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
-    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+    ``ai_translate``, ``ai_embed``, ``ai_similarity`` and ``ai_filter_result`` on ``spark``; each returns
+    ``struct<result, error>``; ``ai_filter(text, condition)`` is its boolean (null on error), for ``WHERE``.
 
     ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
     ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
@@ -256,5 +286,5 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
     >>> spark.sql("SELECT ai_sentiment(text).result FROM reviews")  # doctest: +SKIP
     """
-    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
+    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity, Filter)
     return _register(spark, tasks, embeddingDeploymentName, **kwargs)
