@@ -48,6 +48,14 @@ RANKING_OUTPUT = StructuredOutput(
 )
 
 
+def matches_output(settings: object) -> StructuredOutput:
+    return MATCHES_OUTPUT
+
+
+def ranking_output(settings: object) -> StructuredOutput:
+    return RANKING_OUTPUT
+
+
 def one_line(text: str) -> str:
     """A value as one line of a list prompt (an item runs to the end of its line)."""
     return " ".join(str(text).split())

@@ -26,6 +26,10 @@ PYSPARK_IMPORTERS = {
     "spark_aoai._sql",
     "spark_aoai._stage",
     "spark_aoai._usage",
+    "spark_aoai._semantic_agg",
+    "spark_aoai._semantic_join",
+    "spark_aoai._semantic_spark",
+    "spark_aoai._semantic_topk",
 }
 # Executor-side modules that look for pyspark without needing it, each with its reason.
 PYSPARK_PROBES = {

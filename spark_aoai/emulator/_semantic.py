@@ -18,6 +18,7 @@ text, so a test computes every operator's exact expected result on a generated t
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
@@ -194,5 +195,17 @@ def aggregate(prompt: str) -> str | None:
     task = _TASK.match(prompt)
     if task is None:
         return None
-    items = [line[2:] for line in task["items"].split("\n") if line.startswith("- ")]
+    items = [_read(line[2:]) for line in task["items"].split("\n") if line.startswith("- ")]
     return ", ".join(frequent_words(items))
+
+
+def _read(item: str) -> str:
+    """An item as text: a typed answer (a JSON object) is its string values, not its keys."""
+    if item.startswith("{"):
+        try:
+            value = json.loads(item)
+        except ValueError:
+            return item
+        if isinstance(value, dict):
+            return " ".join(str(v) for v in value.values() if isinstance(v, str))
+    return item
