@@ -93,3 +93,13 @@ BATCH_FILE_READY_SECONDS = 600.0  # the longest wait for an upload to be process
 BATCH_CANCEL_WAIT_SHARE = 0.01
 BATCH_CANCEL_WAIT_MIN_SECONDS = 10.0
 BATCH_CANCEL_WAIT_SECONDS = 600.0
+
+# Context limits (prompt + completion, tokens) of the chat models ``ai.agg`` and ``ai.top_k`` budget prompts by,
+# matched by the longest name a deployment starts with; another deployment needs ``maxPromptTokens``.
+CONTEXT_TOKENS = {
+    "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.5": 128_000, "gpt-4": 8_192,
+    "gpt-4-32k": 32_768, "gpt-4-turbo": 128_000, "gpt-35-turbo": 16_385, "gpt-3.5-turbo": 16_385,
+    "gpt-5": 272_000, "gpt-5-chat": 128_000, "o1": 200_000, "o1-mini": 128_000, "o3": 200_000, "o4-mini": 200_000,
+}  # fmt: skip
+COMPLETION_RESERVE_TOKENS = 4_096  # kept free of the prompt for the answer
+PROMPT_SAFETY = 0.97  # of the budget actually filled: token counts of joined items differ slightly

@@ -29,7 +29,7 @@ from spark_aoai.transformers import ChatCompletion, Embedding
 
 FUNCTIONS = (
     "ai_classify", "ai_embed", "ai_extract", "ai_generate", "ai_sentiment", "ai_similarity", "ai_summarize",
-    "ai_translate",
+    "ai_translate", "ai_filter", "ai_filter_result",
 )  # fmt: skip
 EMBEDDING_ONLY = ("dimensions", "batchSize", "maxBatchTokens")
 
@@ -61,6 +61,7 @@ class TaskStages:
     summarize: type[Any]
     translate: type[Any]
     similarity: type[Any]
+    filter: type[Any]
 
 
 def register(
@@ -97,10 +98,12 @@ def register(
         ),
         "ai_embed": stage_udf(Embedding(**embedding)),
         "ai_similarity": stage_udf(tasks.similarity(**embedding), PAIR_KEYS),
+        "ai_filter_result": stage_udf(tasks.filter(inputCol="text", condition="{condition}", **chat), FILTER_KEYS),
     }
     for name, function in functions.items():
         _declare(spark, name, function)
-    return sorted(functions)
+    _declare_filter(spark, functions["ai_filter_result"])
+    return sorted([*functions, "ai_filter"])
 
 
 # Each function's parameters: Spark checks a call's argument count and types against them when it analyses
@@ -114,7 +117,9 @@ SIGNATURES = {
     "ai_similarity": "a STRING, b STRING",
     "ai_summarize": "text STRING",
     "ai_translate": "text STRING, language STRING",
+    "ai_filter_result": "text STRING, condition STRING",
 }
+FILTER_KEYS = ("text", "condition")
 
 
 def _declare(spark: SparkSession, name: str, function: Any) -> None:
@@ -131,3 +136,16 @@ def _declare(spark: SparkSession, name: str, function: Any) -> None:
         )
     except Exception:  # ParseException, or a result type without a DDL name (a Vector)
         spark.udf.register(name, function)
+
+
+def _declare_filter(spark: SparkSession, function: Any) -> None:
+    """``ai_filter(text, condition)``: the boolean of ``ai_filter_result`` (null on error), for ``WHERE``.
+    Spark before 4.0 has no SQL functions: there ``ai_filter`` is ``ai_filter_result`` (use its ``.keep``)."""
+    spark.sql("DROP TEMPORARY FUNCTION IF EXISTS ai_filter")
+    try:
+        spark.sql(
+            "CREATE TEMPORARY FUNCTION ai_filter(text STRING, condition STRING) RETURNS BOOLEAN "
+            "RETURN _spark_aoai_ai_filter_result(text, condition).keep"
+        )
+    except Exception:  # ParseException: no SQL functions before Spark 4.0
+        spark.udf.register("ai_filter", function)

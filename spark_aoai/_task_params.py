@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from pyspark.ml.param import TypeConverters
 
 from spark_aoai._accessors import (
+    HasConditionAccessors,
     HasFieldsAccessors,
     HasInstructionsAccessors,
     HasLabelsAccessors,
@@ -16,7 +17,7 @@ from spark_aoai._accessors import (
     HasTargetLanguageAccessors,
 )
 from spark_aoai._param_values import labels as label_list
-from spark_aoai._param_values import text, whole
+from spark_aoai._param_values import template, text, whole
 from spark_aoai._params import _param
 from spark_aoai._tasks import fields_text
 
@@ -60,4 +61,12 @@ class HasTargetLanguage(HasTargetLanguageAccessors):
 class HasPair(HasPairAccessors):
     leftCol = _param("leftCol", "first text column", TypeConverters.toString)
     rightCol = _param("rightCol", "second text column", TypeConverters.toString)
+    _param_defaults: ClassVar[dict[str, Any]] = {}
+
+
+class HasCondition(HasConditionAccessors):
+    inputCol = _param("inputCol", "the text column the condition is checked on", TypeConverters.toString)
+    condition = _param(
+        "condition", "what a kept row satisfies, in words; a template over columns ({col})", template("condition")
+    )
     _param_defaults: ClassVar[dict[str, Any]] = {}

@@ -18,6 +18,7 @@ from spark_aoai._contract import InvalidInputError
 from spark_aoai._param_values import labels as label_list
 from spark_aoai._param_values import names
 from spark_aoai._schemas import from_ddl, from_json_schema, from_spark_json, output_from
+from spark_aoai._semantic import FILTER_INSTRUCTIONS
 from spark_aoai._structured import Shape, StructuredOutput, obj
 from spark_aoai.exceptions import ConfigurationError
 
@@ -62,6 +63,11 @@ def classify_output(settings: Settings) -> StructuredOutput:
 
 def sentiment_output(settings: Settings) -> StructuredOutput:
     return classify_output({"labels": SENTIMENTS})
+
+
+def filter_output(settings: Settings) -> StructuredOutput:
+    """``{"holds": true|false}`` (column: the boolean): whether the row satisfies the condition."""
+    return StructuredOutput(obj([("holds", Shape("boolean", nullable=False))]), "verdict", unwrap="holds")
 
 
 def fields_text(value: Any) -> str:
@@ -151,6 +157,7 @@ TASKS: dict[str, Task] = {
             defaults={"maxWords": 50},
         ),
         Task("translate", "Translate the user's text into {to}. Answer with the translation only."),
+        Task("filter", FILTER_INSTRUCTIONS, output=filter_output),
         Task(
             "fix_grammar",
             "Correct the grammar and spelling of the user's text, keeping its meaning and language. "

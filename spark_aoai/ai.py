@@ -17,12 +17,22 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from spark_aoai._config import ClientConfig
 from spark_aoai._contract import InvalidInputError, Operation
 from spark_aoai._executor import Inputs
+from spark_aoai._semantic import (
+    LISTING_INSTRUCTIONS,
+    RANKING_INSTRUCTIONS,
+    filter_template,
+    matches_output,
+    ranking_output,
+)
+from spark_aoai._semantic_agg import SemanticAgg
+from spark_aoai._semantic_join import SemanticJoin
+from spark_aoai._semantic_topk import SemanticTopK
 from spark_aoai._similarity import OUTPUTS as SIMILARITY_OUTPUTS
 from spark_aoai._similarity import PAIR_KEYS, Pairs
 from spark_aoai._spark_types import require_column, require_string
@@ -30,6 +40,7 @@ from spark_aoai._sql import TaskStages
 from spark_aoai._sql import register as _register
 from spark_aoai._structured import StructuredOutput
 from spark_aoai._task_params import (
+    HasCondition,
     HasFields,
     HasInstructions,
     HasLabels,
@@ -49,6 +60,7 @@ if TYPE_CHECKING:
         AITaskKwargs,
         ClassifyKwargs,
         ExtractKwargs,
+        FilterKwargs,
         FixGrammarKwargs,
         SentimentKwargs,
         SimilarityKwargs,
@@ -61,22 +73,30 @@ __all__ = [
     "AITask",
     "Classify",
     "Extract",
+    "Filter",
     "FixGrammar",
+    "SemanticAgg",
+    "SemanticJoin",
+    "SemanticTopK",
     "Sentiment",
     "Similarity",
     "Summarize",
     "Task",
     "Translate",
+    "agg",
     "classify",
     "embed",
     "extract",
+    "filter",
     "fix_grammar",
     "generate",
+    "join",
     "register",
     "run",
     "sentiment",
     "similarity",
     "summarize",
+    "top_k",
     "translate",
 ]
 
@@ -184,6 +204,60 @@ class FixGrammar(AITask):
     _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "corrected")}
 
 
+class Filter(AITask, HasCondition):
+    """``ai.filter``: whether the row's ``inputCol`` satisfies ``condition`` (boolean, ``keep``), a task like any
+    other (packing, cache, statistics, batch mode, spend cap); keep the rows with ``.where("keep")``."""
+
+    def __init__(self, **kwargs: Unpack[FilterKwargs]) -> None:
+        super().__init__(**kwargs)  # type: ignore[misc]  # its own Params too
+
+    _task = TASKS["filter"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "keep")}
+
+    def _templates(self) -> tuple[Template | None, Template | None]:
+        """The prompt is the condition (a template over columns) and the row's text; the system prompt the
+        task's instructions."""
+        input_col, condition = self._get(self.inputCol), self._get(self.condition)
+        if not input_col or not condition:
+            raise ConfigurationError("ai.filter needs inputCol and condition: ai.filter('text', 'asks for a refund')")
+        system = self._system_prompt() or ""
+        return Template.parse(filter_template(input_col, condition)), Template.parse(system, "systemPrompt")
+
+
+class PairCheck(AITask):
+    """``ai.join``'s check of a pair (its prompt template given): a boolean, as ``ai.filter``'s."""
+
+    _task = TASKS["filter"]
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "holds")}
+
+
+class ListMatches(AITask):
+    """``ai.join``'s classification plan: the numbers of the listed right rows that match (array<int>)."""
+
+    _task = Task("matches", LISTING_INSTRUCTIONS, output=matches_output)
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "matches")}
+
+
+class Rank(AITask):
+    """``ai.top_k``'s list-wise ranking: the numbers of the listed candidates, best first (array<int>)."""
+
+    _task = Task("rank", RANKING_INSTRUCTIONS, output=ranking_output)
+    _stage_defaults: ClassVar[dict[str, Any]] = {**AITask._stage_defaults, **_task_defaults(_task, "ranking")}
+
+
+SEMANTIC_STAGES: dict[str, type[AITask]] = {
+    "check": PairCheck,
+    "listing": ListMatches,
+    "ranking": Rank,
+    "answer": AITask,
+}
+
+
+def _semantic_stage(kind: str, **kwargs: Any) -> AITask:
+    """The task stage a semantic operator runs its requests through (so through ``Plan.run``)."""
+    return SEMANTIC_STAGES[kind](**kwargs)
+
+
 class Similarity(Embedding, HasPair):
     """``ai.similarity``: the cosine (double) of the embeddings of ``leftCol`` and ``rightCol``."""
 
@@ -271,6 +345,56 @@ def run(task: Task, inputCol: str, **kwargs: Any) -> AITask:
     return AITask(promptCol=inputCol, **params)
 
 
+def filter(inputCol: str, condition: str, **kwargs: Any) -> Filter:  # noqa: A001 (the issue's public name)
+    """A boolean column (``keep``): whether ``inputCol`` satisfies ``condition`` (a template over columns).
+
+    >>> df.transform(ai.filter("text", "asks for a refund").transform).where("keep")  # doctest: +SKIP
+    """
+    return Filter(inputCol=inputCol, condition=condition, **kwargs)
+
+
+def join(left: DataFrame, right: DataFrame, condition: str, **kwargs: Any) -> DataFrame:
+    """The pairs of rows for which ``condition`` (a template over ``{left.col}`` and ``{right.col}``) holds:
+    every column of both sides plus ``errorCol``; ``k`` candidates per left row by embeddings
+    (``embeddingDeploymentName``), or one request per left row when the right side is small
+    (``maxListedRows``). ``out.statistics()`` (or ``ai.SemanticJoin``'s) says the plan and its counts.
+
+    >>> ai.join(products, listings, "{left.title} and {right.title} are the same product",
+    ...         embeddingDeploymentName="text-embedding-3-small", deploymentName="gpt-4o")  # doctest: +SKIP
+    """
+    joiner = SemanticJoin(condition, _semantic_stage, **kwargs)
+    out = joiner.join(left, right)
+    out.statistics = joiner.statistics  # type: ignore[attr-defined]
+    return out
+
+
+def agg(df: DataFrame, groupBy: str | list[str], inputCol: str, instruction: str, **kwargs: Any) -> DataFrame:
+    """One answer per group (``outputCol``, default ``answer``; typed with ``outputSchema``), by hierarchical
+    map-reduce for groups beyond a context window (``maxPromptTokens``, else the model's limit); ``depth`` and
+    ``requests`` per group; ``out.statistics()`` the levels.
+
+    >>> ai.agg(reviews, "product", "text", "List the main complaints", deploymentName="gpt-4o")  # doctest: +SKIP
+    """
+    aggregation = SemanticAgg(instruction, _semantic_stage, **kwargs)
+    out = aggregation.aggregate(df, groupBy, inputCol)
+    out.statistics = aggregation.statistics  # type: ignore[attr-defined]
+    return out
+
+
+def top_k(df: DataFrame, inputCol: str, k: int, criterion: str, **kwargs: Any) -> DataFrame:
+    """The ``k`` rows that best satisfy ``criterion``, best first (``outputCol``, default ``rank``: 1..k): an
+    embedding pre-filter (``embeddingDeploymentName``, ``candidates``) then list-wise ranking; ``out.statistics()``
+    says how many requests it made.
+
+    >>> ai.top_k(tickets, "text", 5, "most urgent outage", embeddingDeploymentName="text-embedding-3-small",
+    ...          deploymentName="gpt-4o")  # doctest: +SKIP
+    """
+    ranker = SemanticTopK(criterion, k, _semantic_stage, **kwargs)
+    out = ranker.top(df, inputCol)
+    out.statistics = ranker.statistics  # type: ignore[attr-defined]
+    return out
+
+
 def embed(inputCol: str, **kwargs: Any) -> Embedding:
     """The ``Embedding`` stage over ``inputCol`` (same Params)."""
     return Embedding(inputCol=inputCol, **kwargs)
@@ -283,7 +407,8 @@ def similarity(leftCol: str, rightCol: str, **kwargs: Any) -> Similarity:
 
 def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **kwargs: Any) -> list[str]:
     """Register ``ai_generate``, ``ai_classify``, ``ai_extract``, ``ai_sentiment``, ``ai_summarize``,
-    ``ai_translate``, ``ai_embed`` and ``ai_similarity`` on ``spark``; each returns ``struct<result, error>``.
+    ``ai_translate``, ``ai_embed``, ``ai_similarity`` and ``ai_filter_result`` on ``spark``; each returns
+    ``struct<result, error>``; ``ai_filter(text, condition)`` is its boolean (null on error), for ``WHERE``.
 
     ``kwargs`` are ``ChatCompletion``'s connection and throughput keyword arguments (``deploymentName``,
     ``endpoint``, credentials, ...); ``embeddingDeploymentName`` is the deployment of ``ai_embed`` and
@@ -295,5 +420,5 @@ def register(spark: SparkSession, embeddingDeploymentName: str | None = None, **
     >>> ai.register(spark, deploymentName="gpt-4o", embeddingDeploymentName="text-embedding-3-small")  # doctest: +SKIP
     >>> spark.sql("SELECT ai_sentiment(text).sentiment FROM reviews")  # doctest: +SKIP
     """
-    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity)
+    tasks = TaskStages(Classify, Extract, Sentiment, Summarize, Translate, Similarity, Filter)
     return _register(spark, tasks, embeddingDeploymentName, **kwargs)

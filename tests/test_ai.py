@@ -188,8 +188,8 @@ def test_a_pipeline_of_every_helper_round_trips_and_runs(spark, shared_emulator,
 def test_sql_functions(spark, shared_emulator):
     shared_emulator.configure(faults=Faults())
     names = ai.register(spark, embeddingDeploymentName="text-embedding-3-small", **kwargs(shared_emulator.endpoint))
-    assert names == ["ai_classify", "ai_embed", "ai_extract", "ai_generate", "ai_sentiment", "ai_similarity",
-                     "ai_summarize", "ai_translate"]  # fmt: skip
+    assert names == ["ai_classify", "ai_embed", "ai_extract", "ai_filter", "ai_filter_result", "ai_generate",
+                     "ai_sentiment", "ai_similarity", "ai_summarize", "ai_translate"]  # fmt: skip
     spark.createDataFrame([(0, TEXTS[0]), (1, None)], "id int, text string").createOrReplaceTempView("tickets")
     row = spark.sql(
         """SELECT ai_generate(text) g, ai_sentiment(text) s, ai_summarize(text) m, ai_translate(text, 'German') t,

@@ -146,3 +146,17 @@ def test_batch_mode_submits_once_and_joins_the_answers(spark, emulator, tmp_path
     again, _ = summarize_tickets(spark, emulator.endpoint, str(tmp_path))  # the same job: nothing submitted
     assert again.collect() == rows
     assert emulator.stats()["batches"]["created"] == created and emulator.stats()["requests"] == {}
+
+
+def test_semantic_operators(spark, emulator):
+    from semantic_operators import run
+
+    out = run(spark, emulator.endpoint)
+    assert [r.ticket_id for r in out["refunds"]] == [1, 3, 7]
+    assert [(r.ticket_id, r.product_id) for r in out["joined"]] == [
+        (1, 10), (2, 20), (3, 10), (4, 30), (5, 20), (6, 30), (7, 10), (8, 30)
+    ]  # fmt: skip
+    assert out["join_statistics"]["plan"] == "classification" and out["join_statistics"]["chat_requests"] == 8
+    themes = {r.name: r.answer for r in out["themes"]}
+    assert themes["Volt charger"].startswith("charger, volt") and all(r.depth == 1 for r in out["themes"])
+    assert sorted(r.ticket_id for r in out["urgent"]) == [4, 8] and out["top_k_statistics"]["requests"] == 1

@@ -27,6 +27,10 @@ PYSPARK_IMPORTERS = {
     "spark_aoai._sql",
     "spark_aoai._stage",
     "spark_aoai._usage",
+    "spark_aoai._semantic_agg",
+    "spark_aoai._semantic_join",
+    "spark_aoai._semantic_spark",
+    "spark_aoai._semantic_topk",
 }
 # Packages of the Spark side: every module in them may import pyspark.
 PYSPARK_PACKAGES = ("spark_aoai._accessors",)  # typed accessors generated from the Params (scripts/gen_accessors.py)

@@ -68,6 +68,8 @@ SQL = {  # every function ``ai.register`` makes, over the repeated column
     "ai_extract": "ai_extract(text, array('product'))",
     "ai_embed": "ai_embed(text)",
     "ai_similarity": f"ai_similarity(text, '{OTHER}')",
+    "ai_filter": "ai_filter(text, 'crashes')",
+    "ai_filter_result": "ai_filter_result(text, 'crashes')",
 }
 
 
@@ -78,8 +80,11 @@ def test_every_sql_function_sends_each_distinct_prompt_once(spark, emulator, rep
     for name, call in SQL.items():
         emulator.reset_stats()
         rows = spark.sql(f"SELECT id, {call} AS out FROM repeated_tickets").collect()
-        assert len(rows) == len(TEXTS) and all(r.out.error is None for r in rows), name
+        assert len(rows) == len(TEXTS), name
+        assert all(r.out is True if name == "ai_filter" else r.out.error is None for r in rows), name
         expected = dict.fromkeys(DISTINCT, 1) | ({OTHER: 1} if name == "ai_similarity" else {})
+        if name.startswith("ai_filter"):
+            expected = {f"Condition: crashes\n\nText: {text}": 1 for text in DISTINCT}
         assert received(emulator) == expected, name
 
 
@@ -96,6 +101,7 @@ def every_stage(endpoint):
         "summarize": ai.summarize("text", **kwargs(endpoint)),
         "translate": ai.translate("text", to="French", **kwargs(endpoint)),
         "fix_grammar": ai.fix_grammar("text", **kwargs(endpoint)),
+        "filter": ai.filter("text", "crashes", **kwargs(endpoint)),
         "run": ai.run(keywords, "text", **kwargs(endpoint)),
         "embed": ai.embed("text", **emb),
         "similarity": ai.similarity("text", "other", **emb),

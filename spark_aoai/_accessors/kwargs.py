@@ -214,6 +214,17 @@ class ExtractKwargs(AITaskKwargs, HasFieldsKwargs, total=False):
     """The keyword arguments of ``Extract``."""
 
 
+class HasConditionKwargs(TypedDict, total=False):
+    """The keyword arguments of ``HasCondition``."""
+
+    inputCol: str | None
+    condition: str | None
+
+
+class FilterKwargs(AITaskKwargs, HasConditionKwargs, total=False):
+    """The keyword arguments of ``Filter``."""
+
+
 class FixGrammarKwargs(AITaskKwargs, total=False):
     """The keyword arguments of ``FixGrammar``."""
 
@@ -235,6 +246,18 @@ class HasTargetLanguageKwargs(TypedDict, total=False):
     """The keyword arguments of ``HasTargetLanguage``."""
 
     to: str | None
+
+
+class ListMatchesKwargs(AITaskKwargs, total=False):
+    """The keyword arguments of ``ListMatches``."""
+
+
+class PairCheckKwargs(AITaskKwargs, total=False):
+    """The keyword arguments of ``PairCheck``."""
+
+
+class RankKwargs(AITaskKwargs, total=False):
+    """The keyword arguments of ``Rank``."""
 
 
 class SentimentKwargs(AITaskKwargs, total=False):

@@ -187,3 +187,26 @@ class HasPairAccessors(Params):
     def setRightCol(self: _S, value: str) -> _S:
         """Set rightCol (checked as the constructor checks it)."""
         return self.setParams(rightCol=value)  # type: ignore[no-any-return, attr-defined]
+
+
+class HasConditionAccessors(Params):
+    """Typed accessors of ``HasCondition``'s Params."""
+
+    inputCol: Param[Any]
+    condition: Param[Any]
+
+    def getInputCol(self) -> str | None:
+        """inputCol: the text column the condition is checked on"""
+        return _value(self, self.inputCol)
+
+    def setInputCol(self: _S, value: str) -> _S:
+        """Set inputCol (checked as the constructor checks it)."""
+        return self.setParams(inputCol=value)  # type: ignore[no-any-return, attr-defined]
+
+    def getCondition(self) -> str | None:
+        """condition: what a kept row satisfies, in words; a template over columns ({col})"""
+        return _value(self, self.condition)
+
+    def setCondition(self: _S, value: str) -> _S:
+        """Set condition (checked as the constructor checks it)."""
+        return self.setParams(condition=value)  # type: ignore[no-any-return, attr-defined]

@@ -16,6 +16,7 @@ import numpy as np
 
 from spark_aoai.emulator._labels import topic_of
 from spark_aoai.emulator._media import part_description
+from spark_aoai.emulator._semantic import aggregate
 from spark_aoai.emulator._structured import value_for_schema
 
 EMBEDDING_DIMENSIONS = {
@@ -69,6 +70,9 @@ def chat_reply(messages: list[dict[str, Any]]) -> str:
     'Emulated answer to: What is it? [image/png 8f434346]'
     """
     message = _last_user_message(messages)
+    aggregated = aggregate(message_text(message.get("content")))  # texts to aggregate (``_semantic``)
+    if aggregated is not None:
+        return aggregated
     text = " ".join([message_text(message.get("content")), *attachments(message.get("content"))])
     return f"Emulated answer to: {text}"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from spark_aoai.emulator._facts import date_for, field_words, id_for, is_id_like, number_for
 from spark_aoai.emulator._labels import NEGATIVE_LABELS, NEGATIVE_WORDS, POSITIVE_LABELS, pick_label, sentiment, words
+from spark_aoai.emulator._semantic import numbers, verdict
 
 # A stand-in date for a field that must have one when the text gives none: a day of this year, by the prompt.
 STAND_IN_YEAR = 2024
@@ -59,6 +60,9 @@ def _date(prompt: str, keys: list[str], with_time: bool, nullable: bool) -> str 
 
 
 def _boolean(name: str, prompt: str) -> bool:
+    semantic = verdict(prompt)  # a semantic filter's or join's check (``_semantic``)
+    if semantic is not None:
+        return semantic
     name_words = set(words(name.replace("_", " "))) - {"is", "has", "was", "contains"}
     if name_words & POSITIVE_LABELS:
         return sentiment(prompt) > 0
@@ -99,6 +103,9 @@ def value_for_schema(
         props = schema.get("properties", {})
         return {key: value_for_schema(sub, seed_text, defs, prompt, key) for key, sub in props.items()}
     if kind == "array":
+        listed = numbers(prompt) if (schema.get("items") or {}).get("type") == "integer" else None
+        if listed is not None:  # the matching right rows, or a ranking (``_semantic``)
+            return listed
         count = max(1, int(schema.get("minItems", 1)))
         return [value_for_schema(schema.get("items", {}), seed_text, defs, prompt, name) for _ in range(count)]
     description = schema.get("description")
