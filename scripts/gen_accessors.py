@@ -20,6 +20,7 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "spark_aoai"
 TARGET = PACKAGE / "_accessors"
+SECRETS_MODULE = PACKAGE / "_failover.py"
 MAX_LINES = 360  # a generated module stays under the project's 400 lines
 BASE_STAGE = "AzureOpenAIStage"
 
@@ -127,11 +128,11 @@ def accessor_class(cls: Declared) -> list[str]:
 
 
 def secrets() -> list[str]:
-    """The credentials every constructor takes (never Params): ``_stage.SECRET_ARGUMENTS``."""
-    for node in ast.parse((PACKAGE / "_stage.py").read_text()).body:
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "SECRET_ARGUMENTS":
+    """The credentials every constructor takes (never Params): ``_failover.SECRET_KEYS``."""
+    for node in ast.parse(SECRETS_MODULE.read_text()).body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "SECRET_KEYS":
             return list(ast.literal_eval(node.value))
-    raise SystemExit("spark_aoai/_stage.py has no SECRET_ARGUMENTS")
+    raise SystemExit(f"{SECRETS_MODULE} has no SECRET_KEYS")
 
 
 def has_params(name: str, classes: dict[str, Declared]) -> bool:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spark_aoai import _constants as C
+
 # Refresh a token this long before its expiry; for tokens without a readable expiry, refresh this often.
-REFRESH_MARGIN_SECONDS = 300.0
-OPAQUE_TOKEN_LIFETIME_SECONDS = 600.0
 
 
 class Secret:
@@ -140,7 +140,7 @@ class _RefreshingToken(Credential):
             if self._token is None or now >= self._refresh_at:
                 token = self._fetch()
                 expiry = token_expiry(token)
-                lifetime = (expiry - now - REFRESH_MARGIN_SECONDS) if expiry else OPAQUE_TOKEN_LIFETIME_SECONDS
+                lifetime = (expiry - now - C.REFRESH_MARGIN_SECONDS) if expiry else C.OPAQUE_TOKEN_LIFETIME_SECONDS
                 self._token, self._refresh_at = token, now + max(0.0, lifetime)
                 self._seen = [*self._seen, token][-4:]
             return self._token
@@ -219,21 +219,18 @@ class FabricToken(_RefreshingToken):
         return "FabricToken(token=Secret('********'))"
 
 
-MIN_SECRET_CHARS = 8  # shorter values are masked nowhere: "wrong" must not garble "wrong API endpoint"
-
-
 def _forms(secret: str) -> set[str]:
     """A secret as it may appear in a message: itself, escaped (repr, unicode_escape) or URL-quoted."""
     from urllib.parse import quote
 
     forms = {secret, repr(secret)[1:-1], secret.encode("unicode_escape").decode("ascii"), quote(secret, safe="")}
-    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
+    return {form for form in forms if len(form) >= C.MIN_SECRET_CHARS}
 
 
 def redact(text: str, secrets: list[str]) -> str:
     """Mask whole occurrences of each secret (and its escaped forms) in ``text`` with ``********``.
 
-    Only secrets of at least ``MIN_SECRET_CHARS`` characters are masked, and only where they are not part of a
+    Only secrets of at least ``C.MIN_SECRET_CHARS`` characters are masked, and only where they are not part of a
     longer word, so a short or common value does not garble the message around it.
     """
     import re

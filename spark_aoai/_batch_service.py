@@ -22,7 +22,6 @@ from spark_aoai._contract import ErrorCode, RowError
 from spark_aoai._retry import RETRYABLE_STATUS, retry_delay
 
 QUOTA_CODE = "token_limit_exceeded"
-LONGEST_BACKOFF_SECONDS = 1800.0
 
 
 def batch_fields(batch: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +96,7 @@ class Creator:
         now = time.time()
         if "retry_at" not in info:
             tries = info["tries"] = int(info.get("tries", 0)) + 1
-            info["retry_at"] = now + min(LONGEST_BACKOFF_SECONDS, self.backoff * 2 ** (tries - 1))
+            info["retry_at"] = now + min(C.BATCH_LONGEST_BACKOFF_SECONDS, self.backoff * 2 ** (tries - 1))
             self.save()
         if info["retry_at"] >= deadline:
             info.pop("retry_at")

@@ -25,12 +25,13 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from spark_aoai import _constants as C
 from spark_aoai._accessors import HasCascadeAccessors
 from spark_aoai._calibrate import Level, calibrate, interval, upper_bound
 from spark_aoai._cascade import CASCADE_ARROW_TYPE, SAMPLE_FIELDS, Cascade, cascade_partition, sample_partition
 from spark_aoai._confidence import LOGPROB_OPTIONS, Scored
 from spark_aoai._executor import Plan
-from spark_aoai._failover import split_deployments
+from spark_aoai._failover import SECRET_KEYS, split_deployments
 from spark_aoai._param_values import is_reasoning_deployment, real, whole
 from spark_aoai._params import _param
 from spark_aoai._plugins import observe
@@ -39,9 +40,7 @@ from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai._stats import JobStatistics, UsageFactory, add_records, read_records
 from spark_aoai.exceptions import ConfigurationError
 
-SAMPLE_SEED = 29
 CASCADE_COLUMN = "_spark_aoai_cascade"
-SECRET_KEYS = ("apiKey", "aadToken", "tokenProvider", "headers")
 HINT = "e.g. cascadeDeployments=['gpt-4.1-nano', 'gpt-4.1']"
 
 
@@ -195,7 +194,7 @@ class CascadeMethods:
         cascade = Cascade(tuple(plans), names)
         size = stage.getOrDefault(stage.cascadeSampleSize)
         ddl = ", ".join(f"{name} {spark_type(kind).simpleString()}" for name, kind in SAMPLE_FIELDS)
-        sample = prepared.renamed.orderBy(F.rand(SAMPLE_SEED)).limit(size)
+        sample = prepared.renamed.orderBy(F.rand(C.CASCADE_SAMPLE_SEED)).limit(size)
         rows = sample.mapInArrow(sample_partition(cascade, prepared.inputs), ddl).collect()
         target, confidence = stage.getOrDefault(stage.cascadeTarget), stage.getOrDefault(stage.cascadeConfidence)
         cheap = range(len(names) - 1)

@@ -4,7 +4,7 @@ The probe goes where the job's requests go (endpoint, deployment, credential, he
 list), with the same transport, retry policy and systemic-error rule, but no cache, statistics or spend cap:
 
 - chat completions / the Responses API: the prompt ``Reply with OK.`` and an answer limit of
-  ``PROBE_ANSWER_TOKENS`` (the Responses API's minimum): about 25 tokens in all;
+  ``C.CHECK_PROBE_ANSWER_TOKENS`` (the Responses API's minimum): about 25 tokens in all;
 - embeddings: the one-word text ``ping`` (1 token).
 
 A systemic failure (401/403, 404, DNS, connection refused, TLS) raises the ``SystemicError`` a task would
@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from spark_aoai import _constants as C
 from spark_aoai._contract import Operation
 from spark_aoai._executor import Plan
 from spark_aoai._operations import ChatOperation
@@ -26,7 +27,6 @@ from spark_aoai.exceptions import RequestFailedError
 
 PROBE_PROMPT = "Reply with OK."
 PROBE_TEXT = "ping"
-PROBE_ANSWER_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def probe(plan: Plan, api: str | None) -> tuple[Operation, str]:
     limit = "max_completion_tokens" if reasoning or api == "responses" else "max_tokens"
     chat = getattr(plan.operation, "chat", plan.operation)  # a packed operation's own chat operation
     model = getattr(chat, "model", None)
-    return ChatOperation(model=model, options={limit: PROBE_ANSWER_TOKENS}, api=api), PROBE_PROMPT
+    return ChatOperation(model=model, options={limit: C.CHECK_PROBE_ANSWER_TOKENS}, api=api), PROBE_PROMPT
 
 
 def check(plan: Plan, api: str | None) -> CheckResult:

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spark_aoai import _constants as C
 from spark_aoai._contract import OutputField, Route, RowError, RowResults, TaskOperation, Unit
 from spark_aoai._packing import Pack
 
 LOGPROB_OPTIONS = {"logprobs": True}
-MAX_TOKENS_READ = 200_000  # logprob entries read from one answer (a hostile body cannot make it loop for long)
 
 
 def token_logprobs(body: Any) -> list[tuple[str, float]] | None:
@@ -31,7 +31,7 @@ def token_logprobs(body: Any) -> list[tuple[str, float]] | None:
         entries = body["choices"][0]["logprobs"]["content"]
     except (KeyError, IndexError, TypeError):
         return None
-    if not isinstance(entries, list) or not entries or len(entries) > MAX_TOKENS_READ:
+    if not isinstance(entries, list) or not entries or len(entries) > C.LOGPROB_MAX_TOKENS_READ:
         return None
     tokens = []
     for entry in entries:

@@ -103,3 +103,89 @@ CONTEXT_TOKENS = {
 }  # fmt: skip
 COMPLETION_RESERVE_TOKENS = 4_096  # kept free of the prompt for the answer
 PROMPT_SAFETY = 0.97  # of the budget actually filled: token counts of joined items differ slightly
+
+# _auth.py
+REFRESH_MARGIN_SECONDS = 300.0
+OPAQUE_TOKEN_LIFETIME_SECONDS = 600.0
+MIN_SECRET_CHARS = 8  # shorter values are masked nowhere: "wrong" must not garble "wrong API endpoint"
+
+# _batch_service.py
+BATCH_LONGEST_BACKOFF_SECONDS = 1800.0
+
+# _cascade_stage.py
+CASCADE_SAMPLE_SEED = 29
+
+# _check.py
+CHECK_PROBE_ANSWER_TOKENS = 16
+
+# _confidence.py
+LOGPROB_MAX_TOKENS_READ = 200_000  # logprob entries read from one answer (a hostile body cannot make it loop for long)
+
+# _packgate.py
+PACK_PROBE_ITEMS = 2  # the probe's size: what a server that ignores the format costs, twice, before packing stops
+PACK_PROBE_FAILURES = 2  # probes answered with no usable item before the task stops packing
+
+# _packing.py
+ITEM_OVERHEAD_TOKENS = 12  # what ``{"id": "12", "input": "", "tag": "ab"}`` and its answer's id and tag add
+
+# _packproof.py
+PACK_MIN_TIED_CHARS = 3  # shorter texts (a one-letter label) tie to too many inputs to tell anything
+PACK_MIN_TAKEN_OVER = 3  # a pack this large whose items all got one output tied to an input is asked again
+
+# _progress.py
+PROGRESS_DEFAULT_INTERVAL_SECONDS = 2.0
+
+# _ratecontrol.py
+RATE_MEASURE_SECONDS = 2.0
+RATE_ADJUST_SECONDS = 0.1
+RATE_MIN_PACE = 0.2
+RATE_TARGET = 0.4  # the share of the service's budget that partitions steer to leave unused at any moment
+RATE_PLENTY = 0.75  # above this, the budget is going to waste: grow fast
+RATE_STEP_SHARE = 0.06  # additive step per adjustment, as a share of the pace the partition started pacing at
+RATE_TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
+RATE_HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
+RATE_UNCONFIRMED_HORIZON = 1.0  # the same while no 429 lately
+RATE_THROTTLE_CUT = 0.85  # the deepest cut of the pace on a 429
+RATE_MIN_CUT = 0.08  # the mildest (a retry-after of a few ms: barely over)
+RATE_CUT_PER_SECOND = 0.5  # the cut deepens by this share per second of retry-after
+RATE_DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
+RATE_INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success after (slow start)
+RATE_BLIND_GROWTH = 0.03  # per adjustment, without a fresh reading of the budget and no 429 lately
+RATE_STALE_SECONDS = 2.0  # a budget reading older than this when it arrives (a slow model's) does not steer
+RATE_DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
+RATE_SLOW_START_EXIT = 0.75  # unpaced, a remaining budget under this share switches pacing on
+RATE_TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
+RATE_TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
+RATE_TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
+RATE_CONFIRM_SECONDS = 5.0  # a 429 this recent confirms that a low remaining level is the ceiling
+RATE_PROBE_SHARE = 0.3  # unconfirmed, a low level still grows the pace by this share of the step
+RATE_PROBE_GROWTH = 0.0  # unconfirmed and above the target, the pace grows by at least this share per adjustment
+
+# _semantic_agg.py
+AGG_MAX_LEVELS = 32  # a budget that cannot shrink the answers would loop; no real tree is this deep
+
+# _semantic_join.py
+JOIN_DEFAULT_K = 5
+JOIN_DEFAULT_MAX_LISTED_ROWS = 30
+
+# _semantic_spark.py
+JOIN_BLOCK_ROWS = 1024  # rows of one side per block: a block pair is one matrix product on an executor
+
+# _semantic_topk.py
+TOP_K_MAX_LISTED = 50  # candidates in one ranking prompt: more and list-wise answers get unreliable
+
+# _stats.py
+STATS_FLUSH_SECONDS = 1.0
+
+# _timeline.py
+TIMELINE_MAX_BUCKETS = 240
+
+# _tokencredit.py
+TOKEN_CREDIT_SHARE = 0.5
+
+# _tokens.py
+DEFAULT_COMPLETION_TOKENS = 16  # protocol fact: what Azure's limiter charges a chat request without max_tokens
+ATTACHMENT_TOKENS = 85  # protocol fact: a low-detail image's tokens (an offline estimate for any attachment)
+
+# _usage.py
+STATS_OBSERVATION_WAIT_SECONDS = 5.0

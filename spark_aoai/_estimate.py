@@ -13,11 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from spark_aoai import _constants as C
 from spark_aoai._bpe import count_message_tokens, count_tokens
 from spark_aoai._contract import RowResults
 from spark_aoai._executor import Inputs, Plan
 from spark_aoai._pricing import Price
-from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS
 
 COUNT_FIELDS = ("rows", "invalid_rows", "requests", "prompt_tokens", "bounded_requests", "completion_budget")
 COUNTS_SCHEMA = pa.schema([(name, pa.int64()) for name in COUNT_FIELDS])
@@ -103,7 +103,7 @@ def summarize(
         high = None if max_completion is None else price.cost(prompt, max_completion)
         cost = (price.cost(prompt, 0), high)
     minutes = None
-    charged = prompt + counts["completion_budget"] + unbounded * DEFAULT_COMPLETION_TOKENS
+    charged = prompt + counts["completion_budget"] + unbounded * C.DEFAULT_COMPLETION_TOKENS
     spans = []
     if requests_per_minute:
         spans.append(requests / requests_per_minute)

@@ -39,7 +39,7 @@ from spark_aoai._contract import (
 from spark_aoai._media import Media
 from spark_aoai._structured import MisfitError, StructuredOutput
 from spark_aoai._template import Template
-from spark_aoai._tokens import DEFAULT_COMPLETION_TOKENS, estimate_message_tokens, estimate_tokens
+from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
 from spark_aoai._wire import responses as responses_wire
@@ -102,7 +102,7 @@ class ChatOperation:
 
     def _completion_budget(self) -> int:
         options = self.options
-        return int(options.get("max_completion_tokens") or options.get("max_tokens") or DEFAULT_COMPLETION_TOKENS)
+        return int(options.get("max_completion_tokens") or options.get("max_tokens") or C.DEFAULT_COMPLETION_TOKENS)
 
     def _request(self, item: Any) -> tuple[list[dict[str, Any]], StructuredOutput | None]:
         if self.media is None:

@@ -1,7 +1,7 @@
 """Whether packing works for a task, learned cheaply (issue #25): the first pack of a task goes alone, cut to a
 few items (the probe), and the task's other packs wait for its answer. An answer with at least one usable item
 proves the format; one with none (a server that ignores the packing format) costs a probe, and after
-``PROBE_FAILURES`` such probes the task stops packing: its packs, waiting or planned later, go as single rows.
+``C.PACK_PROBE_FAILURES`` such probes the task stops packing: its packs, waiting or planned later, go as single rows.
 
 The engine asks ``gate`` before a unit's first attempt; waits are bounded by the task's deadline and end when
 the task stops sending.
@@ -12,10 +12,9 @@ from __future__ import annotations
 import threading
 import time
 
+from spark_aoai import _constants as C
 from spark_aoai._contract import Unit
 
-PROBE_ITEMS = 2  # the probe's size: what a server that ignores the format costs, twice, before packing stops
-PROBE_FAILURES = 2  # probes answered with no usable item before the task stops packing
 _POLL_SECONDS = 0.05
 
 
@@ -45,7 +44,7 @@ class PackState:
                 self.proven = True
             elif not self.proven:
                 self.failures += 1
-                self.off = self.failures >= PROBE_FAILURES
+                self.off = self.failures >= C.PACK_PROBE_FAILURES
             if self.probe is unit:
                 self.probe = None
             if self.planned is unit:  # answered from the response cache, without passing the gate

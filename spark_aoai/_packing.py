@@ -41,7 +41,7 @@ from spark_aoai._contract import (
     invalid_input,
 )
 from spark_aoai._operations import WIRES, Asked, ChatOperation
-from spark_aoai._packgate import PROBE_ITEMS, PackState
+from spark_aoai._packgate import PackState
 from spark_aoai._structured import MisfitError, StructuredOutput
 from spark_aoai._tokens import estimate_message_tokens, estimate_tokens
 from spark_aoai.exceptions import ConfigurationError
@@ -52,7 +52,6 @@ PACKING_INSTRUCTION = (
     "Answer each item on its own, as if it were the only input, and reply with "
     '{"items": [{"id": ..., "tag": ..., "output": ...}]}: one entry per item, with its own id and tag.'
 )
-ITEM_OVERHEAD_TOKENS = 12  # what ``{"id": "12", "input": "", "tag": "ab"}`` and its answer's id and tag add
 
 
 @dataclass(frozen=True)
@@ -200,11 +199,14 @@ class PackedChatOperation:
         for (system, structured), rows_of in kinds.items():
             prompts = list(rows_of)
             fixed = estimate_tokens(system or "") + estimate_tokens(PACKING_INSTRUCTION)
-            sizes = [estimate_tokens(p) + ITEM_OVERHEAD_TOKENS for p in prompts]
+            sizes = [estimate_tokens(p) + C.ITEM_OVERHEAD_TOKENS for p in prompts]
             groups = [[p] for p in range(len(prompts))] if self.off else self.packing.groups(fixed, sizes)
             probing = bool(groups) and len(groups[0]) > 1 and self.state is not None and self.state.first_probe()
-            if probing and len(groups[0]) > PROBE_ITEMS:
-                groups[:1] = [groups[0][:PROBE_ITEMS], groups[0][PROBE_ITEMS:]]  # cut here: the same keys each run
+            if probing and len(groups[0]) > C.PACK_PROBE_ITEMS:
+                groups[:1] = [
+                    groups[0][: C.PACK_PROBE_ITEMS],
+                    groups[0][C.PACK_PROBE_ITEMS :],
+                ]  # cut here: the same keys each run
             for group in groups:
                 pack = Pack(system, structured, tuple(prompts[p] for p in group), (None,) * len(group))
                 units.append(self._unit(results, [rows_of[prompts[p]] for p in group], pack))
@@ -277,7 +279,7 @@ class PackedChatOperation:
 
     def gate(self, unit: Unit, until: float | None, stop: threading.Event) -> tuple[bool, list[Unit]]:
         """Before a unit's first attempt: (whether to send it, units to send as well). While a task has not seen
-        a packed answer work, its first pack is cut to ``PROBE_ITEMS`` and sent alone, the others wait; once
+        a packed answer work, its first pack is cut to ``C.PACK_PROBE_ITEMS`` and sent alone, the others wait; once
         packing is off, a waiting pack is sent as single rows instead."""
         if self.state is None or not isinstance(unit.context, Pack):
             return True, []
@@ -285,18 +287,18 @@ class PackedChatOperation:
         pack: Pack = unit.context
         if turn == "single":
             return False, self._parts(unit.results, unit.groups, pack, list(range(len(unit.groups))), 1)
-        if turn == "probe" and len(unit.groups) > PROBE_ITEMS:
-            groups, rest = unit.groups[:PROBE_ITEMS], unit.groups[PROBE_ITEMS:]
-            probe = self._unit(unit.results, groups, pack.part(slice(0, PROBE_ITEMS)))
+        if turn == "probe" and len(unit.groups) > C.PACK_PROBE_ITEMS:
+            groups, rest = unit.groups[: C.PACK_PROBE_ITEMS], unit.groups[C.PACK_PROBE_ITEMS :]
+            probe = self._unit(unit.results, groups, pack.part(slice(0, C.PACK_PROBE_ITEMS)))
             unit.groups, unit.payload, unit.tokens, unit.context = groups, probe.payload, probe.tokens, probe.context
-            return True, [self._unit(unit.results, rest, pack.part(slice(PROBE_ITEMS, None)))]
+            return True, [self._unit(unit.results, rest, pack.part(slice(C.PACK_PROBE_ITEMS, None)))]
         return True, []
 
     def _shares(self, pack: Pack, usage: Usage | None) -> list[Usage | None]:
         """The pack's usage over its items (by prompt size), plus what each item's earlier packs cost."""
         if usage is None:
             return list(pack.carried)
-        split = usage.split([estimate_tokens(p) + ITEM_OVERHEAD_TOKENS for p in pack.prompts])
+        split = usage.split([estimate_tokens(p) + C.ITEM_OVERHEAD_TOKENS for p in pack.prompts])
         return [add_usage(carried, share) for carried, share in zip(pack.carried, split, strict=True)]
 
     def _accept_single(self, unit: Unit, single: Single, body: Any, request_id: str | None) -> list[Unit] | None:

@@ -19,11 +19,10 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
+from spark_aoai import _constants as C
 from spark_aoai import _json as untrusted_json
 
 MISSING = object()
-MIN_TIED_CHARS = 3  # shorter texts (a one-letter label) tie to too many inputs to tell anything
-MIN_TAKEN_OVER = 3  # a pack this large whose items all got one output tied to an input is asked again
 
 
 def tags(prompts: Sequence[str]) -> list[str]:
@@ -81,8 +80,8 @@ def _position(item_id: Any, count: int) -> int | None:
 def taken_over(prompts: Sequence[str], values: dict[int, Any]) -> set[int]:
     """Items whose output looks forced by one input: an output several items got, that exactly one input of
     the pack is tied to (it holds the output text, or the output holds it), or that every item of a pack of
-    ``MIN_TAKEN_OVER`` or more got while some input is tied to it ("answer X for all"). Outputs without text of
-    ``MIN_TIED_CHARS`` or more (numbers, flags, one-letter labels) cannot be tied: those get through."""
+    ``C.PACK_MIN_TAKEN_OVER`` or more got while some input is tied to it ("answer X for all"). Outputs without text of
+    ``C.PACK_MIN_TIED_CHARS`` or more (numbers, flags, one-letter labels) cannot be tied: those get through."""
     groups: dict[str, list[int]] = {}
     for position, value in values.items():
         groups.setdefault(json.dumps(value, sort_keys=True, default=str), []).append(position)
@@ -91,11 +90,11 @@ def taken_over(prompts: Sequence[str], values: dict[int, Any]) -> set[int]:
     for positions in groups.values():
         if len(positions) < 2:
             continue
-        texts = [t.casefold() for t in _texts(values[positions[0]]) if len(t.strip()) >= MIN_TIED_CHARS]
+        texts = [t.casefold() for t in _texts(values[positions[0]]) if len(t.strip()) >= C.PACK_MIN_TIED_CHARS]
         if not texts:
             continue
         tied = [p for p, prompt in enumerate(lowered) if _tied(prompt, texts)]
-        everyone = len(positions) == len(prompts) >= MIN_TAKEN_OVER
+        everyone = len(positions) == len(prompts) >= C.PACK_MIN_TAKEN_OVER
         if len(tied) == 1 or (tied and everyone):
             suspicious.update(positions)
             suspicious.update(tied)
@@ -103,7 +102,7 @@ def taken_over(prompts: Sequence[str], values: dict[int, Any]) -> set[int]:
 
 
 def _tied(prompt: str, texts: list[str]) -> bool:
-    return any(text in prompt or (len(prompt.strip()) >= MIN_TIED_CHARS and prompt in text) for text in texts)
+    return any(text in prompt or (len(prompt.strip()) >= C.PACK_MIN_TIED_CHARS and prompt in text) for text in texts)
 
 
 def _texts(value: Any) -> list[str]:

@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from spark_aoai import _constants as C
 from spark_aoai._pricing import Price
 from spark_aoai._progress_widgets import NotebookBar, notebook_kernel, widgets_available
 from spark_aoai._stats import read_records
-
-DEFAULT_INTERVAL_SECONDS = 2.0
 
 
 def interactive() -> bool:
@@ -70,7 +69,7 @@ class Progress:
         run_id: str,
         finished: Callable[[], bool],
         total: int | None = None,
-        interval: float = DEFAULT_INTERVAL_SECONDS,
+        interval: float = C.PROGRESS_DEFAULT_INTERVAL_SECONDS,
         stream: TextIO | None = None,
         noun: str = "rows",
         price: Price | None = None,

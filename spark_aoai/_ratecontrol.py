@@ -33,33 +33,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from spark_aoai import _constants as C
 from spark_aoai._bucket import TokenBucket
 from spark_aoai._tokencredit import TokenCredit
-
-MEASURE_SECONDS = 2.0
-ADJUST_SECONDS = 0.1
-MIN_PACE = 0.2
-TARGET = 0.4  # the share of the service's budget that partitions steer to leave unused at any moment
-PLENTY = 0.75  # above this, the budget is going to waste: grow fast
-STEP_SHARE = 0.06  # additive step per adjustment, as a share of the pace the partition started pacing at
-TREND_SECONDS = 1.0  # remaining-budget samples used for the level and its trend
-HORIZON = 1.0  # seconds ahead that the level is extrapolated along its trend (damps the loop)
-UNCONFIRMED_HORIZON = 1.0  # the same while no 429 lately
-THROTTLE_CUT = 0.85  # the deepest cut of the pace on a 429
-MIN_CUT = 0.08  # the mildest (a retry-after of a few ms: barely over)
-CUT_PER_SECOND = 0.5  # the cut deepens by this share per second of retry-after
-DISTRUST_SECONDS = 2.0  # after a 429, grow no faster than additively, whatever the headers say
-INITIAL_WINDOW = 8  # requests in flight at a partition's start; +1 per success after (slow start)
-BLIND_GROWTH = 0.03  # per adjustment, without a fresh reading of the budget and no 429 lately
-STALE_SECONDS = 2.0  # a budget reading older than this when it arrives (a slow model's) does not steer
-DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answered or not
-SLOW_START_EXIT = 0.75  # unpaced, a remaining budget under this share switches pacing on
-TARGET_FLOOR = 0.02  # the lowest remaining share steered to, reached while no 429 says the ceiling is near
-TARGET_DRIFT = 0.1  # per second without a 429, the target sinks by this much (a steady level is not a ceiling)
-TARGET_BUMP = 0.1  # a 429 burst raises the target by this much (at most back to TARGET)
-CONFIRM_SECONDS = 5.0  # a 429 this recent confirms that a low remaining level is the ceiling
-PROBE_SHARE = 0.3  # unconfirmed, a low level still grows the pace by this share of the step
-PROBE_GROWTH = 0.0  # unconfirmed and above the target, the pace grows by at least this share per adjustment
 
 
 def remaining_fraction(headers: Mapping[str, str], capacity: dict[str, float]) -> float | None:
@@ -113,7 +89,7 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
 
 
 def next_pace(
-    pace: float, fraction: float | None, step: float, target: float = TARGET, confirmed: bool = True
+    pace: float, fraction: float | None, step: float, target: float = C.RATE_TARGET, confirmed: bool = True
 ) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
@@ -125,20 +101,21 @@ def next_pace(
     Without rate-limit headers, probe upwards slowly.
     """
     if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
-        return pace * (1.01 if confirmed else 1.0 + BLIND_GROWTH)
-    if fraction > PLENTY:
-        return pace * (1.0 + 0.5 * (fraction - PLENTY))
+        return pace * (1.01 if confirmed else 1.0 + C.RATE_BLIND_GROWTH)
+    if fraction > C.RATE_PLENTY:
+        return pace * (1.0 + 0.5 * (fraction - C.RATE_PLENTY))
     if fraction >= target:
-        return pace + step + (0.0 if confirmed else pace * PROBE_GROWTH * (fraction - target))
+        return pace + step + (0.0 if confirmed else pace * C.RATE_PROBE_GROWTH * (fraction - target))
     if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
-        return pace + step * PROBE_SHARE
-    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / TARGET))  # in proportion, whatever the target
+        return pace + step * C.RATE_PROBE_SHARE
+    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / C.RATE_TARGET))  # in proportion, whatever the target
 
 
 def throttle_cut(retry_after: float) -> float:
     """The factor a paced rate is cut by on a 429: the longer the service asks to wait, the further over its
-    budget the partitions were, so the deeper the cut (from ``1 - MIN_CUT`` for a few ms to ``THROTTLE_CUT``)."""
-    return max(THROTTLE_CUT, 1.0 - MIN_CUT - CUT_PER_SECOND * retry_after)
+    budget the partitions were, so the deeper the cut (from ``1 - C.RATE_MIN_CUT`` for a few ms to
+    ``C.RATE_THROTTLE_CUT``)."""
+    return max(C.RATE_THROTTLE_CUT, 1.0 - C.RATE_MIN_CUT - C.RATE_CUT_PER_SECOND * retry_after)
 
 
 class AdaptiveLimiter:
@@ -152,8 +129,8 @@ class AdaptiveLimiter:
         now: float = 0.0,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
-        self.window = float(min(self.max_concurrency, INITIAL_WINDOW))
-        self.target = TARGET
+        self.window = float(min(self.max_concurrency, C.RATE_INITIAL_WINDOW))
+        self.target = C.RATE_TARGET
         self.in_flight = 0
         self.paused_until = 0.0
         self.pace: float | None = None
@@ -178,7 +155,7 @@ class AdaptiveLimiter:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
         if self.pace is None or self.latency is None:  # slow start also by the clock: a slow deployment
             # answers too late to grow on (and until its first answer, Little's law has no latency to size by)
-            opened = INITIAL_WINDOW * 2.0 ** ((now - self.started) / DOUBLING_SECONDS)
+            opened = C.RATE_INITIAL_WINDOW * 2.0 ** ((now - self.started) / C.RATE_DOUBLING_SECONDS)
             self.window = max(self.window, min(float(self.max_concurrency), opened))
         credit = self.credit.wait(now, tokens, self.in_flight)
         if self.in_flight >= max(1, int(self.window)) or credit < 0:
@@ -206,9 +183,9 @@ class AdaptiveLimiter:
         answer (a slow model) half of those started and not refused (what the service took then includes the
         budget it held at the start)."""
         for times in (self.starts, self.refusals, self.successes):
-            while times and times[0] < now - MEASURE_SECONDS:
+            while times and times[0] < now - C.RATE_MEASURE_SECONDS:
                 times.popleft()
-        span = min(MEASURE_SECONDS, max(now - self.started, 0.25))
+        span = min(C.RATE_MEASURE_SECONDS, max(now - self.started, 0.25))
         if self.successes:
             return len(self.successes) / span
         return 0.5 * max(0.0, len(self.starts) - len(self.refusals)) / span
@@ -231,7 +208,7 @@ class AdaptiveLimiter:
             self.latency = latency if self.latency is None else 0.8 * self.latency + 0.2 * latency
         self.credit.report(now, headers, status, retry_after)
         fraction = remaining_fraction(headers, self.capacity)
-        if fraction is not None and (latency or 0.0) <= STALE_SECONDS:
+        if fraction is not None and (latency or 0.0) <= C.RATE_STALE_SECONDS:
             self._sample(now - (latency or 0.0), fraction)
         if status == 200:
             self.successes.append(now)
@@ -242,28 +219,31 @@ class AdaptiveLimiter:
         if status != 200:
             return
         if self.pace is None:
-            if fraction is not None and fraction < SLOW_START_EXIT:
-                self._start_pacing(now, max(MIN_PACE, self.sending_rate(now - (latency or 0.0))))
+            if fraction is not None and fraction < C.RATE_SLOW_START_EXIT:
+                self._start_pacing(now, max(C.RATE_MIN_PACE, self.sending_rate(now - (latency or 0.0))))
             else:
                 self.window = min(float(self.max_concurrency), self.window + 1.0)
             return
         self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
-        if now - self.last_adjust >= ADJUST_SECONDS:
-            confirmed = now - self.last_decrease < CONFIRM_SECONDS
-            expected = self.expected_fraction(now, HORIZON if confirmed else UNCONFIRMED_HORIZON)
-            if expected is not None and now - self.last_decrease < DISTRUST_SECONDS:
-                expected = min(expected, PLENTY)  # just refused: "plenty left" is some other budget's story
-            steps = min(10, int((now - self.last_adjust) / ADJUST_SECONDS))
-            self.target = max(TARGET_FLOOR, self.target - TARGET_DRIFT * ADJUST_SECONDS * steps)
+        if now - self.last_adjust >= C.RATE_ADJUST_SECONDS:
+            confirmed = now - self.last_decrease < C.RATE_CONFIRM_SECONDS
+            expected = self.expected_fraction(now, C.RATE_HORIZON if confirmed else C.RATE_UNCONFIRMED_HORIZON)
+            if expected is not None and now - self.last_decrease < C.RATE_DISTRUST_SECONDS:
+                expected = min(expected, C.RATE_PLENTY)  # just refused: "plenty left" is some other budget's story
+            steps = min(10, int((now - self.last_adjust) / C.RATE_ADJUST_SECONDS))
+            self.target = max(C.RATE_TARGET_FLOOR, self.target - C.RATE_TARGET_DRIFT * C.RATE_ADJUST_SECONDS * steps)
             for _ in range(steps):
                 self.pace = next_pace(self.pace, expected, self.step, self.target, confirmed)
-            self.pace = max(MIN_PACE, self.pace)
+            self.pace = max(C.RATE_MIN_PACE, self.pace)
             self.last_adjust = now
 
-    def expected_fraction(self, now: float, horizon: float = HORIZON) -> float | None:
+    def expected_fraction(self, now: float, horizon: float = C.RATE_HORIZON) -> float | None:
         """The remaining budget fraction expected ``horizon`` seconds ahead, from the recent samples' trend."""
         # the newest second of samples, unless they are stale: none came for a while (a slow model's answers)
-        while self.samples and self.samples[0][0] < max(self.samples[-1][0], now - STALE_SECONDS) - TREND_SECONDS:
+        while (
+            self.samples
+            and self.samples[0][0] < max(self.samples[-1][0], now - C.RATE_STALE_SECONDS) - C.RATE_TREND_SECONDS
+        ):
             self.samples.popleft()
         fit = level_and_trend(self.samples)
         if fit is None:
@@ -275,24 +255,24 @@ class AdaptiveLimiter:
         if self.samples and at < self.samples[-1][0]:
             at = self.samples[-1][0]  # responses overtake each other; keep the series ordered
         self.samples.append((at, fraction))
-        while self.samples[0][0] < at - TREND_SECONDS:  # bounded, also while unpaced
+        while self.samples[0][0] < at - C.RATE_TREND_SECONDS:  # bounded, also while unpaced
             self.samples.popleft()
 
     def _start_pacing(self, now: float, pace: float) -> None:
         self.pace = pace
-        self.step = max(STEP_SHARE * pace, MIN_PACE * STEP_SHARE)
+        self.step = max(C.RATE_STEP_SHARE * pace, C.RATE_MIN_PACE * C.RATE_STEP_SHARE)
         self.last_adjust = now
 
     def _throttled(self, now: float, retry_after: float) -> None:
         self.paused_until = max(self.paused_until, now + retry_after)
-        if now - self.last_decrease < max(retry_after, ADJUST_SECONDS):
+        if now - self.last_decrease < max(retry_after, C.RATE_ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
-        self.target = min(TARGET, self.target + TARGET_BUMP)
+        self.target = min(C.RATE_TARGET, self.target + C.RATE_TARGET_BUMP)
         if self.pace is None:
-            self._start_pacing(now, max(MIN_PACE, self.measured_rate(now) * 0.9))
+            self._start_pacing(now, max(C.RATE_MIN_PACE, self.measured_rate(now) * 0.9))
         else:
-            self.pace = max(MIN_PACE, self.pace * throttle_cut(retry_after))
+            self.pace = max(C.RATE_MIN_PACE, self.pace * throttle_cut(retry_after))
         self.window = max(self.window_floor(), self.window * 0.7)
         self.last_adjust = now
 

@@ -27,8 +27,6 @@ from spark_aoai._semantic_spark import chat_kwargs, quoted
 from spark_aoai._spark_types import require_column
 from spark_aoai.exceptions import ConfigurationError
 
-MAX_LEVELS = 32  # a budget that cannot shrink the answers would loop; no real tree is this deep
-
 
 def context_tokens(deployment: str | None) -> int | None:
     """The known context limit of the model a deployment is named after (the longest name it starts with)."""
@@ -129,7 +127,7 @@ class SemanticAgg:
         counts: list[DataFrame] = []
         model = self.chat.get("deploymentName")
         self.levels = []
-        for level in range(1, MAX_LEVELS + 1):
+        for level in range(1, C.AGG_MAX_LEVELS + 1):
             cut = chunk_function(self.instruction, level, self.budget, model, keys)
             prompts = current.groupBy(*[quoted(k) for k in keys]).applyInPandas(cut, schema)
             stage = self.stages(
@@ -170,7 +168,7 @@ class SemanticAgg:
             )
         else:
             raise ConfigurationError(
-                f"ai.agg: {MAX_LEVELS} levels did not reduce the answers to one; raise maxPromptTokens"
+                f"ai.agg: {C.AGG_MAX_LEVELS} levels did not reduce the answers to one; raise maxPromptTokens"
             )
         result = _union(finished)
         total = _union(counts).groupBy(*[quoted(k) for k in keys]).agg(F.sum("_sa_n").cast("int").alias("requests"))

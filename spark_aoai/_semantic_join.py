@@ -25,6 +25,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_aoai import _constants as C
 from spark_aoai._semantic import LISTING_INSTRUCTIONS, PAIR_INSTRUCTIONS, PairCondition, numbered
 from spark_aoai._semantic_spark import (
     chat_kwargs,
@@ -39,8 +40,6 @@ from spark_aoai._semantic_spark import (
 from spark_aoai.exceptions import ConfigurationError
 
 PLANS = ("auto", "embeddings", "classification")
-DEFAULT_K = 5
-DEFAULT_MAX_LISTED_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,10 @@ class SemanticJoin:
         self,
         condition: str,
         stages: Callable[..., Any],
-        k: int = DEFAULT_K,
+        k: int = C.JOIN_DEFAULT_K,
         embeddingDeploymentName: str | None = None,
         plan: str = "auto",
-        maxListedRows: int = DEFAULT_MAX_LISTED_ROWS,
+        maxListedRows: int = C.JOIN_DEFAULT_MAX_LISTED_ROWS,
         errorCol: str = "error",
         **kwargs: Any,
     ) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from spark_aoai import _constants as C
 from spark_aoai._semantic_blocks import CANDIDATES_DDL, top_k_partition
 from spark_aoai._spark_types import require_column
 from spark_aoai._stage import SECRET_ARGUMENTS
 from spark_aoai.transformers import Embedding
 
-BLOCK_ROWS = 1024  # rows of one side per block: a block pair is one matrix product on an executor
 EMBEDDING_ONLY = ("dimensions", "batchSize", "maxBatchTokens")
 
 
@@ -61,7 +61,7 @@ def embedded(df: DataFrame, id_col: str, text: Column, kwargs: dict[str, Any]) -
 
 
 def _blocks(vectors: DataFrame, rows: int, name: str) -> DataFrame:
-    count = max(1, math.ceil(rows / BLOCK_ROWS))
+    count = max(1, math.ceil(rows / C.JOIN_BLOCK_ROWS))
     keyed = vectors.where(F.col("vec").isNotNull()).withColumn("_sa_block", F.pmod(F.xxhash64("id"), F.lit(count)))
     return keyed.groupBy("_sa_block").agg(F.collect_list(F.struct("id", "vec")).alias(name)).select(name)
 

@@ -2,7 +2,7 @@
 
 An embedding pre-filter (the criterion's vector against each row's, Spark work) keeps the ``candidates`` most
 similar rows (default ``max(4k, 20)``); the chat model then ranks them list-wise: one request when they fit in
-one prompt (at most ``MAX_LISTED`` and the prompt budget), else a tournament: groups ranked, each group's best
+one prompt (at most ``C.TOP_K_MAX_LISTED`` and the prompt budget), else a tournament: groups ranked, each group's best
 ``k`` go on, until one group is left. For ``n`` rows: ``n + 1`` texts embedded and about ``m/g`` requests per
 round for ``m`` candidates in groups of ``g`` (one round when ``m <= g``), whatever ``n`` is. Requests run
 through the task stage ``ai`` hands in (``Plan.run``).
@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_aoai import _constants as C
 from spark_aoai._bpe import count_tokens
 from spark_aoai._semantic import RANKING_INSTRUCTIONS, one_line, ranking_prompt, top_of
 from spark_aoai._semantic_agg import prompt_budget
@@ -23,8 +24,6 @@ from spark_aoai._semantic_blocks import cosine_partition
 from spark_aoai._semantic_spark import chat_kwargs, embedded, embedding_kwargs, quoted, text_of, with_ids
 from spark_aoai._spark_types import require_new_column
 from spark_aoai.exceptions import ConfigurationError
-
-MAX_LISTED = 50  # candidates in one ranking prompt: more and list-wise answers get unreliable
 
 
 class SemanticTopK:
@@ -94,13 +93,13 @@ class SemanticTopK:
         return rows.join(ranks, "_sa_id").orderBy(quoted(self.output_col)).drop("_sa_id")
 
     def _group_size(self, listed: list[tuple[int, str]]) -> int:
-        """Candidates per ranking prompt: at most ``MAX_LISTED``, and as many as fit the prompt budget."""
+        """Candidates per ranking prompt: at most ``C.TOP_K_MAX_LISTED``, and as many as fit the prompt budget."""
         model = self.chat.get("deploymentName")
         longest = max((count_tokens(f"[{len(listed)}] {one_line(t)}\n", model) for _, t in listed), default=1)
         fits = (self.budget - count_tokens(ranking_prompt(self.criterion, []), model) - 200) // max(longest, 1)
         if fits < 2:
             raise ConfigurationError("ai.top_k: two candidates do not fit in one prompt; raise maxPromptTokens")
-        return int(min(MAX_LISTED, fits))
+        return int(min(C.TOP_K_MAX_LISTED, fits))
 
     def _rank(self, listed: list[tuple[int, str]], spark: Any) -> tuple[list[int], int, int]:
         """The best ``k`` ids, best first, by list-wise ranking (a tournament when the pool needs several

@@ -25,6 +25,7 @@ from spark_aoai._columns import SOURCE_FIELD, cost_field
 from spark_aoai._config import ClientConfig, Limits, resolve_client_config
 from spark_aoai._contract import Operation, OutputField
 from spark_aoai._executor import Combine, Inputs, OutputColumn, Plan, arrow_partition
+from spark_aoai._failover import SECRET_KEYS as SECRET_ARGUMENTS  # and each of ``deployments``' own
 from spark_aoai._failover import resolve_deployments, split_deployments
 from spark_aoai._hooks import HookFactory
 from spark_aoai._param_values import RULES, broken
@@ -43,8 +44,6 @@ from spark_aoai._spark_types import require_new_column, spark_type
 from spark_aoai._stats import UsageFactory
 from spark_aoai._surface import install as show_fixes_first
 from spark_aoai.exceptions import ConfigurationError
-
-SECRET_ARGUMENTS = ("apiKey", "aadToken", "tokenProvider", "headers")  # and each of ``deployments``' own
 
 
 def infer_concurrent_tasks(spark: SparkSession | None) -> int:

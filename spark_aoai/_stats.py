@@ -2,7 +2,7 @@
 
 On the executors, ``StatsHooks`` (an engine observer, one per task) counts every attempt (by status, retries,
 429s) and the tokens each 200 body says were billed, and tracks its batches' resolved and error rows. It
-writes that as one small JSON record, ``<statisticsDir>/<run>/<task>.json``, every ``FLUSH_SECONDS`` and when
+writes that as one small JSON record, ``<statisticsDir>/<run>/<task>.json``, every ``C.STATS_FLUSH_SECONDS`` and when
 the task ends (replaced atomically, so a reader never sees half a record). Nothing is shared between tasks
 and nothing goes through the JVM, so it works the same on classic Spark and Spark Connect; the driver reads
 the records when the directory is visible to it (local mode, or a shared path on a cluster).
@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_aoai import _constants as C
 from spark_aoai._budget import BudgetFactory
 from spark_aoai._cache import CacheHooks
 from spark_aoai._calibrate import describe_cascade
@@ -34,7 +35,6 @@ from spark_aoai._pricing import Price
 from spark_aoai._timeline import Timeline, merge
 from spark_aoai._wire.usage import billed_usage
 
-FLUSH_SECONDS = 1.0
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
 BILLED_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens")  # what a price applies to
 
@@ -91,7 +91,7 @@ class StatsHooks(NoHooks):
     def lookup(self, unit: Unit) -> Any | None:
         with self.lock:
             self.batches.setdefault(id(unit.results), unit.results)
-            due = time.time() - self.flushed >= FLUSH_SECONDS  # a run answered from the cache sends nothing
+            due = time.time() - self.flushed >= C.STATS_FLUSH_SECONDS  # a run answered from the cache sends nothing
         if due:
             self.flush()
         return None
@@ -110,7 +110,7 @@ class StatsHooks(NoHooks):
             target = self.by_target.setdefault(unit.target, [0, 0, 0, 0])
             for index, value in enumerate([1, *billed]):
                 target[index] += value
-            due = time.time() - self.flushed >= FLUSH_SECONDS
+            due = time.time() - self.flushed >= C.STATS_FLUSH_SECONDS
         if due:
             self.flush()
 

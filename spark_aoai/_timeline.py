@@ -1,7 +1,7 @@
 """A job over time: what each task sent per time bucket, kept small enough to rewrite every second.
 
 Each task's ``StatsHooks`` adds every attempt to its ``Timeline`` (requests, 429s, billed tokens per bucket of
-``width`` seconds, by wall-clock time); when a timeline holds more than ``MAX_BUCKETS`` buckets its width
+``width`` seconds, by wall-clock time); when a timeline holds more than ``C.TIMELINE_MAX_BUCKETS`` buckets its width
 doubles and the buckets merge, so an hour-long task writes at most a few hundred. The driver merges the tasks'
 timelines at the widest width (``merge``) for the report's chart (``_report``). Pure: no pyspark.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_BUCKETS = 240
+from spark_aoai import _constants as C
+
 # per bucket: requests, 429s, prompt tokens, completion tokens, cached prompt tokens
 FIGURES = ("requests", "throttled", "prompt_tokens", "completion_tokens", "cached_tokens")
 
@@ -28,7 +29,7 @@ class Timeline:
         bucket = self.buckets.setdefault(start, [0] * len(FIGURES))
         for index, value in enumerate((1, int(throttled), prompt, completion, cached)):
             bucket[index] += value
-        if len(self.buckets) > MAX_BUCKETS:
+        if len(self.buckets) > C.TIMELINE_MAX_BUCKETS:
             self.widen(self.width * 2)
 
     def widen(self, width: int) -> None:
@@ -66,6 +67,6 @@ def merge(records: list[dict[str, Any]]) -> Timeline:
             bucket = total.buckets.setdefault(start, [0] * len(FIGURES))
             for index, value in enumerate(figures):
                 bucket[index] += value
-    while len(total.buckets) > MAX_BUCKETS:
+    while len(total.buckets) > C.TIMELINE_MAX_BUCKETS:
         total.widen(total.width * 2)
     return total

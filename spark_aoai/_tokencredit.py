@@ -3,7 +3,7 @@
 A pack of 50 rows is one request of ~2,000 tokens: pacing requests per second cannot see that it weighs as much
 as 50 single rows. ``TokenCredit`` charges each request its estimated tokens when it starts against the last
 ``x-ratelimit-remaining-tokens`` the service reported (each answer, a 429's included, refreshes it): another
-starts only when what was started since that report, plus its own tokens, fits ``SHARE`` of it (other
+starts only when what was started since that report, plus its own tokens, fits ``C.TOKEN_CREDIT_SHARE`` of it (other
 partitions draw on the same budget). The budget refills: a 429's ``retry-after`` tells how fast (the refused
 request's tokens over that wait), and the credit grows at that rate from the report on. With nothing in flight
 and no refill rate learned yet, a request may always start, so a partition never waits for a report that
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-SHARE = 0.5
+from spark_aoai import _constants as C
 
 
 class TokenCredit:
@@ -46,9 +46,9 @@ class TokenCredit:
         if self.remaining is None:
             return 0.0
         grown = self.remaining + (self.refill or 0.0) * max(0.0, now - self.reported_at)
-        short = self.spent + tokens - SHARE * grown
+        short = self.spent + tokens - C.TOKEN_CREDIT_SHARE * grown
         if short <= 0:
             return 0.0
         if self.refill:
-            return short / (SHARE * self.refill)
+            return short / (C.TOKEN_CREDIT_SHARE * self.refill)
         return -1.0 if in_flight else 0.0

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spark_aoai import _constants as C
+
 _CHARS_PER_TOKEN = 4
 # What a chat request is charged for its answer when it sets no max_tokens, by our pacing and the emulator's
 # rate limiter alike (Azure's limiter also counts a request's max_tokens before it runs).
-DEFAULT_COMPLETION_TOKENS = 16
 # A content part without text (an image, a file), at an image's low-detail price: a pacing figure only.
-ATTACHMENT_TOKENS = 85
 
 
 def estimate_tokens(text: str) -> int:
@@ -40,6 +40,6 @@ def estimate_message_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     total += estimate_tokens(part["text"])
                 else:
-                    total += ATTACHMENT_TOKENS
+                    total += C.ATTACHMENT_TOKENS
         total += 4
     return total

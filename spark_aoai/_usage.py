@@ -51,7 +51,6 @@ DEFAULT_DIRECTORY = f"{tempfile.gettempdir()}/spark_aoai_statistics"
 COUNTED_CODES = [code.value for code in ErrorCode] + [
     "429", "content_filter", "context_length_exceeded", "BadRequest", "InternalServerError", "ServiceUnavailable",
 ]  # fmt: skip
-OBSERVATION_WAIT_SECONDS = 5.0
 
 
 def _is_local(spark: SparkSession | None) -> bool:
@@ -206,7 +205,7 @@ class UsageMethods:
         self._last_input = dataset  # the progress line knows the row total when estimate() counted this input
         return super().transform(dataset, params)  # type: ignore[misc]
 
-    def statistics(self, timeout: float = OBSERVATION_WAIT_SECONDS) -> JobStatistics:
+    def statistics(self, timeout: float = C.STATS_OBSERVATION_WAIT_SECONDS) -> JobStatistics:
         """What the last ``transform``'s output cost once an action ran over it.
 
         >>> out = chat.transform(df); out.write.parquet(path)       # doctest: +SKIP
