@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from _harness import print_table, spark_session
 
 from spark_aoai import ChatCompletion
-from spark_aoai._cache import CacheFactory, entry_bytes, entry_name
-from spark_aoai._contract import RowResults
-from spark_aoai._operations import ChatOperation
+from spark_aoai._core.contract import RowResults
+from spark_aoai._features.cache import CacheFactory, entry_bytes, entry_name
+from spark_aoai._planning.operations import ChatOperation
 from spark_aoai.emulator import Emulator, chat_reply
 
 DEPLOYMENT = "gpt-4o"

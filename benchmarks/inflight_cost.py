@@ -18,10 +18,10 @@ import time
 import psutil
 from _harness import print_table
 
-from spark_aoai._auth import ApiKey, Secret
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
+from spark_aoai._client.auth import ApiKey, Secret
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._planning.operations import ChatOperation
 from spark_aoai.emulator import Emulator, Faults
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spark_aoai._ratecontrol import AdaptiveLimiter
+from spark_aoai._engine.ratecontrol import AdaptiveLimiter
 from spark_aoai.emulator._limiter import Budget, SlidingWindow
 
 

@@ -1,4 +1,4 @@
-"""Write ``spark_aoai/_accessors/``: the typed ``getX``/``setX`` of every Param and the keyword arguments of
+"""Write ``spark_aoai/_spark/accessors/``: the typed ``getX``/``setX`` of every Param and the keyword arguments of
 every stage, generated from the Param declarations (as pyspark generates ``pyspark.ml.param.shared``).
 
     python scripts/gen_accessors.py          # rewrite the files
@@ -19,8 +19,8 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "spark_aoai"
-TARGET = PACKAGE / "_accessors"
-SECRETS_MODULE = PACKAGE / "_failover.py"
+TARGET = PACKAGE / "_spark" / "accessors"
+SECRETS_MODULE = PACKAGE / "_engine" / "failover.py"
 MAX_LINES = 360  # a generated module stays under the project's 400 lines
 BASE_STAGE = "AzureOpenAIStage"
 
@@ -190,7 +190,7 @@ def render() -> dict[str, str]:
         lines = files[file].splitlines()
         names = sorted(line.split()[1].split("(")[0] for line in lines if line.startswith("class "))
         exported += names
-        init.append(f"from spark_aoai._accessors.{file.removesuffix('.py')} import {', '.join(names)}")
+        init.append(f"from spark_aoai._spark.accessors.{file.removesuffix('.py')} import {', '.join(names)}")
     init += ["", "__all__ = [", *(f'    "{name}",' for name in sorted(exported)), "]"]
     files["__init__.py"] = "\n".join(init) + "\n"
     return files
@@ -217,7 +217,7 @@ def reference(classes: dict[str, Declared]) -> str:
     import inspect
 
     from spark_aoai import ai, transformers
-    from spark_aoai._stage import AzureOpenAIStage
+    from spark_aoai._spark.stage import AzureOpenAIStage
 
     types = {param: setter for cls in classes.values() for param, _, setter, _ in cls.params}
     stages = [

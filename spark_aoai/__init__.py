@@ -30,24 +30,24 @@ _SPARK_NAMES = {
     "chat_udf": "spark_aoai.functions",
     "embedding_udf": "spark_aoai.functions",
     "ai": "",  # the module spark_aoai.ai itself
-    "retry_failed": "spark_aoai._rerun",
-    "BatchJob": "spark_aoai._batch_job",
+    "retry_failed": "spark_aoai._spark.rerun",
+    "BatchJob": "spark_aoai._spark.batch_job",
 }
 # name -> the module that defines it; these work without pyspark.
 _PLAIN_NAMES = {
-    "ErrorCode": "spark_aoai._contract",
-    "JobStatistics": "spark_aoai._stats",
-    "Price": "spark_aoai._pricing",
-    "PRICE_TABLE": "spark_aoai._pricing",
+    "ErrorCode": "spark_aoai._core.contract",
+    "JobStatistics": "spark_aoai._features.stats",
+    "Price": "spark_aoai._core.pricing",
+    "PRICE_TABLE": "spark_aoai._core.pricing",
 }
 
 if TYPE_CHECKING:
     from spark_aoai import ai
-    from spark_aoai._batch_job import BatchJob
-    from spark_aoai._contract import ErrorCode
-    from spark_aoai._pricing import PRICE_TABLE, Price
-    from spark_aoai._rerun import retry_failed
-    from spark_aoai._stats import JobStatistics
+    from spark_aoai._core.contract import ErrorCode
+    from spark_aoai._core.pricing import PRICE_TABLE, Price
+    from spark_aoai._features.stats import JobStatistics
+    from spark_aoai._spark.batch_job import BatchJob
+    from spark_aoai._spark.rerun import retry_failed
     from spark_aoai.functions import chat_udf, embedding_udf
     from spark_aoai.transformers import ChatCompletion, Embedding
 

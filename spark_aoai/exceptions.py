@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spark_aoai._fixes import headline
+from spark_aoai._core.fixes import headline
 
 _MARK = "[spark_aoai error "
 _SYSTEMIC = "SystemicError: "

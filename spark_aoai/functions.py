@@ -30,8 +30,8 @@ import pyarrow as pa
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import StructType
 
-from spark_aoai._executor import Plan
-from spark_aoai._stage import AzureOpenAIStage, output_fields
+from spark_aoai._engine.plan import Plan
+from spark_aoai._spark.stage import AzureOpenAIStage, output_fields
 from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion, Embedding
 

@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.types import BinaryType, StringType, StructType
 
-from spark_aoai import _constants as C
-from spark_aoai._batch_job import BatchMethods
-from spark_aoai._cascade_stage import CascadeMethods, HasCascade
-from spark_aoai._config import ClientConfig
-from spark_aoai._contract import Operation
-from spark_aoai._executor import Inputs
-from spark_aoai._media import Media
-from spark_aoai._operations import ChatOperation, EmbeddingOperation
-from spark_aoai._packing import packed
-from spark_aoai._param_values import ONE_PROMPT_SOURCE, is_reasoning_deployment, not_for_this_model
-from spark_aoai._params import (
+from spark_aoai._client.config import ClientConfig
+from spark_aoai._core import constants as C
+from spark_aoai._core.contract import Operation
+from spark_aoai._engine.plan import Inputs
+from spark_aoai._planning.operations import ChatOperation, EmbeddingOperation
+from spark_aoai._planning.packing import packed
+from spark_aoai._planning.param_values import ONE_PROMPT_SOURCE, is_reasoning_deployment, not_for_this_model
+from spark_aoai._planning.schemas import output_from
+from spark_aoai._planning.structured import StructuredOutput
+from spark_aoai._planning.template import Template
+from spark_aoai._spark.batch_job import BatchMethods
+from spark_aoai._spark.cascade_stage import CascadeMethods, HasCascade
+from spark_aoai._spark.params import (
     HasChatRequest,
     HasEmbeddingRequest,
     HasMedia,
@@ -33,25 +35,23 @@ from spark_aoai._params import (
     HasStructuredOutput,
     HasUsageControls,
 )
-from spark_aoai._schemas import output_from
-from spark_aoai._spark_types import (
+from spark_aoai._spark.spark_types import (
     MESSAGES_TYPE_HINT,
     is_messages_type,
     require_column,
     require_string,
     require_template_columns,
 )
-from spark_aoai._stage import AzureOpenAIStage
-from spark_aoai._structured import StructuredOutput
-from spark_aoai._template import Template
-from spark_aoai._usage import UsageMethods
+from spark_aoai._spark.stage import AzureOpenAIStage
+from spark_aoai._spark.usage import UsageMethods
 from spark_aoai._wire import responses as responses_wire
+from spark_aoai._wire.media import Media
 from spark_aoai.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from spark_aoai._accessors import ChatCompletionKwargs, EmbeddingKwargs
+    from spark_aoai._spark.accessors import ChatCompletionKwargs, EmbeddingKwargs
 
 logger = logging.getLogger("spark_aoai")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spark_aoai import ai
-from spark_aoai._tasks import SENTIMENTS, classify_output
+from spark_aoai._planning.tasks import SENTIMENTS, classify_output
 from spark_aoai.emulator import Faults, chat_reply, embed_text, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
 

@@ -17,7 +17,7 @@ from pyspark.ml.param import Param
 
 import spark_aoai
 from spark_aoai import ai, transformers
-from spark_aoai._stage import SECRET_ARGUMENTS, AzureOpenAIStage
+from spark_aoai._spark.stage import SECRET_ARGUMENTS, AzureOpenAIStage
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PUBLIC_MODULES = (spark_aoai, transformers, ai)

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_aoai._arrow import array
-from spark_aoai._columns import encode_vectors
-from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, USAGE_ARROW_TYPE
+from spark_aoai._core.arrow import array
+from spark_aoai._core.columns import encode_vectors
+from spark_aoai._core.contract import ROW_ERROR_ARROW_TYPE, USAGE_ARROW_TYPE
 
 NESTED = pa.struct([("a", pa.list_(pa.int64())), ("b", pa.struct([("c", pa.string()), ("d", pa.bool_())]))])
 
@@ -67,8 +67,8 @@ def test_encoding_every_output_imports_neither_pandas_nor_pyarrow_compute():
     code = """
 import sys
 import numpy as np
-from spark_aoai._contract import RowError, RowResults, Usage
-from spark_aoai._columns import (ERROR_FIELD, USAGE_FIELD, FINISH_REASON_FIELD, SOURCE_FIELD, encode_strings,
+from spark_aoai._core.contract import RowError, RowResults, Usage
+from spark_aoai._core.columns import (ERROR_FIELD, USAGE_FIELD, FINISH_REASON_FIELD, SOURCE_FIELD, encode_strings,
     encode_vectors)
 results = RowResults(3)
 results.succeed([0], "an answer", Usage(1, 2, 3), "stop")
@@ -86,8 +86,8 @@ assert "pyarrow.compute" not in sys.modules, "pyarrow.compute was imported"
 
 
 def test_error_and_usage_columns_equal_pa_arrays_of_their_dicts():
-    from spark_aoai._columns import ERROR_FIELD, USAGE_FIELD
-    from spark_aoai._contract import RowError, RowResults, Usage
+    from spark_aoai._core.columns import ERROR_FIELD, USAGE_FIELD
+    from spark_aoai._core.contract import RowError, RowResults, Usage
 
     results = RowResults(4)
     results.succeed([0], "a", Usage(1, 2, 3, None, 0), "stop")

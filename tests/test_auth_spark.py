@@ -13,9 +13,9 @@ import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
 from spark_aoai import ChatCompletion, ConfigurationError, Embedding
-from spark_aoai._auth import ApiKey, Secret, StaticToken, TokenProvider, token_expiry
-from spark_aoai._config import resolve_endpoint
-from spark_aoai._contract import Route
+from spark_aoai._client.auth import ApiKey, Secret, StaticToken, TokenProvider, token_expiry
+from spark_aoai._client.config import resolve_endpoint
+from spark_aoai._core.contract import Route
 from spark_aoai.emulator import Emulator, chat_reply
 from spark_aoai.exceptions import failure_of
 

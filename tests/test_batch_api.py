@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import requests
 
-from spark_aoai._batch_api import BatchApi, BatchApiError
-from spark_aoai._batch_results import Answers, BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch_service import Creator, batch_fields
-from spark_aoai._config import Limits, resolve_client_config
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._batch.api import BatchApi, BatchApiError
+from spark_aoai._batch.results import Answers, BatchOutcome, FileLimits, JobFiles
+from spark_aoai._batch.service import Creator, batch_fields
+from spark_aoai._client.config import Limits, resolve_client_config
+from spark_aoai._client.retry import RetryPolicy
 from spark_aoai.emulator import BatchSettings, Emulator
 
 KEY = "sk-batch-secret-0123456789"

@@ -18,10 +18,10 @@ import requests
 from pyspark.sql import functions as F
 
 from spark_aoai import ChatCompletion, ai
-from spark_aoai._batch_api import BatchApi, BatchApiError
-from spark_aoai._batch_service import Creator
-from spark_aoai._config import Limits, resolve_client_config
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._batch.api import BatchApi, BatchApiError
+from spark_aoai._batch.service import Creator
+from spark_aoai._client.config import Limits, resolve_client_config
+from spark_aoai._client.retry import RetryPolicy
 from spark_aoai.emulator import BatchSettings, Emulator
 
 KEY = "sk-hostile-batch-0123456789"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spark_aoai import _constants as C
-from spark_aoai._breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from spark_aoai._core import constants as C
+from spark_aoai._engine.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 
 
 def fed(outcomes: list[bool], start: float = 0.0, step: float = 0.1) -> Breaker:

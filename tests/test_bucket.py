@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from spark_aoai._bucket import TokenBucket
+from spark_aoai._engine.bucket import TokenBucket
 from spark_aoai.emulator._limiter import Budget
 
 CASES = [
@@ -64,8 +64,8 @@ def test_bucket_rejects_a_budget_that_never_refills(rate, capacity):
 def test_bucket_imports_without_pyspark_or_the_client():
     script = (
         "import sys; sys.modules['pyspark'] = None\n"
-        "import spark_aoai._bucket\n"
+        "import spark_aoai._engine.bucket\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('spark_aoai'))\n"
-        "assert loaded == ['spark_aoai', 'spark_aoai._bucket', 'spark_aoai.exceptions'], loaded\n"
+        "assert loaded == ['spark_aoai', 'spark_aoai._engine.bucket', 'spark_aoai.exceptions'], loaded\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)

@@ -9,14 +9,14 @@ from collections import Counter
 
 import pytest
 
-from spark_aoai import _constants as C
-from spark_aoai._auth import ApiKey, Secret
-from spark_aoai._cache import CacheFactory, cache_key, entry_name
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._contract import CACHED, Route, Usage
-from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._client.auth import ApiKey, Secret
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._core import constants as C
+from spark_aoai._core.contract import CACHED, Route, Usage
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._features.cache import CacheFactory, cache_key, entry_name
+from spark_aoai._planning.operations import ChatOperation
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import embeddings as embeddings_wire
 from spark_aoai._wire import responses as responses_wire
@@ -145,7 +145,7 @@ class _NotClosing:
 
 
 def _results(n: int):
-    from spark_aoai._contract import RowResults
+    from spark_aoai._core.contract import RowResults
 
     return RowResults(n)
 
@@ -334,7 +334,7 @@ def test_a_store_that_fails_mid_job_loses_no_answer(emulator, tmp_path, caplog, 
 
 
 def test_a_re_asked_structured_answer_is_stored_for_the_rows_own_request(emulator, tmp_path):
-    from spark_aoai._structured import Shape, StructuredOutput, obj
+    from spark_aoai._planning.structured import Shape, StructuredOutput, obj
 
     structured = StructuredOutput(obj([("label", Shape("string", nullable=False)), ("score", Shape("number"))]))
     operation = ChatOperation(model=None, structured=structured, output_retries=3)
@@ -365,8 +365,8 @@ def test_a_re_asked_structured_answer_is_stored_for_the_rows_own_request(emulato
 
 
 def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, tmp_path):
-    from spark_aoai._hooks import ComposedHooks
-    from spark_aoai._stats import StatsFactory
+    from spark_aoai._engine.hooks import ComposedHooks
+    from spark_aoai._features.stats import StatsFactory
 
     cfg, cache = config(emulator.endpoint), CacheFactory(str(tmp_path / "cache"), ROUTE, "gpt-4o")
     stats = StatsFactory(str(tmp_path / "stats"), "run")
@@ -384,8 +384,8 @@ def test_the_statistics_hooks_count_cached_rows_and_unstored_answers(emulator, t
 
 
 def test_the_driver_check_of_a_directory_leaves_nothing_behind(tmp_path):
-    from spark_aoai._batch_job import BATCH_FOLDER
-    from spark_aoai._cache import check_directory
+    from spark_aoai._features.cache import check_directory
+    from spark_aoai._spark.batch_job import BATCH_FOLDER
     from spark_aoai.exceptions import ConfigurationError
 
     for folder, param in ((C.CACHE_FORMAT, "cacheDir"), (BATCH_FOLDER, "batchDir"), ("", "statisticsDir")):

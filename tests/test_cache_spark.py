@@ -16,7 +16,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from spark_aoai import ChatCompletion, retry_failed
-from spark_aoai import _constants as C
+from spark_aoai._core import constants as C
 from spark_aoai.emulator import Emulator, Faults, chat_reply
 from spark_aoai.exceptions import ConfigurationError
 

@@ -10,10 +10,10 @@ import random
 import pytest
 import requests
 
-from spark_aoai._calibrate import agree, binomial_cdf, calibrate, differing_fields, interval, upper_bound
-from spark_aoai._confidence import confidence, item_spans, token_logprobs
-from spark_aoai._packing import response_format as packed_format
-from spark_aoai._packing import user_text
+from spark_aoai._planning.calibrate import agree, binomial_cdf, calibrate, differing_fields, interval, upper_bound
+from spark_aoai._planning.confidence import confidence, item_spans, token_logprobs
+from spark_aoai._planning.packing import response_format as packed_format
+from spark_aoai._planning.packing import user_text
 from spark_aoai.emulator import Faults
 from spark_aoai.emulator._cheap import verdict
 
@@ -163,7 +163,7 @@ def test_emulator_cheap_model_is_wrong_where_the_seed_says_and_unsure_of_it(emul
     assert 8 <= wrong <= 32
     # packed: each item's answer and confidence are the row's own
     messages = [{"role": "system", "content": "Classify."}, {"role": "user", "content": user_text(texts[:6])}]
-    from spark_aoai._tasks import classify_output
+    from spark_aoai._planning.tasks import classify_output
 
     packed = {"messages": messages, "response_format": packed_format(classify_output({"labels": LABELS})),
               "logprobs": True}  # fmt: skip

@@ -8,11 +8,11 @@ from pyspark.sql.types import StringType as String
 from pyspark.sql.types import StructField, StructType
 
 from spark_aoai import ChatCompletion, ConfigurationError, Embedding, retry_failed
-from spark_aoai import _constants as C
-from spark_aoai._columns import encode_cost
-from spark_aoai._contract import RowResults, Usage
-from spark_aoai._pricing import PRICE_TABLE, Price
-from spark_aoai._rerun import RetryReport, RetryResult
+from spark_aoai._core import constants as C
+from spark_aoai._core.columns import encode_cost
+from spark_aoai._core.contract import RowResults, Usage
+from spark_aoai._core.pricing import PRICE_TABLE, Price
+from spark_aoai._spark.rerun import RetryReport, RetryResult
 from spark_aoai.emulator import Faults
 
 

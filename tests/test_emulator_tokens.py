@@ -123,6 +123,6 @@ def test_the_emulator_counts_without_the_clients_estimator_and_without_tiktoken(
         "    url = emu.endpoint + '/openai/v1/chat/completions'\n"
         "    body = requests.post(url, json={'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': 'Hi'}]})\n"
         "    assert body.json()['usage']['prompt_tokens'] == 3 + 3 + 1 + 1, body.text\n"
-        "assert 'spark_aoai._tokens' not in sys.modules, 'the emulator imported the client estimator'\n"
+        "assert 'spark_aoai._planning.tokens' not in sys.modules, 'the emulator imported the client estimator'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

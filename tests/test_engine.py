@@ -8,11 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from spark_aoai._auth import ApiKey, Secret
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._operations import ChatOperation, EmbeddingOperation, VectorCache, pack
-from spark_aoai._partition import run_partition
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._client.auth import ApiKey, Secret
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._planning.operations import ChatOperation, EmbeddingOperation, VectorCache, pack
 from spark_aoai.emulator import Faults, RateLimit, chat_reply, embed_text
 from spark_aoai.exceptions import RequestFailedError
 
@@ -281,7 +281,7 @@ def test_the_cache_and_observer_seams(emulator):
 
 
 def test_the_admit_seam_ends_units_unsent(emulator):
-    from spark_aoai._contract import RowError
+    from spark_aoai._core.contract import RowError
 
     class Cap(DictCache):
         def admit(self, unit, until, stop):

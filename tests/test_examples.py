@@ -75,7 +75,7 @@ TRIAGE = {
 def test_ai_functions_triage(spark, emulator):
     from ai_functions import TICKETS, triage
 
-    from spark_aoai._tasks import SENTIMENTS
+    from spark_aoai._planning.tasks import SENTIMENTS
     from spark_aoai.emulator import chat_reply
     from tests.test_ai import label_for
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from spark_aoai import _constants as C
-from spark_aoai._auth import ApiKey, Secret
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._client.auth import ApiKey, Secret
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._core import constants as C
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._planning.operations import ChatOperation
 from spark_aoai.emulator import Emulator, Faults, chat_reply
 from spark_aoai.exceptions import SystemicError
 

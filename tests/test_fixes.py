@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from spark_aoai import ChatCompletion, Embedding, _surface
-from spark_aoai._fixes import headline
-from spark_aoai._surface import excepthook, first_line, raised_clean
+from spark_aoai._core.fixes import headline
+from spark_aoai._spark.surface import excepthook, first_line, raised_clean
 from spark_aoai.emulator import Emulator, Faults
 from spark_aoai.exceptions import RequestFailedError, SystemicError, systemic_of
 
@@ -134,7 +134,7 @@ def test_readme_documents_check():
 def test_a_notebook_shows_the_fix_above_the_traceback(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from spark_aoai._surface import ipython_handler
+    from spark_aoai._spark.surface import ipython_handler
 
     inner = SystemicError({"status": 401, "code": "401", "message": "Access denied"}, "endpoint host h, deployment 'd'")
     wrapped = f"\n  An exception was thrown from the Python worker.\nspark_aoai.exceptions.SystemicError: {inner}"

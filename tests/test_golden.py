@@ -20,11 +20,11 @@ import pyarrow as pa
 import pytest
 
 from spark_aoai import ai
-from spark_aoai._batch_lines import LineIds, request_partition
-from spark_aoai._batch_results import FileLimits
-from spark_aoai._cache import cache_key
-from spark_aoai._contract import RowResults
-from spark_aoai._executor import Inputs
+from spark_aoai._batch.lines import LineIds, request_partition
+from spark_aoai._batch.results import FileLimits
+from spark_aoai._core.contract import RowResults
+from spark_aoai._engine.plan import Inputs
+from spark_aoai._features.cache import cache_key
 from spark_aoai._wire import chat, embeddings, responses
 from spark_aoai.transformers import ChatCompletion, Embedding
 
@@ -112,7 +112,7 @@ def test_batch_partition_records_never_change(name):
 
 @pytest.mark.parametrize("name", sorted(FINGERPRINTS))
 def test_batch_manifest_fingerprints_never_change(spark, tmp_path, name):
-    from spark_aoai._batch_job import BatchJob
+    from spark_aoai._spark.batch_job import BatchJob
 
     stage = golden_stages()[name].setParams(batchDir=str(tmp_path))
     df = spark.createDataFrame([(t,) for t in ITEMS], "p string").coalesce(1)
@@ -128,7 +128,7 @@ def test_a_pipeline_saved_before_the_refactoring_loads_and_runs(spark, emulator)
 
     from pyspark.ml import PipelineModel
 
-    from spark_aoai._tasks import classify_output
+    from spark_aoai._planning.tasks import classify_output
     from spark_aoai.emulator import chat_reply, embed_text, value_for_schema
 
     model = PipelineModel.load(SAVED_PIPELINE)

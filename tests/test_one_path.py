@@ -155,4 +155,4 @@ def callers_of(name):
 
 
 def test_the_partition_runner_has_exactly_one_caller():
-    assert callers_of("run_partition") == ["spark_aoai/_executor.py"]
+    assert callers_of("run_partition") == ["spark_aoai/_engine/plan.py"]

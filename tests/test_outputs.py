@@ -11,7 +11,7 @@ from pyspark.ml.linalg import DenseVector, VectorUDT
 from pyspark.sql import functions as F
 
 from spark_aoai import ChatCompletion, Embedding, chat_udf, embedding_udf
-from spark_aoai._contract import ErrorCode, RowError, Usage
+from spark_aoai._core.contract import ErrorCode, RowError, Usage
 from spark_aoai.emulator import chat_reply
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -107,7 +107,7 @@ def test_the_readme_error_table_lists_every_library_code_and_nothing_else():
 
 
 def test_row_error_and_usage_are_what_the_arrow_types_declare():
-    from spark_aoai._contract import ROW_ERROR_ARROW_TYPE, USAGE_ARROW_TYPE
+    from spark_aoai._core.contract import ROW_ERROR_ARROW_TYPE, USAGE_ARROW_TYPE
 
     assert list(RowError(400, "x", "m").as_dict()) == ROW_ERROR_ARROW_TYPE.names
     assert list(Usage().as_dict()) == USAGE_ARROW_TYPE.names

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from spark_aoai import ai
-from spark_aoai._packing import Packing, response_format, user_text
-from spark_aoai._packproof import proven_outputs, tags, taken_over
-from spark_aoai._schemas import output_from
+from spark_aoai._planning.packing import Packing, response_format, user_text
+from spark_aoai._planning.packproof import proven_outputs, tags, taken_over
+from spark_aoai._planning.schemas import output_from
 from spark_aoai.emulator import Faults, RateLimit, chat_reply, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
 from spark_aoai.transformers import ChatCompletion
@@ -332,7 +332,7 @@ def test_a_server_that_ignores_the_packing_format_costs_little_more_than_single_
 
 
 def test_a_pack_is_charged_its_tokens_against_the_reported_budget():
-    from spark_aoai._ratecontrol import AdaptiveLimiter
+    from spark_aoai._engine.ratecontrol import AdaptiveLimiter
 
     limiter = AdaptiveLimiter(8, now=0.0)
     assert limiter.delay(0.0, 2000) == 0.0  # nothing reported yet: it may start
@@ -346,7 +346,7 @@ def test_a_pack_is_charged_its_tokens_against_the_reported_budget():
 
 
 def test_a_429_teaches_the_credit_how_fast_the_budget_refills():
-    from spark_aoai._ratecontrol import AdaptiveLimiter
+    from spark_aoai._engine.ratecontrol import AdaptiveLimiter
 
     limiter = AdaptiveLimiter(8, now=0.0)
     limiter.start(0.0, 2000)

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from spark_aoai import ChatCompletion
-from spark_aoai._pricing import PRICE_TABLE
-from spark_aoai._progress_widgets import NotebookBar, notebook_kernel, widgets_available
+from spark_aoai._core.pricing import PRICE_TABLE
+from spark_aoai._features.progress_widgets import NotebookBar, notebook_kernel, widgets_available
 
 RECORD = {
     "rows_done": 40, "error_rows": 3, "error_codes": {"invalid_input": 1, "429": 2}, "requests": 44,

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 
 from spark_aoai import ChatCompletion, failure_of
-from spark_aoai._auth import ApiKey, Secret, TokenProvider
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._contract import ErrorCode, RowError, RowResults
-from spark_aoai._hooks import NoHooks
-from spark_aoai._json import loads
-from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._retry import RetryPolicy
-from spark_aoai._schemas import from_ddl
-from spark_aoai._structured import MisfitError, StructuredOutput
+from spark_aoai._client.auth import ApiKey, Secret, TokenProvider
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._core.bounded_json import loads
+from spark_aoai._core.contract import ErrorCode, RowError, RowResults
+from spark_aoai._engine.hooks import NoHooks
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._planning.operations import ChatOperation
+from spark_aoai._planning.schemas import from_ddl
+from spark_aoai._planning.structured import MisfitError, StructuredOutput
 from spark_aoai.emulator import Faults
 from spark_aoai.exceptions import SystemicError
 
@@ -355,7 +355,7 @@ def test_responses_200s_without_text_are_billed_at_most_twice(emulator, kind, co
 
 
 def test_the_ledger_loses_no_update_between_threads_of_one_process(tmp_path):
-    from spark_aoai._budget import Ledger
+    from spark_aoai._features.budget import Ledger
 
     ledger = Ledger(tmp_path / "budget.ledger")
 
@@ -376,8 +376,8 @@ def test_the_ledger_loses_no_update_between_threads_of_one_process(tmp_path):
 
 
 def test_a_reservation_left_by_a_dead_task_costs_one_bounded_wait(tmp_path):
-    from spark_aoai._budget import BudgetFactory
-    from spark_aoai._contract import Unit
+    from spark_aoai._core.contract import Unit
+    from spark_aoai._features.budget import BudgetFactory
 
     spec = BudgetFactory(str(tmp_path), "run", max_tokens=1000)
     dead = spec.open()
@@ -396,8 +396,8 @@ def test_a_reservation_left_by_a_dead_task_costs_one_bounded_wait(tmp_path):
 
 
 def test_a_wait_for_the_spend_cap_ends_when_the_task_stops(tmp_path):
-    from spark_aoai._budget import BudgetFactory
-    from spark_aoai._contract import Unit
+    from spark_aoai._core.contract import Unit
+    from spark_aoai._features.budget import BudgetFactory
 
     spec = BudgetFactory(str(tmp_path), "run", max_tokens=1000)
     busy = spec.open()

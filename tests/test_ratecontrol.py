@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from spark_aoai._ratecontrol import (
+from spark_aoai._engine.ratecontrol import (
     AdaptiveLimiter,
     RateController,
     level_and_trend,

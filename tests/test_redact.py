@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_aoai._auth import redact
+from spark_aoai._client.auth import redact
 
 
 @pytest.mark.parametrize(

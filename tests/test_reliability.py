@@ -8,11 +8,11 @@ import time
 import pytest
 
 from spark_aoai import ChatCompletion, Embedding, failure_of
-from spark_aoai._auth import TokenProvider
-from spark_aoai._config import ClientConfig, Limits, resolve_endpoint
-from spark_aoai._operations import ChatOperation
-from spark_aoai._partition import run_partition
-from spark_aoai._retry import RetryPolicy
+from spark_aoai._client.auth import TokenProvider
+from spark_aoai._client.config import ClientConfig, Limits, resolve_endpoint
+from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._engine.partition import run_partition
+from spark_aoai._planning.operations import ChatOperation
 from spark_aoai.emulator import Emulator, chat_reply
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.1)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from spark_aoai import ChatCompletion
-from spark_aoai._constants import TIMELINE_MAX_BUCKETS as MAX_BUCKETS
-from spark_aoai._report import _page, write_html
-from spark_aoai._stats import JobStatistics
-from spark_aoai._timeline import Timeline, merge
+from spark_aoai._core.constants import TIMELINE_MAX_BUCKETS as MAX_BUCKETS
+from spark_aoai._features.report import _page, write_html
+from spark_aoai._features.stats import JobStatistics
+from spark_aoai._features.timeline import Timeline, merge
 from spark_aoai.emulator import Emulator, RateLimit
 
 

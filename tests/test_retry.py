@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from spark_aoai._retry import RetryPolicy, backoff_delay, parse_retry_after, retry_delay, should_retry
+from spark_aoai._client.retry import RetryPolicy, backoff_delay, parse_retry_after, retry_delay, should_retry
 
 
 @pytest.mark.parametrize(
@@ -101,15 +101,15 @@ class _Session:
     ],
 )
 def test_concurrent_tasks_from_the_spark_configuration(conf, expected):
-    from spark_aoai._stage import infer_concurrent_tasks
+    from spark_aoai._spark.stage import infer_concurrent_tasks
 
     assert infer_concurrent_tasks(_Session(conf)) == expected  # type: ignore[arg-type]
 
 
 def test_every_error_code_says_whether_another_attempt_may_cure_it():
-    from spark_aoai._contract import RETRY_BY_CODE, ErrorCode, retryable_codes
-    from spark_aoai._rerun import RETRYABLE_CODES
-    from spark_aoai._retry import TRANSPORT_CODES
+    from spark_aoai._client.retry import TRANSPORT_CODES
+    from spark_aoai._core.contract import RETRY_BY_CODE, ErrorCode, retryable_codes
+    from spark_aoai._spark.rerun import RETRYABLE_CODES
 
     assert set(RETRY_BY_CODE) == set(ErrorCode)
     assert TRANSPORT_CODES == retryable_codes(later=False) == {
@@ -122,8 +122,8 @@ def test_every_error_code_says_whether_another_attempt_may_cure_it():
 
 
 def test_one_list_of_retryable_statuses_online_in_batch_calls_and_in_retry_failed():
-    from spark_aoai._batch_service import may_pass
-    from spark_aoai._retry import RETRYABLE_STATUS
+    from spark_aoai._batch.service import may_pass
+    from spark_aoai._client.retry import RETRYABLE_STATUS
 
     retried = {status for status in range(100, 600) if should_retry(status, None)}
     assert retried == RETRYABLE_STATUS == {408, 409, 429, *range(500, 600)}

@@ -7,9 +7,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_aoai._semantic import PairCondition, agg_prompt, chunks, filter_template, numbered, ranking_prompt, top_of
-from spark_aoai._semantic_blocks import nearest, top_k_partition
-from spark_aoai._template import Template
+from spark_aoai._planning.semantic import (
+    PairCondition,
+    agg_prompt,
+    chunks,
+    filter_template,
+    numbered,
+    ranking_prompt,
+    top_of,
+)
+from spark_aoai._planning.semantic_blocks import nearest, top_k_partition
+from spark_aoai._planning.template import Template
 from spark_aoai.emulator._semantic import aggregate, numbers, verdict
 from spark_aoai.exceptions import ConfigurationError
 

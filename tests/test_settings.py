@@ -15,8 +15,8 @@ import pytest
 from pyspark.ml import Pipeline
 
 from spark_aoai import ChatCompletion, Embedding, ai
-from spark_aoai._contract import InvalidInputError
-from spark_aoai._tasks import classify_for_row, extract_for_row
+from spark_aoai._core.contract import InvalidInputError
+from spark_aoai._planning.tasks import classify_for_row, extract_for_row
 from spark_aoai.exceptions import ConfigurationError
 
 CONNECTION = {"endpoint": "http://127.0.0.1:9", "apiKey": "k"}

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from spark_aoai._contract import ErrorCode
-from spark_aoai._pricing import PRICE_TABLE, Price, price_for
-from spark_aoai._progress import render
+from spark_aoai._core.contract import ErrorCode
+from spark_aoai._core.pricing import PRICE_TABLE, Price, price_for
+from spark_aoai._features.progress import render
 from spark_aoai._wire.usage import billed_usage
 from spark_aoai.emulator import Emulator, Faults, RateLimit
 from tests.billing import BillingProxy
@@ -269,8 +269,8 @@ def test_a_statistics_dir_that_fails_mid_job_fails_no_task(spark, billed, tmp_pa
 def test_a_fully_cached_run_counts_its_rows_and_its_re_asks_come_from_the_service(spark, billed, tmp_path):
     import json
 
-    from spark_aoai import _constants as C
-    from spark_aoai._stats import read_records
+    from spark_aoai._core import constants as C
+    from spark_aoai._features.stats import read_records
 
     df = prompts_df(spark, 40, 40)
     stage = chat(billed.endpoint, cacheDir=str(tmp_path / "cache"), outputSchema="label string, score double",

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from spark_aoai._schemas import output_from, schema_text
-from spark_aoai._structured import MisfitError
-from spark_aoai._template import Template
+from spark_aoai._planning.schemas import output_from, schema_text
+from spark_aoai._planning.structured import MisfitError
+from spark_aoai._planning.template import Template
 from spark_aoai.emulator import Faults, chat_reply, value_for_schema
 from spark_aoai.exceptions import ConfigurationError
 
@@ -139,7 +139,7 @@ def test_templates_render(text, row, rendered):
 
 
 def test_template_nulls_and_bad_templates():
-    from spark_aoai._contract import InvalidInputError
+    from spark_aoai._core.contract import InvalidInputError
 
     with pytest.raises(InvalidInputError, match=r"\{b\} is null"):
         Template.parse("{a} {b}").render({"a": "x", "b": None})

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from spark_aoai._contract import MalformedResponseError
+from spark_aoai._core.contract import MalformedResponseError
 from spark_aoai._wire import chat, embeddings
 
 
@@ -208,7 +208,7 @@ def test_responses_bodies_that_are_retried(body):
 
 
 def test_the_responses_route_on_each_endpoint_style():
-    from spark_aoai._config import resolve_endpoint
+    from spark_aoai._client.config import resolve_endpoint
     from spark_aoai._wire import responses
 
     assert resolve_endpoint("https://r.openai.azure.com").url(responses.ROUTE, "d") == (

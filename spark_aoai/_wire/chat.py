@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spark_aoai._constants import MAX_MESSAGE_CHARS
-from spark_aoai._contract import (
+from spark_aoai._core.constants import MAX_MESSAGE_CHARS
+from spark_aoai._core.contract import (
     ErrorCode,
     InvalidInputError,
     MalformedResponseError,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from spark_aoai._contract import MalformedResponseError, Route, Usage
+from spark_aoai._core.contract import MalformedResponseError, Route, Usage
 from spark_aoai._wire.chat import parse_usage
 
 ROUTE = Route("embeddings")

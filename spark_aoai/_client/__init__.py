@@ -1,0 +1,1 @@
+"""How a request reaches Azure: credentials, settings, the HTTP transport and the retry policy."""

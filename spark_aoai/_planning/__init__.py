@@ -1,0 +1,1 @@
+"""What to send for a row: operations, templates, structured output, packing, tasks, token estimates."""
