@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from spark_aoai import ChatCompletion, Embedding, _surface
+from spark_aoai import ChatCompletion, Embedding
 from spark_aoai._core.fixes import headline
+from spark_aoai._spark import surface as _surface
 from spark_aoai._spark.surface import excepthook, first_line, raised_clean
 from spark_aoai.emulator import Emulator, Faults
 from spark_aoai.exceptions import RequestFailedError, SystemicError, systemic_of
