@@ -66,6 +66,6 @@ def test_bucket_imports_without_pyspark_or_the_client():
         "import sys; sys.modules['pyspark'] = None\n"
         "import spark_aoai._engine.bucket\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('spark_aoai'))\n"
-        "assert loaded == ['spark_aoai', 'spark_aoai._engine.bucket', 'spark_aoai.exceptions'], loaded\n"
+        "assert loaded == ['spark_aoai', 'spark_aoai._engine', 'spark_aoai._engine.bucket', 'spark_aoai.exceptions'], loaded\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
