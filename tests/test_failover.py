@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -142,6 +143,21 @@ def test_a_rate_limited_primary_hands_its_rows_over_and_does_not_slow_the_next(e
     assert set(emulator.stats()["requests"]) == {"chat 429"}
     assert sent(emulator) < 40  # far below 200 rows x 10 attempts: its breaker opened, then a probe per 5 s
     assert took < 10  # 200 rows at the spare's own pace (a shared pace would have crawled at ~0.5 request/s)
+
+
+def test_a_primary_paced_below_its_breakers_minimum_still_hands_its_rows_over(emulator, spare):
+    # one request in flight: after its first 429 the primary is paced at RATE_MIN_PACE (one request per 5 s), so
+    # its breaker never sees BREAKER_MIN_OUTCOMES outcomes within BREAKER_WINDOW_SECONDS and never opens; before,
+    # every row crawled through 10 refused attempts there (CI: 512 s, then the slow-start clock overflowed)
+    emulator.configure(faults=Faults(quota_429_rate=1.0, quota_retry_after_seconds=1))
+    primary = target(emulator.endpoint, "gpt-4o", PRIMARY_KEY)
+    cfg = failover(replace(primary, limits=Limits(concurrency=1)), target(spare.endpoint, "gpt-4o-spare", SPARE_KEY))
+    items = prompts(20)
+    started = time.monotonic()
+    rows = run(cfg, iter([items]))
+    assert time.monotonic() - started < 30  # 20 rows one at a time on the spare; the old path hung for minutes
+    check_spare_answered_each_row_once(rows, items, spare)
+    assert sent(emulator) <= 4  # the first refusal, and a retry of a row that waited for it
 
 
 # -- 8. a primary answering 500: its breaker opens, new rows go to the next at once, a probe now and then --------

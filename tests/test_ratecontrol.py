@@ -277,6 +277,12 @@ def test_slow_start_opens_by_the_clock_when_no_answer_comes_back():
     assert limiter.window == 128
 
 
+def test_a_controller_that_never_got_an_answer_for_hours_still_computes_its_window():
+    limiter = AdaptiveLimiter(max_concurrency=16, now=0.0)  # 2.0 ** (3,600 / 0.5) overflowed a float before
+    assert limiter.delay(3600.0, 1) == 0.0
+    assert limiter.window == 16
+
+
 @pytest.mark.parametrize(
     ("retry_after", "cut"),
     [(0.0, 0.92), (0.02, 0.91), (0.1, 0.87), (1.0, 0.85), (30.0, 0.85)],  # barely over: a mild cut; else 15%

@@ -53,6 +53,11 @@ BREAKER_FAILURE_SHARE = 0.5
 BREAKER_OPEN_SECONDS = 5.0
 # a request waiting for its deployment's rate controller looks this often for a deployment it should go to instead
 FAILOVER_RECHECK_SECONDS = 0.25
+# a request that a deployment refused with a 429 (a rate signal, not an exhausted quota) goes on to the next one
+# whose breaker is closed, and one waiting for a deployment that refused so within FAILOVER_SPILL_SECONDS goes on at
+# its recheck: a rate-limited primary slows only itself, even when its pace holds its breaker below
+# BREAKER_MIN_OUTCOMES (#24 point 7)
+FAILOVER_SPILL_SECONDS = 5.0
 
 # The partition engine
 MAX_PENDING_BATCHES = 2

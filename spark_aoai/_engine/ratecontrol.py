@@ -155,7 +155,8 @@ class AdaptiveLimiter:
         """Seconds to wait before a request of ``tokens`` may start; 0 means it may start now."""
         if self.pace is None or self.latency is None:  # slow start also by the clock: a slow deployment
             # answers too late to grow on (and until its first answer, Little's law has no latency to size by)
-            opened = C.RATE_INITIAL_WINDOW * 2.0 ** ((now - self.started) / C.RATE_DOUBLING_SECONDS)
+            doublings = min(64.0, (now - self.started) / C.RATE_DOUBLING_SECONDS)  # a controller shared by a
+            opened = C.RATE_INITIAL_WINDOW * 2.0**doublings  # long-lived worker must not overflow (2.0 ** 1024)
             self.window = max(self.window, min(float(self.max_concurrency), opened))
         credit = self.credit.wait(now, tokens, self.in_flight)
         if self.in_flight >= max(1, int(self.window)) or credit < 0:
@@ -307,6 +308,12 @@ class RateController:
         with self.condition:
             self.cancelled = True
             self.condition.notify_all()
+
+    def refused_lately(self) -> bool:
+        """Whether the service refused a request of this controller with a 429 within ``FAILOVER_SPILL_SECONDS``."""
+        with self.condition:
+            refusals = self.limiter.refusals
+            return bool(refusals) and self.clock() - refusals[-1] < C.FAILOVER_SPILL_SECONDS
 
     def acquire(self, tokens: int, deadline: float | None = None) -> bool:
         """Block until a request may start; False when ``deadline`` (a ``clock`` time) passes first, or once
