@@ -12,7 +12,7 @@ from spark_aoai._core.contract import ErrorCode
 from spark_aoai._core.pricing import PRICE_TABLE, Price, price_for
 from spark_aoai._features.progress import render
 from spark_aoai._wire.usage import billed_usage
-from spark_aoai.emulator import Emulator, Faults, RateLimit
+from spark_aoai.emulator import Emulator, Faults
 from tests.billing import BillingProxy
 
 
@@ -81,10 +81,9 @@ def test_responses_usage_column_sums_to_what_was_billed(spark, billed):
 
 def test_statistics_match_the_emulators_counts_on_a_run_with_faults(spark, billed):
     emu = billed.emulator  # type: ignore[attr-defined]
-    emu.configure(
-        faults=Faults(error_500_rate=0.15, seed=3, latency_ms=5),
-        rate_limit=RateLimit(requests_per_minute=1200, window_seconds=1),
-    )
+    # 429s drawn by the seed, not by a limiter: a loaded machine may send too slowly for 20 requests/s to refuse
+    faults = Faults(error_500_rate=0.15, quota_429_rate=0.1, quota_retry_after_seconds=0.1, seed=3, latency_ms=5)
+    emu.configure(faults=faults)
     stage = chat(billed.endpoint, usageCol="usage", maxAttempts=20, concurrency=8, dedup=False)  # 119 "x" sent
     df = spark.createDataFrame([(i, "x" if i else None) for i in range(120)], "id int, prompt string")
     rows = stage.transform(df.repartition(2)).collect()
