@@ -18,6 +18,7 @@ from spark_aoai._batch.results import Answers, BatchOutcome, FileLimits, JobFile
 from spark_aoai._batch.service import Creator, batch_fields
 from spark_aoai._client.config import Limits, resolve_client_config
 from spark_aoai._client.retry import RetryPolicy
+from spark_aoai._spark.batch_job import _outcome as outcome_of
 from spark_aoai.emulator import BatchSettings, Emulator
 
 KEY = "sk-batch-secret-0123456789"
@@ -184,6 +185,30 @@ def test_a_resubmission_cut_short_by_a_crash_adopts_the_batch_it_made(setup):
     creator.retry_due(file_id, deadline=time.time() + 60)
     creator.retry_due(file_id, deadline=time.time() + 60)
     assert info["batch"]["id"] == made["id"] and emu.stats()["batches"]["created"] == 2  # no third batch
+
+
+def test_a_row_that_expires_after_its_batch_was_refused_for_quota_says_why(setup):
+    emu, _, config, path = setup
+    api = BatchApi(config)
+    file_id = api.upload("in.jsonl", str(path))["id"]
+    emu.configure(batch=BatchSettings(seconds=0.1, fail_rate=1.0))  # the enqueued-token quota is full
+    refused = api.create(file_id, "/chat/completions")
+    deadline = time.monotonic() + 20
+    while api.get(refused["id"])["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    emu.configure(batch=BatchSettings(seconds=60.0))  # the resubmission runs past the job's timeout
+    info = {"lines": 50, "bytes": 1, "batch": batch_fields(api.get(refused["id"])), "asked": True}
+    manifest: dict[str, Any] = {"files": {file_id: info}, "creating": True}
+    Creator(BatchApi(config), manifest, lambda: None, "/chat/completions", backoff=0.0).retry_due(
+        file_id, deadline=time.time() + 60
+    )
+    assert info["batch"]["id"] != refused["id"] and info["refusals"] == 1
+    info["batch"] = batch_fields(api.cancel(info["batch"]["id"]))  # what the timeout does
+    info["timed_out"] = True
+    error = outcome_of(info).missing_error()
+    assert error.code == "batch_expired"
+    assert "submitted again after 1 refusal(s), the last: token_limit_exceeded" in error.message, error.message
 
 
 def test_result_files_that_are_gone_mark_rows_and_an_outage_fails_the_task(setup):

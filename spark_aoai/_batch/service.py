@@ -110,8 +110,12 @@ class Creator:
     def _create_for(self, file_id: str) -> None:
         """Create (or adopt) the batch of one file and record the outcome."""
         info = self.manifest["files"][file_id]
+        refused = batch_errors(info["batch"])[:1] if quota_failure(info) else []
         try:
             info["batch"] = batch_fields(self._create(file_id, (info.get("batch") or {}).get("id")))
+            if refused:  # a resubmission: the refusal stays on record, so a row that times out later says why
+                info["refusals"] = int(info.get("refusals", 0)) + 1
+                info["refused"] = f"{refused[0].get('code')}: {refused[0].get('message')}"
             info.pop("error", None)
             info.pop("error_status", None)
         except BatchApiError as exc:  # its rows become batch_failed unless a later try succeeds

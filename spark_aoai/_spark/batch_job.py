@@ -348,6 +348,9 @@ def _outcome(info: dict[str, Any]) -> BatchOutcome:
     if not batch:
         return BatchOutcome("-", "failed", None, None, info.get("error") or "the batch could not be created")
     message = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in batch_errors(batch)[:3])
+    if info.get("refused") and batch["status"] != "completed":  # resubmitted after quota refusals (the last one's)
+        earlier = f"submitted again after {info.get('refusals', 1)} refusal(s), the last: {info['refused']}"
+        message = f"{message}; {earlier}" if message else earlier
     return BatchOutcome(
         batch["id"], batch["status"], batch.get("output_file_id"), batch.get("error_file_id"),
         message, bool(info.get("timed_out")),
