@@ -4,11 +4,14 @@ on the driver."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from spark_aoai import ChatCompletion, ai
-from spark_aoai.emulator import Faults
+from spark_aoai.emulator import Emulator, Faults
 from spark_aoai.emulator._labels import pick_label
+from spark_aoai.emulator._semantic import holds
 from spark_aoai.exceptions import ConfigurationError
 
 LABELS = ["bug", "feature", "question", "billing"]
@@ -65,6 +68,52 @@ def test_without_signal_every_row_goes_to_the_final_model(spark, emulator):
     assert len(final) >= 0.95 * n
     assert sum(r["label"] == pick_label(LABELS, r["text"]) for r in rows) / n >= 0.95
     assert stage.statistics().cascade["calibration"][0]["threshold"] is None
+
+
+def test_filter_meets_the_target_with_most_rows_cheap(spark, emulator):
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=4))
+    n, condition = 1500, "asks for a refund"
+    stage = ai.filter("text", condition, cascadeDeployments=CASCADE, cascadeSampleSize=400, cascadeCol="cascade",
+                      **connection(emulator))  # fmt: skip
+    rows = stage.transform(tickets(spark, n)).collect()
+    assert len(rows) == n and sorted(r["id"] for r in rows) == list(range(n))
+    assert all(r["error"] is None and isinstance(r["keep"], bool) for r in rows)
+    truth = {r["id"]: holds(condition, r["text"]) for r in rows}  # the final model's answer
+    assert 0.2 < sum(truth.values()) / n < 0.5  # both answers are common
+    agreement = sum(r["keep"] == truth[r["id"]] for r in rows) / n
+    cheap = [r for r in rows if r["cascade"]["deployment"] == "gpt-4.1-nano"]
+    assert agreement >= 0.95 and len(cheap) >= n / 2, (agreement, len(cheap))
+    assert all(r["cascade"]["confidence"] >= r["cascade"]["threshold"] for r in cheap)
+    report = stage.statistics().cascade
+    assert [level["rows"] for level in report["levels"]] == [len(cheap), n - len(cheap)]
+    assert 0.7 < report["sample"]["agreement"] < 0.9  # the cheap model alone would miss the target
+
+
+@pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound"])
+def test_a_cheap_level_fails_over_and_still_meets_the_target(spark, emulator, fault):
+    faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=3)
+    emulator.configure(faults=faults)
+    with Emulator() as gone:
+        dead = gone.endpoint
+    n = 600
+    with Emulator(faults=faults) as spare:
+        primary = {"deploymentName": "gpt-4.1-nano", "endpoint": dead} if fault == "connection refused" else {
+            "deploymentName": "no-such-deployment"}  # fmt: skip
+        levels = [[primary, {"deploymentName": "gpt-4o-mini", "endpoint": spare.endpoint, "apiKey": "spare-key-01"}],
+                  "gpt-4.1"]  # fmt: skip
+        stage = ai.classify("text", labels=LABELS, cascadeDeployments=levels, cascadeSampleSize=300,
+                            cascadeCol="cascade", deploymentCol="answered_by", **connection(emulator))  # fmt: skip
+        out = stage.transform(tickets(spark, n))  # the sample pass runs here
+        spare.reset_stats()
+        rows = out.collect()
+        answered = Counter(spare.stats()["answered_inputs"])
+    assert len(rows) == n and sorted(r["id"] for r in rows) == list(range(n))
+    assert all(r["error"] is None for r in rows)
+    assert len(answered) == n and set(answered.values()) == {1}  # the spare answered each row once
+    assert sum(r["label"] == pick_label(LABELS, r["text"]) for r in rows) / n >= 0.95
+    cheap = [r for r in rows if r["cascade"]["deployment"] == primary["deploymentName"]]  # the level's name
+    assert len(cheap) >= n / 2 and {r["answered_by"] for r in cheap} == {"gpt-4o-mini"}
+    assert {r["answered_by"] for r in rows if r not in cheap} == {"gpt-4.1"}
 
 
 def test_extraction_with_packing_cascades_field_by_field_and_a_rerun_reads_the_cache(spark, emulator, tmp_path):
