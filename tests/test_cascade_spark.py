@@ -89,6 +89,37 @@ def test_filter_meets_the_target_with_most_rows_cheap(spark, emulator):
     assert 0.7 < report["sample"]["agreement"] < 0.9  # the cheap model alone would miss the target
 
 
+def test_without_logprobs_a_second_answer_scores_by_agreement(spark, emulator):
+    conn, n = connection(emulator), 1000
+    df = tickets(spark, n)
+    # a cheap model wrong on 5% of rows, unsure of all of them: two of its answers disagree more often there
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.05, cheap_confidence_correlation=1.0, cheap_logprobs=False,
+                                     seed=1))  # fmt: skip
+    stage = ai.classify("text", labels=LABELS, cascadeDeployments=CASCADE, cascadeSampleSize=500,
+                        cascadeCol="cascade", usageCol="usage", **conn)  # fmt: skip
+    rows = stage.transform(df).collect()
+    assert len(rows) == n and all(r["error"] is None for r in rows)
+    assert {r["cascade"]["method"] for r in rows} == {"agreement"}
+    assert {r["cascade"]["confidence"] for r in rows} <= {0.0, 1.0}
+    right = {r["id"]: r["label"] == pick_label(LABELS, r["text"]) for r in rows}
+    cheap = [r for r in rows if r["cascade"]["deployment"] == "gpt-4.1-nano"]
+    assert sum(right.values()) / n >= 0.95 and len(cheap) >= n / 2, (sum(right.values()), len(cheap))
+    assert all(r["cascade"]["confidence"] == 1.0 for r in cheap)
+    report = stage.statistics().cascade
+    assert report["sample"]["methods"] == {"agreement": 500}
+    kept = sum(right[r["id"]] for r in cheap) / len(cheap)
+    assert kept > report["sample"]["agreement"]  # the rows kept agree more often than the cheap model does
+    # the cheap deployment answered each row twice, in the sample pass and in the routed pass
+    assert [level["requests"] for level in report["levels"]] == [2 * (500 + n), 500 + n - len(cheap)]
+    # the cheap model wrong on 20%: agreement cannot show 95%, every row goes to the final model
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, cheap_logprobs=False,
+                                     seed=5))  # fmt: skip
+    rows = stage.transform(df).collect()
+    assert {r["cascade"]["deployment"] for r in rows} == {"gpt-4.1"}
+    assert all(r["label"] == pick_label(LABELS, r["text"]) for r in rows)
+    assert stage.statistics().cascade["calibration"][0]["threshold"] is None
+
+
 @pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound"])
 def test_a_cheap_level_fails_over_and_still_meets_the_target(spark, emulator, fault):
     faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=3)
