@@ -67,12 +67,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _switch(text: str) -> bool:
-    if text.lower() not in ("on", "off", "true", "false"):
-        raise argparse.ArgumentTypeError(f"on or off, not {text}")
-    return text.lower() in ("on", "true")
-
-
 # Faults field -> (argparse type, help). Rates are probabilities per request; markers are input substrings.
 _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "latency_ms": (_non_negative, "added latency per request, in milliseconds"),
@@ -114,7 +108,6 @@ _FAULT_FLAGS: dict[str, tuple[Any, str]] = {
     "pack_swap_kind": (str, f"how they are mixed up: {', '.join(PACK_SWAP_KINDS)} (default: any)"),
     "pack_injection_marker": (str, "input text that makes every item of its pack get its item's output"),
     "pack_ignore_rate": (_rate, "share of packed requests answered as plain text, ignoring the format (0..1)"),
-    "cheap_logprobs": (_switch, "whether cheap models return logprobs when asked: on or off"),
 }
 
 
@@ -220,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CHAT_COSTS,
         default="prompt+max_tokens",
         help="what a chat request costs the token budget (default: %(default)s; max_tokens is 16 when unset)",
+    )
+    parser.add_argument(
+        "--no-cheap-logprobs",
+        dest="cheap_logprobs",
+        action="store_false",
+        help="cheap models answer logprobs: null even when asked (a deployment without logprobs)",
     )
     return parser
 
