@@ -177,7 +177,7 @@ def test_settings_refused_on_the_driver_and_credentials_kept_out_of_the_param():
         ChatCompletion(promptCol="p", cascadeDeployments=["gpt-4.1"])
     with pytest.raises(ConfigurationError, match="reasoning model"):
         ChatCompletion(promptCol="p", cascadeDeployments=["o4-mini", "gpt-4.1"])
-    with pytest.raises(ConfigurationError, match="online"):
+    with pytest.raises(ConfigurationError, match=r"cascadeDeployments runs online.*mode=.online"):
         ChatCompletion(promptCol="p", cascadeDeployments=CASCADE, mode="batch", batchDir="/tmp/x")
     with pytest.raises(ConfigurationError, match="cascadeTarget"):
         ChatCompletion(promptCol="p", cascadeDeployments=CASCADE, cascadeTarget=1.5)

@@ -134,8 +134,9 @@ class CascadeMethods:
             raise ConfigurationError(f"cascadeDeployments replaces {clash[0]}: give one of them, not both")
         if stage.getOrDefault(stage.mode) == "batch":
             raise ConfigurationError(
-                "cascadeDeployments runs online (mode='online'): the thresholds come from a sample answered before "
-                "the rows are routed; run each level as its own batch stage instead"
+                "cascadeDeployments runs online (mode='online'): its thresholds come from a sample every level "
+                "answers before the rows are routed, passes that batch jobs cannot chain; set mode='online', or "
+                "drop cascadeDeployments and run the final deployment alone in batch mode"
             )
         if stage.getOrDefault(stage.apiType) != "chat_completions":
             raise ConfigurationError(
