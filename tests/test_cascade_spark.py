@@ -4,7 +4,9 @@ on the driver."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -120,24 +122,30 @@ def test_without_logprobs_a_second_answer_scores_by_agreement(spark, emulator):
     assert stage.statistics().cascade["calibration"][0]["threshold"] is None
 
 
-@pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound"])
+@pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound", "429 retry-after 1"])
 def test_a_cheap_level_fails_over_and_still_meets_the_target(spark, emulator, fault):
     faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=3)
     emulator.configure(faults=faults)
     with Emulator() as gone:
         dead = gone.endpoint
     n = 600
-    with Emulator(faults=faults) as spare:
-        primary = {"deploymentName": "gpt-4.1-nano", "endpoint": dead} if fault == "connection refused" else {
-            "deploymentName": "no-such-deployment"}  # fmt: skip
+    refusing = replace(faults, quota_429_rate=1.0, quota_retry_after_seconds=1)
+    with Emulator(faults=faults) as spare, Emulator(faults=refusing) as limited:
+        primary = {
+            "connection refused": {"deploymentName": "gpt-4.1-nano", "endpoint": dead},
+            "404 DeploymentNotFound": {"deploymentName": "no-such-deployment"},
+            "429 retry-after 1": {"deploymentName": "gpt-4.1-nano", "endpoint": limited.endpoint},
+        }[fault]
         levels = [[primary, {"deploymentName": "gpt-4o-mini", "endpoint": spare.endpoint, "apiKey": "spare-key-01"}],
                   "gpt-4.1"]  # fmt: skip
         stage = ai.classify("text", labels=LABELS, cascadeDeployments=levels, cascadeSampleSize=300,
                             cascadeCol="cascade", deploymentCol="answered_by", **connection(emulator))  # fmt: skip
+        started = time.monotonic()
         out = stage.transform(tickets(spark, n))  # the sample pass runs here
         spare.reset_stats()
         rows = out.collect()
         answered = Counter(spare.stats()["answered_inputs"])
+    assert time.monotonic() - started < 90
     assert len(rows) == n and sorted(r["id"] for r in rows) == list(range(n))
     assert all(r["error"] is None for r in rows)
     assert len(answered) == n and set(answered.values()) == {1}  # the spare answered each row once
@@ -177,6 +185,8 @@ def test_settings_refused_on_the_driver_and_credentials_kept_out_of_the_param():
         ChatCompletion(promptCol="p", cascadeDeployments=["gpt-4.1"])
     with pytest.raises(ConfigurationError, match="reasoning model"):
         ChatCompletion(promptCol="p", cascadeDeployments=["o4-mini", "gpt-4.1"])
+    with pytest.raises(ConfigurationError, match="'o4-mini' is a reasoning model"):  # a cheap level's spare
+        ChatCompletion(promptCol="p", cascadeDeployments=[["gpt-4.1-nano", "o4-mini"], "gpt-4.1"])
     with pytest.raises(ConfigurationError, match=r"cascadeDeployments runs online.*mode=.online"):
         ChatCompletion(promptCol="p", cascadeDeployments=CASCADE, mode="batch", batchDir="/tmp/x")
     with pytest.raises(ConfigurationError, match="cascadeTarget"):

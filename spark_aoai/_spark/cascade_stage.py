@@ -143,8 +143,7 @@ class CascadeMethods:
                 "cascadeDeployments reads chat completions' logprobs: use apiType='chat_completions'"
             )
         levels = json.loads(stage._get(stage.cascadeDeployments))
-        for level in levels[:-1]:
-            name = level[0]["deploymentName"]
+        for name in [entry["deploymentName"] for level in levels[:-1] for entry in level]:  # a spare's too
             if stage._get(stage.reasoningModel) or is_reasoning_deployment(name):
                 raise ConfigurationError(
                     f"cascadeDeployments: {name!r} is a reasoning model, which returns no logprobs to measure its "
