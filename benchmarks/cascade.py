@@ -2,15 +2,18 @@
 then the cascade's guarantee over many emulator seeds.
 
     .venv/bin/python benchmarks/cascade.py [--rows 20000] [--seeds 20] [--correlation 0.9] [--rows-per-request 10]
+                                           [--wrong 0.2] [--no-logprobs]
 
 A classification of ``--rows`` tickets into four labels; the emulator's cheap model (gpt-4.1-nano) answers wrong
-on 20% of rows (chosen by the seed), unsure of ``--correlation`` of those; gpt-4.1's answer is the ground
-truth. The cascade runs with cascadeTarget=0.95, cascadeConfidence=0.95 and the default sample (500 rows).
+on ``--wrong`` of the rows (20%, chosen by the seed), unsure of ``--correlation`` of those; gpt-4.1's answer is
+the ground truth. The cascade runs with cascadeTarget=0.95, cascadeConfidence=0.95 and the default sample (500 rows).
 Agreement is measured against the emulator's ground truth, cost from the price table and the billed tokens
 (``statistics()``), rows/s from the wall clock of the whole job (the cascade's calibration pass included).
 
 Goals: agreement >= 0.95 over all rows in at least 19 of 20 seeds; at least half the rows answered cheap; the
 cascade's cost well below the final model's; with --correlation 0, (nearly) every row on the final model.
+With ``--no-logprobs`` the cheap model sends no logprobs and the cascade scores by agreement of two answers (a
+weaker signal: try ``--wrong 0.05 --correlation 1``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--correlation", type=float, default=0.9)
     parser.add_argument("--rows-per-request", type=int, default=10, help="packing, the same for every approach")
+    parser.add_argument("--wrong", type=float, default=0.2, help="share of rows the cheap model answers wrong")
+    parser.add_argument("--no-logprobs", action="store_true", help="the cheap model sends no logprobs")
     args = parser.parse_args()
     spark = spark_session(cores=2, reuse_workers=True)
     df = tickets(spark, args.rows)
@@ -65,7 +70,8 @@ def main() -> None:
         }
 
         def faults(seed: int) -> Faults:
-            return Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=args.correlation, seed=seed)
+            return Faults(cheap_wrong_rate=args.wrong, cheap_confidence_correlation=args.correlation, seed=seed,
+                          cheap_logprobs=not args.no_logprobs)  # fmt: skip
 
         def cascade() -> Any:
             return ai.classify("text", labels=LABELS, cascadeDeployments=[CHEAP, FINAL], cascadeCol="cascade", **conn)
@@ -85,7 +91,9 @@ def main() -> None:
              "-" if m["cheap"] is None else f"{m['cheap'] / args.rows:.1%}"]
             for name, m in side.items()
         ]  # fmt: skip
-        print_table(f"{args.rows:,} rows, cheap wrong on 20%, correlation {args.correlation}, seed 0",
+        scored = "agreement" if args.no_logprobs else "logprobs"
+        title = f"{args.rows:,} rows, cheap wrong on {args.wrong:.0%}, correlation {args.correlation}, {scored}"
+        print_table(f"{title}, seed 0",
                     ["approach", "agreement", "cost", "rows/s", "rows cheap"], table)  # fmt: skip
         print(side["cascade"]["stats"])
         outcomes = [(side["cascade"]["agreement"], side["cascade"]["cheap"] / args.rows)]

@@ -15,7 +15,7 @@ from spark_aoai._planning.confidence import confidence, item_spans, token_logpro
 from spark_aoai._planning.packing import response_format as packed_format
 from spark_aoai._planning.packing import user_text
 from spark_aoai.emulator import Faults
-from spark_aoai.emulator._cheap import verdict
+from spark_aoai.emulator._cheap import _deviates, verdict
 
 LABELS = ["bug", "feature", "question", "billing"]
 SCHEMA = {
@@ -64,13 +64,20 @@ def test_three_levels_split_the_share_and_pass_on_what_they_do_not_keep():
     assert second.sample_rows == 300 and second.threshold == 0.99 and second.kept == 200
 
 
-def _guarantee(correlation: float, seeds: int = 20, rows: int = 20_000, sample: int = 500) -> list[tuple[float, float]]:
-    """(agreement over all rows, share answered cheap) per seed, with the emulator's own cheap model."""
+def _guarantee(
+    correlation: float, seeds: int = 20, rows: int = 20_000, sample: int = 500, wrong: float = 0.2,
+    agreement: bool = False,
+) -> list[tuple[float, float]]:  # fmt: skip
+    """(agreement over all rows, share answered cheap) per seed, with the emulator's own cheap model; scored by
+    its logprobs, or with ``agreement`` by whether a second, sampled answer agrees (1.0) or not (0.0)."""
     texts = [f"ticket {i}: the export crashes on page {i % 97}" for i in range(rows)]
     outcomes = []
     for seed in range(seeds):
-        faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=correlation, seed=seed)
+        faults = Faults(cheap_wrong_rate=wrong, cheap_confidence_correlation=correlation, seed=seed)
         verdicts = [verdict(faults, "gpt-4.1-nano", text)[:2] for text in texts]
+        if agreement:
+            pairs = zip(verdicts, texts, strict=True)
+            verdicts = [(wrong_row, float(not _deviates(faults, "29", t, sure))) for (wrong_row, sure), t in pairs]
         drawn = random.Random(seed).sample(range(rows), sample)
         (level,) = calibrate(
             ["gpt-4.1-nano"], [[verdicts[i][1] for i in drawn]], [[verdicts[i][0] for i in drawn]], 0.95, 0.95
@@ -90,6 +97,14 @@ def test_without_signal_nearly_every_row_goes_to_the_final_model_and_the_target_
     outcomes = _guarantee(0.0)
     assert sum(agreement >= 0.95 for agreement, _ in outcomes) >= 19, outcomes
     assert all(cheap <= 0.05 for _, cheap in outcomes), outcomes
+
+
+@pytest.mark.parametrize("wrong", [0.05, 0.1, 0.2])
+def test_scored_by_agreement_of_two_answers_the_target_holds_in_19_of_20_seeds(wrong):
+    outcomes = _guarantee(1.0, rows=5_000, wrong=wrong, agreement=True)
+    assert sum(agreement >= 0.95 for agreement, _ in outcomes) >= 19, outcomes
+    if wrong == 0.05:  # a weaker signal than logprobs: it pays only when the cheap model is rarely wrong
+        assert sum(cheap >= 0.5 for _, cheap in outcomes) >= 10, outcomes
 
 
 def test_answers_are_compared_field_by_field():
@@ -144,6 +159,28 @@ def test_emulator_logprobs_follow_azures_contract(emulator):
     ]
     assert [r.status_code for r in refused] == [400, 400, 400]
     assert [r.json()["error"]["param"] for r in refused] == ["top_logprobs", "top_logprobs", "logprobs"]
+
+
+def test_emulator_cheap_model_without_logprobs_and_its_sampled_answers(emulator):
+    faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=1.0, cheap_logprobs=False, seed=3)
+    emulator.configure(faults=faults)
+    texts = [f"ticket {i}: the app crashes" for i in range(60)]
+    strayed = 0
+    for text in texts:
+        first = _post(emulator, "gpt-4.1-nano", _classify_body(text, logprobs=True)).json()["choices"][0]
+        assert first["logprobs"] is None  # asked, but this deployment has none
+        final = _post(emulator, "gpt-4.1", _classify_body(text, logprobs=True)).json()["choices"][0]
+        assert final["logprobs"] is not None  # only cheap models lose them
+        again = _post(emulator, "gpt-4.1-nano", _classify_body(text, temperature=1.0, seed=29)).json()
+        second = again["choices"][0]["message"]["content"]
+        _, sure, _ = verdict(faults, "gpt-4.1-nano", text)
+        assert (second != first["message"]["content"]) == _deviates(faults, "29", text, sure)
+        assert second == _post(emulator, "gpt-4.1-nano", _classify_body(text, temperature=1.0, seed=29)).json()[
+            "choices"][0]["message"]["content"]  # fmt: skip
+        strayed += second != first["message"]["content"]
+        cold = _post(emulator, "gpt-4.1-nano", _classify_body(text, temperature=0, seed=29)).json()
+        assert cold["choices"][0]["message"]["content"] == first["message"]["content"]  # no sampling at 0
+    assert 2 <= strayed <= 30
 
 
 def test_emulator_cheap_model_is_wrong_where_the_seed_says_and_unsure_of_it(emulator):

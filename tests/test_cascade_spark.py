@@ -4,11 +4,16 @@ on the driver."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from dataclasses import replace
+
 import pytest
 
 from spark_aoai import ChatCompletion, ai
-from spark_aoai.emulator import Faults
+from spark_aoai.emulator import Emulator, Faults
 from spark_aoai.emulator._labels import pick_label
+from spark_aoai.emulator._semantic import holds
 from spark_aoai.exceptions import ConfigurationError
 
 LABELS = ["bug", "feature", "question", "billing"]
@@ -67,6 +72,89 @@ def test_without_signal_every_row_goes_to_the_final_model(spark, emulator):
     assert stage.statistics().cascade["calibration"][0]["threshold"] is None
 
 
+def test_filter_meets_the_target_with_most_rows_cheap(spark, emulator):
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=4))
+    n, condition = 1500, "asks for a refund"
+    stage = ai.filter("text", condition, cascadeDeployments=CASCADE, cascadeSampleSize=400, cascadeCol="cascade",
+                      **connection(emulator))  # fmt: skip
+    rows = stage.transform(tickets(spark, n)).collect()
+    assert len(rows) == n and sorted(r["id"] for r in rows) == list(range(n))
+    assert all(r["error"] is None and isinstance(r["keep"], bool) for r in rows)
+    truth = {r["id"]: holds(condition, r["text"]) for r in rows}  # the final model's answer
+    assert 0.2 < sum(truth.values()) / n < 0.5  # both answers are common
+    agreement = sum(r["keep"] == truth[r["id"]] for r in rows) / n
+    cheap = [r for r in rows if r["cascade"]["deployment"] == "gpt-4.1-nano"]
+    assert agreement >= 0.95 and len(cheap) >= n / 2, (agreement, len(cheap))
+    assert all(r["cascade"]["confidence"] >= r["cascade"]["threshold"] for r in cheap)
+    report = stage.statistics().cascade
+    assert [level["rows"] for level in report["levels"]] == [len(cheap), n - len(cheap)]
+    assert 0.7 < report["sample"]["agreement"] < 0.9  # the cheap model alone would miss the target
+
+
+def test_without_logprobs_a_second_answer_scores_by_agreement(spark, emulator):
+    conn, n = connection(emulator), 1000
+    df = tickets(spark, n)
+    # a cheap model wrong on 5% of rows, unsure of all of them: two of its answers disagree more often there
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.05, cheap_confidence_correlation=1.0, cheap_logprobs=False,
+                                     seed=1))  # fmt: skip
+    stage = ai.classify("text", labels=LABELS, cascadeDeployments=CASCADE, cascadeSampleSize=500,
+                        cascadeCol="cascade", usageCol="usage", **conn)  # fmt: skip
+    rows = stage.transform(df).collect()
+    assert len(rows) == n and all(r["error"] is None for r in rows)
+    assert {r["cascade"]["method"] for r in rows} == {"agreement"}
+    assert {r["cascade"]["confidence"] for r in rows} <= {0.0, 1.0}
+    right = {r["id"]: r["label"] == pick_label(LABELS, r["text"]) for r in rows}
+    cheap = [r for r in rows if r["cascade"]["deployment"] == "gpt-4.1-nano"]
+    assert sum(right.values()) / n >= 0.95 and len(cheap) >= n / 2, (sum(right.values()), len(cheap))
+    assert all(r["cascade"]["confidence"] == 1.0 for r in cheap)
+    report = stage.statistics().cascade
+    assert report["sample"]["methods"] == {"agreement": 500}
+    kept = sum(right[r["id"]] for r in cheap) / len(cheap)
+    assert kept > report["sample"]["agreement"]  # the rows kept agree more often than the cheap model does
+    # the cheap deployment answered each row twice, in the sample pass and in the routed pass
+    assert [level["requests"] for level in report["levels"]] == [2 * (500 + n), 500 + n - len(cheap)]
+    # the cheap model wrong on 20%: agreement cannot show 95%, every row goes to the final model
+    emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, cheap_logprobs=False,
+                                     seed=5))  # fmt: skip
+    rows = stage.transform(df).collect()
+    assert {r["cascade"]["deployment"] for r in rows} == {"gpt-4.1"}
+    assert all(r["label"] == pick_label(LABELS, r["text"]) for r in rows)
+    assert stage.statistics().cascade["calibration"][0]["threshold"] is None
+
+
+@pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound", "429 retry-after 1"])
+def test_a_cheap_level_fails_over_and_still_meets_the_target(spark, emulator, fault):
+    faults = Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=3)
+    emulator.configure(faults=faults)
+    with Emulator() as gone:
+        dead = gone.endpoint
+    n = 600
+    refusing = replace(faults, quota_429_rate=1.0, quota_retry_after_seconds=1)
+    with Emulator(faults=faults) as spare, Emulator(faults=refusing) as limited:
+        primary = {
+            "connection refused": {"deploymentName": "gpt-4.1-nano", "endpoint": dead},
+            "404 DeploymentNotFound": {"deploymentName": "no-such-deployment"},
+            "429 retry-after 1": {"deploymentName": "gpt-4.1-nano", "endpoint": limited.endpoint},
+        }[fault]
+        levels = [[primary, {"deploymentName": "gpt-4o-mini", "endpoint": spare.endpoint, "apiKey": "spare-key-01"}],
+                  "gpt-4.1"]  # fmt: skip
+        stage = ai.classify("text", labels=LABELS, cascadeDeployments=levels, cascadeSampleSize=300,
+                            cascadeCol="cascade", deploymentCol="answered_by", **connection(emulator))  # fmt: skip
+        started = time.monotonic()
+        out = stage.transform(tickets(spark, n))  # the sample pass runs here
+        spare.reset_stats()
+        rows = out.collect()
+        answered = Counter(spare.stats()["answered_inputs"])
+    assert time.monotonic() - started < 90
+    assert len(rows) == n and sorted(r["id"] for r in rows) == list(range(n))
+    assert all(r["error"] is None for r in rows)
+    assert len(answered) == n and set(answered.values()) == {1}  # the spare answered each row once
+    assert sum(r["label"] == pick_label(LABELS, r["text"]) for r in rows) / n >= 0.95
+    cheap = [r for r in rows if r["cascade"]["deployment"] == primary["deploymentName"]]  # the level's name
+    assert len(cheap) >= n / 2 and {r["answered_by"] for r in cheap} == {"gpt-4o-mini"}
+    assert {r["answered_by"] for r in rows if r not in cheap} == {"gpt-4.1"}
+
+
 def test_extraction_with_packing_cascades_field_by_field_and_a_rerun_reads_the_cache(spark, emulator, tmp_path):
     emulator.configure(faults=Faults(cheap_wrong_rate=0.2, cheap_confidence_correlation=0.9, seed=11))
     n = 500
@@ -97,7 +185,9 @@ def test_settings_refused_on_the_driver_and_credentials_kept_out_of_the_param():
         ChatCompletion(promptCol="p", cascadeDeployments=["gpt-4.1"])
     with pytest.raises(ConfigurationError, match="reasoning model"):
         ChatCompletion(promptCol="p", cascadeDeployments=["o4-mini", "gpt-4.1"])
-    with pytest.raises(ConfigurationError, match="online"):
+    with pytest.raises(ConfigurationError, match="'o4-mini' is a reasoning model"):  # a cheap level's spare
+        ChatCompletion(promptCol="p", cascadeDeployments=[["gpt-4.1-nano", "o4-mini"], "gpt-4.1"])
+    with pytest.raises(ConfigurationError, match=r"cascadeDeployments runs online.*mode=.online"):
         ChatCompletion(promptCol="p", cascadeDeployments=CASCADE, mode="batch", batchDir="/tmp/x")
     with pytest.raises(ConfigurationError, match="cascadeTarget"):
         ChatCompletion(promptCol="p", cascadeDeployments=CASCADE, cascadeTarget=1.5)

@@ -151,6 +151,7 @@ def test_fault_flags_cover_every_fault_setting():
     from spark_aoai.emulator import Faults
 
     flagged = set(_FAULT_FLAGS) | {"bad_structured_kind", "shuffle_embeddings"}  # shuffling: Python only
+    flagged |= {"cheap_logprobs"}  # --no-cheap-logprobs
     assert {f.name for f in fields(Faults)} == flagged
 
 

@@ -9,6 +9,11 @@ comes out exactly once, with the answer, error, usage (every level's asks of it,
 level that answered it, and the cascade column: ``deployment``, ``confidence`` (the last cheap level's score),
 ``threshold`` and ``method``.
 
+A cheap answer without logprobs (a deployment that has none) is scored by agreement instead: the level's
+``sampler`` (the same deployment at temperature 1 with a fixed seed) answers the row once more, and the score is
+1.0 when the two answers agree (``_calibrate.agree``), 0.0 when not (None when the second request failed); the
+second request's usage is the row's. Both passes score a row the same way, so the thresholds fit either kind.
+
 The calibration pass (``thresholds=None``) sends every row of the sample to every level and returns, per
 cheap level, each row's score and whether its answer differs from the final one (``_calibrate.agree``), and
 every level's tokens for the row (what answering every row at the final level would cost). Free of pyspark.
@@ -25,15 +30,16 @@ import pyarrow as pa
 from spark_aoai._core.arrow import array, struct_of
 from spark_aoai._core.contract import RowResults, Usage, add_usage
 from spark_aoai._engine.plan import Inputs, Plan
-from spark_aoai._planning.calibrate import differing_fields
+from spark_aoai._planning.calibrate import agree, differing_fields
 
 T = TypeVar("T")
 CASCADE_ARROW_TYPE = pa.struct(
     [("deployment", pa.string()), ("confidence", pa.float64()), ("threshold", pa.float64()), ("method", pa.string())]
 )
 SAMPLE_FIELDS = (("scores", pa.list_(pa.float64())), ("disagree", pa.list_(pa.bool_())),
-                 ("fields", pa.list_(pa.list_(pa.string()))), ("tokens", pa.list_(pa.list_(pa.int64()))))  # fmt: skip
-LOGPROBS, NONE = "logprobs", "none"
+                 ("fields", pa.list_(pa.list_(pa.string()))), ("tokens", pa.list_(pa.list_(pa.int64()))),
+                 ("methods", pa.list_(pa.string())))  # fmt: skip
+LOGPROBS, AGREEMENT, NONE = "logprobs", "agreement", "none"
 
 
 class Routed:
@@ -47,6 +53,9 @@ class Routed:
         self.level: list[int | None] = [None] * len(items)  # the level whose answer a row keeps
         self.score: list[float | None] = [None] * len(items)
         self.thresholds: list[float | None] = [None] * len(items)
+        self.methods: list[str | None] = [None] * len(items)  # how the last cheap level scored the row
+        self.methods_of: list[list[str]] = []  # per level: each asked row's method, by position in ``asked``
+        self.resampled: set[int] = set()  # the current level's positions scored by agreement
 
     def ask(self) -> list[Any]:
         self.asked.append(list(self.pending))
@@ -55,11 +64,15 @@ class Routed:
     def answered(self, results: RowResults, threshold: float | None, final: bool, route_all: bool) -> None:
         level = len(self.results)
         self.results.append(results)
+        resampled, self.resampled = self.resampled, set()
+        methods = [AGREEMENT if p in resampled else NONE if sure is None else LOGPROBS
+                   for p, sure in enumerate(results.confidence)]  # fmt: skip
+        self.methods_of.append(methods)
         still = []
         for position, row in enumerate(self.asked[level]):
             score = results.confidence[position]
             if not final:
-                self.score[row], self.thresholds[row] = score, threshold
+                self.score[row], self.thresholds[row], self.methods[row] = score, threshold, methods[position]
             keep = final or (
                 not route_all and threshold is not None and score is not None and results.errors[position] is None
                 and score >= threshold
@@ -97,7 +110,7 @@ class Routed:
         level, the row's tokens (prompt, completion, cached, total)."""
         index = [{row: p for p, row in enumerate(asked)} for asked in self.asked]
         final, final_at = self.results[-1], index[-1]
-        scores, disagree, fields, tokens = [], [], [], []
+        scores, disagree, fields, tokens, methods = [], [], [], [], []
         for row in range(len(self.items)):
             truth = final_at[row]
             final_error = final.errors[truth] is not None
@@ -114,13 +127,13 @@ class Routed:
             disagree.append(row_disagree)
             fields.append(row_fields)
             tokens.append([_tokens(results.usage[index[level][row]]) for level, results in enumerate(self.results)])
-        columns: list[list[Any]] = [scores, disagree, fields, tokens]
+            methods.append([self.methods_of[level][index[level][row]] for level in range(len(self.results) - 1)])
+        columns: list[list[Any]] = [scores, disagree, fields, tokens, methods]
         return [array(values, kind) for values, (_, kind) in zip(columns, SAMPLE_FIELDS, strict=True)]
 
     def cascade_column(self, names: Sequence[str]) -> pa.Array:
         deployments = [names[level] if level is not None else None for level in self.level]
-        methods = [NONE if score is None else LOGPROBS for score in self.score]
-        columns: list[list[Any]] = [deployments, self.score, self.thresholds, methods]
+        columns: list[list[Any]] = [deployments, self.score, self.thresholds, self.methods]
         return struct_of(columns, [True] * len(self.items), CASCADE_ARROW_TYPE)
 
 
@@ -132,11 +145,13 @@ def _tokens(usage: Usage | None) -> list[int]:
 @dataclass(frozen=True)
 class Cascade:
     """The levels' plans (cheap first, final last), their names, and each cheap level's threshold; with
-    ``thresholds`` None it is the calibration pass (every row to every level). Picklable."""
+    ``thresholds`` None it is the calibration pass (every row to every level); ``samplers``: per cheap level, the
+    plan that answers a row once more when its answer had no logprobs. Picklable."""
 
     plans: tuple[Plan, ...]
     names: tuple[str, ...]
     thresholds: tuple[float | None, ...] | None = None
+    samplers: tuple[Plan | None, ...] = ()
 
     def run(self, batches: Iterable[tuple[Sequence[Any], T]]) -> Iterator[tuple[Routed, T]]:
         stream: Iterator[tuple[Routed, Any]] = ((Routed(items), context) for items, context in batches)
@@ -148,9 +163,33 @@ class Cascade:
         final = level == len(self.plans) - 1
         threshold = None if self.thresholds is None or final else self.thresholds[level]
         work = ((routed.ask(), (routed, context)) for routed, context in stream)
-        for results, (routed, context) in plan.run(work):
+        answered = plan.run(work)
+        sampler = None if final or level >= len(self.samplers) else self.samplers[level]
+        if sampler is not None:
+            answered = _by_agreement(sampler, answered)
+        for results, (routed, context) in answered:
             routed.answered(results, threshold, final, self.thresholds is None)
             yield routed, context
+
+
+def _by_agreement(
+    sampler: Plan, answered: Iterator[tuple[RowResults, tuple[Routed, T]]]
+) -> Iterator[tuple[RowResults, tuple[Routed, T]]]:
+    """A level's results with every answer that had no logprobs scored by agreement with a second answer."""
+
+    def again() -> Iterator[tuple[list[Any], tuple[RowResults, list[int], Routed, T]]]:
+        for results, (routed, context) in answered:
+            asked = routed.asked[len(routed.results)]
+            unscored = [p for p in range(len(results)) if results.errors[p] is None and results.confidence[p] is None]
+            yield [routed.items[asked[p]] for p in unscored], (results, unscored, routed, context)
+
+    for second, (results, unscored, routed, context) in sampler.run(again()):
+        for position, p in enumerate(unscored):
+            results.usage[p] = add_usage(results.usage[p], second.usage[position])
+            same = second.errors[position] is None and agree(results.values[p], second.values[position])
+            results.confidence[p] = None if second.errors[position] is not None else float(same)
+        routed.resampled = set(unscored)
+        yield results, (routed, context)
 
 
 def cascade_partition(

@@ -134,16 +134,16 @@ class CascadeMethods:
             raise ConfigurationError(f"cascadeDeployments replaces {clash[0]}: give one of them, not both")
         if stage.getOrDefault(stage.mode) == "batch":
             raise ConfigurationError(
-                "cascadeDeployments runs online (mode='online'): the thresholds come from a sample answered before "
-                "the rows are routed; run each level as its own batch stage instead"
+                "cascadeDeployments runs online (mode='online'): its thresholds come from a sample every level "
+                "answers before the rows are routed, passes that batch jobs cannot chain; set mode='online', or "
+                "drop cascadeDeployments and run the final deployment alone in batch mode"
             )
         if stage.getOrDefault(stage.apiType) != "chat_completions":
             raise ConfigurationError(
                 "cascadeDeployments reads chat completions' logprobs: use apiType='chat_completions'"
             )
         levels = json.loads(stage._get(stage.cascadeDeployments))
-        for level in levels[:-1]:
-            name = level[0]["deploymentName"]
+        for name in [entry["deploymentName"] for level in levels[:-1] for entry in level]:  # a spare's too
             if stage._get(stage.reasoningModel) or is_reasoning_deployment(name):
                 raise ConfigurationError(
                     f"cascadeDeployments: {name!r} is a reasoning model, which returns no logprobs to measure its "
@@ -160,11 +160,14 @@ class CascadeMethods:
 
     # -- the transform --------------------------------------------------------------------------------------
 
-    def _level_stages(self) -> list[Any]:
+    def _level_stages(self) -> tuple[list[Any], list[Any]]:
+        """Each level's stage (the cheap ones ask for logprobs) and each cheap level's sampler: the stage that
+        answers a row once more when its answer had no logprobs (``CASCADE_SECOND_ANSWER``)."""
         stage: Any = self
         levels = json.loads(stage._get(stage.cascadeDeployments))
         secrets = stage._secrets.get("cascadeDeployments") or [[{} for _ in level] for level in levels]
-        stages = []
+        extra = json.loads(stage._get(stage.extraBody) or "{}")
+        stages, samplers = [], []
         for position, (entries, own) in enumerate(zip(levels, secrets, strict=True)):
             level = stage.copy()
             level._secrets = {k: v for k, v in stage._secrets.items() if k not in ("cascadeDeployments", "deployments")}
@@ -173,25 +176,31 @@ class CascadeMethods:
             level._set(deployments=json.dumps(entries))
             level._secrets["deployments"] = own if len(own) == len(entries) else [{} for _ in entries]
             if position < len(levels) - 1:  # the cheap levels say how sure they are
-                extra = json.loads(stage._get(stage.extraBody) or "{}")
+                sampler = level.copy()
+                sampler._secrets = dict(level._secrets)
+                sampler._set(extraBody=json.dumps({**extra, **C.CASCADE_SECOND_ANSWER}))
+                samplers.append(sampler)
                 level._set(extraBody=json.dumps({**extra, **LOGPROB_OPTIONS}))
             stages.append(level)
-        return stages
+        return stages, samplers
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         if not self._cascading():
             return super()._transform(dataset)  # type: ignore[misc, no-any-return]
         stage: Any = self
         stage._check_settings()
-        levels = self._level_stages()
+        levels, sampler_stages = self._level_stages()
         planned = [level._plan(dataset.schema, dataset.sparkSession) for level in levels]
-        plans = _one_ledger([replace(p, operation=Scored(p.operation)) for p, _ in planned[:-1]] + [planned[-1][0]])
+        second = [sampler._plan(dataset.schema, dataset.sparkSession)[0] for sampler in sampler_stages]
+        every = _one_ledger([replace(p, operation=Scored(p.operation)) for p, _ in planned[:-1]] + [planned[-1][0]]
+                            + second)  # fmt: skip
+        plans, samplers = every[: len(levels)], every[len(levels) :]
         names = tuple(p.config.deployment for p in plans)
         prepared = levels[-1]._prepare(dataset, (plans[-1], planned[-1][1]))
         column = stage._get(stage.cascadeCol)
         if column:
             require_new_column(dataset.schema, column, "cascadeCol")
-        cascade = Cascade(tuple(plans), names)
+        cascade = Cascade(tuple(plans), names, samplers=tuple(samplers))
         size = stage.getOrDefault(stage.cascadeSampleSize)
         ddl = ", ".join(f"{name} {spark_type(kind).simpleString()}" for name, kind in SAMPLE_FIELDS)
         sample = prepared.renamed.orderBy(F.rand(C.CASCADE_SAMPLE_SEED)).limit(size)
@@ -220,7 +229,7 @@ class CascadeMethods:
         stage._usage_run = getattr(levels[-1], "_usage_run", None)
         if stage._usage_run is not None:  # the final level's tasks see only the rows routed to it: rows come
             stage._usage_run.rows_counted = False  # from the observation over the whole output
-        stage._cascade_run = CascadeRun(names, plans, calibrated, rows, observation, target, confidence)
+        stage._cascade_run = CascadeRun(names, plans, calibrated, rows, observation, target, confidence, samplers)
         return out
 
     def statistics(self, timeout: float = 5.0) -> JobStatistics:
@@ -254,9 +263,9 @@ class CascadeRun:
     """What the driver keeps of one cascade transform, for ``statistics()``."""
 
     def __init__(self, names: tuple[str, ...], plans: list[Plan], levels: list[Level], sample: list[Any],
-                 observation: Observation, target: float, confidence: float) -> None:  # fmt: skip
+                 observation: Observation, target: float, confidence: float, samplers: list[Plan]) -> None:  # fmt: skip
         self.names, self.plans, self.levels, self.sample = names, plans, levels, sample
-        self.observation, self.target, self.confidence = observation, target, confidence
+        self.observation, self.target, self.confidence, self.samplers = observation, target, confidence, samplers
 
     def _counts(self, timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
@@ -277,14 +286,17 @@ class CascadeRun:
         every: list[dict[str, Any]] = []
         costs: list[float | None] = []
         for position, plan in enumerate(self.plans):
-            factory = next((h for h in plan.hooks if isinstance(h, UsageFactory)), None)
-            level_stats = JobStatistics()
-            if factory is not None:
-                records = factory.statistics.counted(
-                    read_records(factory.statistics.directory, factory.statistics.run_id)
-                )
+            level_stats, records, price = JobStatistics(), [], None
+            for asking in [plan, *self.samplers[position : position + 1]]:  # a cheap level: its second answers too
+                factory = next((h for h in asking.hooks if isinstance(h, UsageFactory)), None)
+                if factory is not None:
+                    records += factory.statistics.counted(
+                        read_records(factory.statistics.directory, factory.statistics.run_id)
+                    )
+                    price = factory.price
+            if records:
                 every += records
-                add_records(level_stats, records, factory.price, PRICES_AS_OF)
+                add_records(level_stats, records, price, PRICES_AS_OF)
             costs.append(level_stats.estimated_cost)
             calibrated = self.levels[position] if position < len(self.levels) else None
             per_level.append({
@@ -338,8 +350,13 @@ class CascadeRun:
                 fields[path or "(value)"] = fields.get(path or "(value)", 0) + 1
         kept_wrong = sum(level.kept_disagreeing for level in self.levels)
         risk = 1 - self.confidence
+        methods: dict[str, int] = {}
+        for row in self.sample:
+            method = (row["methods"] or [None])[0] or "none"
+            methods[method] = methods.get(method, 0) + 1
         return {
             "rows": n,
+            "methods": methods,
             "agreement": agreeing / len(answered) if answered else None,
             "interval": interval(agreeing, len(answered), self.confidence),
             "disagreeing_fields": fields,

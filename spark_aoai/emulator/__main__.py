@@ -214,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="prompt+max_tokens",
         help="what a chat request costs the token budget (default: %(default)s; max_tokens is 16 when unset)",
     )
+    parser.add_argument(
+        "--no-cheap-logprobs",
+        dest="cheap_logprobs",
+        action="store_false",
+        help="cheap models answer logprobs: null even when asked (a deployment without logprobs)",
+    )
     return parser
 
 

@@ -11,7 +11,11 @@ A request with ``logprobs: true`` gets ``choices[0].logprobs.content``: the answ
 ``logprob``, ``bytes`` and ``top_logprobs`` (``top_logprobs`` of them, 0 to 20), as Azure sends them. The
 JSON syntax of a structured answer is certain (logprob near 0); of a row's values one carries the row's
 confidence (the one a wrong row got wrong), the others are near certain. In a packed answer each item's
-values carry that item's confidence.
+values carry that item's confidence. With ``Faults.cheap_logprobs`` off a cheap model sends ``logprobs: null``.
+
+Asked with a ``temperature`` above 0, a cheap model samples: the value a row's confidence sits on deviates from
+its usual answer with probability 1 - confidence (drawn by the request's ``seed`` and the row's input), so two
+samples of an unsure row disagree more often than two of a sure one.
 """
 
 from __future__ import annotations
@@ -106,22 +110,36 @@ def _set(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return value
 
 
-def _one_row(value: Any, schema: dict[str, Any], faults: Faults, model: str, text: str) -> tuple[Any, dict, float]:
+def _deviates(faults: Faults, sample: str | None, text: str, confidence: float) -> bool:
+    """Whether a sampled answer (``sample``: the request's seed) strays from the usual one: 1 - confidence."""
+    return sample is not None and _draw(faults, f"sample {sample}", text) >= confidence
+
+
+def _one_row(
+    value: Any, schema: dict[str, Any], faults: Faults, model: str, text: str, sample: str | None = None
+) -> tuple[Any, dict, float]:
     """A row's answer as the model gives it, and the confidence of each of its values (by path)."""
     wrong, confidence, leaf = verdict(faults, model, text)
     leaves = list(_leaves(value))
     if not leaves:
         return value, {}, confidence
     chosen = leaves[leaf % len(leaves)][0]
-    if wrong:
+    for _ in range(wrong + _deviates(faults, sample, text, confidence)):
         value = _set(value, chosen, _wrong(dict(_leaves(value))[chosen], _schema_at(schema, chosen)))
     return value, {chosen: confidence}, confidence
+
+
+def _sample(model: str, body: dict[str, Any]) -> str | None:
+    """The seed of a cheap model's sampled answer (asked with a temperature above 0), or None."""
+    temperature = body.get("temperature")
+    sampled = isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0
+    return str(body.get("seed")) if sampled and is_cheap(model) else None
 
 
 def answer(model: str, body: dict[str, Any], content: str, faults: Faults) -> tuple[str, dict[str, Any] | None]:
     """The content as ``model`` answers it (a cheap model's wrong rows changed) and its ``logprobs`` (None
     unless asked for)."""
-    wanted = body.get("logprobs") is True
+    wanted = body.get("logprobs") is True and (faults.cheap_logprobs or not is_cheap(model))
     if not wanted and not (is_cheap(model) and faults.cheap_wrong_rate > 0):
         return content, None
     response_format = body.get("response_format") or {}
@@ -131,9 +149,11 @@ def answer(model: str, body: dict[str, Any], content: str, faults: Faults) -> tu
     except ValueError:  # a fault broke it: answered as it is, every token as sure as the row
         value = None
     text = last_user_text(body["messages"])
+    sample = _sample(model, body)
     if value is None:
         wrong, confidence, _ = verdict(faults, model, text)
         content = f"{content} (a wrong answer)" if wrong else content
+        content = f"{content} (another sample)" if _deviates(faults, sample, text, confidence) else content
         pieces = [(content, math.log(confidence))]
     else:
         key = packed_key(schema)
@@ -144,10 +164,10 @@ def answer(model: str, body: dict[str, Any], content: str, faults: Faults) -> tu
             for index, item in enumerate(value[key]):
                 if isinstance(item, dict) and "output" in item and item.get("id") in inputs:
                     item["output"], row_sure, _ = _one_row(item["output"], item_schema, faults, model,
-                                                           inputs[item["id"]])  # fmt: skip
+                                                           inputs[item["id"]], sample)  # fmt: skip
                     sure.update({(key, index, "output", *path): c for path, c in row_sure.items()})
         else:
-            value, sure, _ = _one_row(value, schema, faults, model, text)
+            value, sure, _ = _one_row(value, schema, faults, model, text, sample)
         content = json.dumps(value)
         pieces = list(_pieces(value, (), sure))
     return content, (_logprobs(pieces, body.get("top_logprobs")) if wanted else None)

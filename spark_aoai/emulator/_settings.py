@@ -122,6 +122,8 @@ class Faults:
     pack_injection_marker: str | None = None
     # a packed request answered as an ordinary one: plain text, the packing format ignored
     pack_ignore_rate: float = 0.0
+    # cheap models return logprobs when asked (False: ``logprobs`` null, as a deployment that has none)
+    cheap_logprobs: bool = True
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
