@@ -253,8 +253,12 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-class _TerminatedError(Exception):
-    """Raised in the main thread by SIGTERM, to leave ``serve_forever`` and exit 0."""
+_SETTLE_SECONDS = 2.0  # on SIGTERM or Ctrl-C, the requests being answered get this long to finish
+
+
+class _TerminatedError(BaseException):
+    """Raised in the main thread by SIGTERM, to leave ``serve_forever`` and exit 0. A ``BaseException``, as
+    ``KeyboardInterrupt`` is: the server's ``except Exception`` around a request it is taking would swallow it."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -306,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever()
     except (KeyboardInterrupt, _TerminatedError):
-        pass
+        server.settle(_SETTLE_SECONDS)  # the requests it was answering get their answer and log line
     finally:
         server.server_close()
     return 0

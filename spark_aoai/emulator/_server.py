@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -103,10 +104,14 @@ class Handler(BaseHTTPRequestHandler):
     def _timed(self, serve: Callable[[], None]) -> None:
         """Serve one request, then log it (``--log-requests``) whatever happened."""
         started, self._status = time.perf_counter(), 0
+        with self.server.serving_lock:
+            self.server.serving += 1
         try:
             serve()
         finally:
             self._log(started)
+            with self.server.serving_lock:
+                self.server.serving -= 1
 
     def do_GET(self) -> None:
         self._timed(self._get)
@@ -304,6 +309,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self.batches = Batches(self.state, self.files)  # before binding: a failed bind calls server_close
         super().__init__(address, Handler)
         self.log_requests = log_requests
+        self.serving, self.serving_lock = 0, threading.Lock()  # requests being answered (and logged)
         warm_up()  # build the vocabularies now, not on the first request
         if tls is not None:
             import ssl
@@ -311,6 +317,12 @@ class EmulatorServer(ThreadingHTTPServer):
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
             self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    def settle(self, seconds: float) -> None:
+        """Give the requests being answered up to ``seconds`` to finish (and print their log line)."""
+        until = time.monotonic() + seconds
+        while self.serving and time.monotonic() < until:
+            time.sleep(0.01)
 
     def server_close(self) -> None:
         self.batches.close()
