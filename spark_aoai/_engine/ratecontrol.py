@@ -89,26 +89,30 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
 
 
 def next_pace(
-    pace: float, fraction: float | None, step: float, target: float = C.RATE_TARGET, confirmed: bool = True
+    pace: float, fraction: float | None, step: float, confirmed: bool = True, distrusted: bool = False
 ) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
-    Much left: grow by a share of the pace (up to x1.125 per step: quota is going to waste, e.g. a partition
-    sharing the deployment finished).
-    Above the target: grow by ``step`` (additive). Below it: shrink in proportion to the shortfall (at most 5%).
-    Every partition on a deployment sees the same budget, so they all grow by the same amount and shrink by the
-    same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
-    Without rate-limit headers, probe upwards slowly.
+    The level is steered into a band just above empty (``C.RATE_BAND_LOW``..``C.RATE_BAND_HIGH``) and held
+    there: in a sliding window the level is one minus the share of the limit used (a band of 2-6% is 94-98% of
+    it), in a token bucket a level that stays put means the rate is the refill. Inside the band the pace does
+    not move, so partitions at the edge stop the saw-tooth that each 429 set off (and the drift apart that
+    came with it). Above it, spare budget: grow in proportion to the spare (a partition that finished leaves
+    its share, the others take it within about a second) plus a share of ``step``; just after a 429
+    (``distrusted``) only by ``step``. Below it, shrink in proportion to the shortfall, gently: the level
+    touching empty means the edge, and a 429 cuts the pace in any case (``throttle_cut``).
+    Without a fresh reading of the budget, probe upwards slowly (more carefully after a 429).
     """
     if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
         return pace * (1.01 if confirmed else 1.0 + C.RATE_BLIND_GROWTH)
-    if fraction > C.RATE_PLENTY:
-        return pace * (1.0 + 0.5 * (fraction - C.RATE_PLENTY))
-    if fraction >= target:
-        return pace + step + (0.0 if confirmed else pace * C.RATE_PROBE_GROWTH * (fraction - target))
-    if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
-        return pace + step * C.RATE_PROBE_SHARE
-    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / C.RATE_TARGET))  # in proportion, whatever the target
+    if fraction > C.RATE_BAND_HIGH:
+        spare = min(fraction, C.RATE_DISTRUSTED_SPARE) if distrusted else fraction
+        grown = pace * C.RATE_SPARE_GROWTH * max(0.0, spare - C.RATE_BAND_HIGH)
+        return pace + grown + step * C.RATE_SPARE_STEP
+    if fraction >= C.RATE_BAND_LOW:
+        return pace + step * C.RATE_BAND_STEP
+    shortfall = min(C.RATE_RUN_OUT_SHRINK / C.RATE_BAND_SHRINK, (C.RATE_BAND_LOW - fraction) / C.RATE_BAND_LOW)
+    return pace * (1.0 - C.RATE_BAND_SHRINK * shortfall)
 
 
 def throttle_cut(retry_after: float) -> float:
@@ -130,7 +134,6 @@ class AdaptiveLimiter:
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
         self.window = float(min(self.max_concurrency, C.RATE_INITIAL_WINDOW))
-        self.target = C.RATE_TARGET
         self.in_flight = 0
         self.paused_until = 0.0
         self.pace: float | None = None
@@ -228,13 +231,12 @@ class AdaptiveLimiter:
         self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
         if now - self.last_adjust >= C.RATE_ADJUST_SECONDS:
             confirmed = now - self.last_decrease < C.RATE_CONFIRM_SECONDS
-            expected = self.expected_fraction(now, C.RATE_HORIZON if confirmed else C.RATE_UNCONFIRMED_HORIZON)
-            if expected is not None and now - self.last_decrease < C.RATE_DISTRUST_SECONDS:
-                expected = min(expected, C.RATE_PLENTY)  # just refused: "plenty left" is some other budget's story
+            expected = self.expected_fraction(now, C.RATE_HORIZON)
+            # just refused: "plenty left" is some other budget's story, so grow only additively
+            distrusted = now - self.last_decrease < C.RATE_DISTRUST_SECONDS
             steps = min(10, int((now - self.last_adjust) / C.RATE_ADJUST_SECONDS))
-            self.target = max(C.RATE_TARGET_FLOOR, self.target - C.RATE_TARGET_DRIFT * C.RATE_ADJUST_SECONDS * steps)
             for _ in range(steps):
-                self.pace = next_pace(self.pace, expected, self.step, self.target, confirmed)
+                self.pace = next_pace(self.pace, expected, self.step, confirmed, distrusted)
             self.pace = max(C.RATE_MIN_PACE, self.pace)
             self.last_adjust = now
 
@@ -269,7 +271,6 @@ class AdaptiveLimiter:
         if now - self.last_decrease < max(retry_after, C.RATE_ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
-        self.target = min(C.RATE_TARGET, self.target + C.RATE_TARGET_BUMP)
         if self.pace is None:
             self._start_pacing(now, max(C.RATE_MIN_PACE, self.measured_rate(now) * 0.9))
         else:
