@@ -14,14 +14,18 @@ The policy (it finds the limit rather than assuming the limiter's shape: continu
   and cuts the pace: by 8% for a wait of a few ms, up to 15% for a second or more (one burst, one cut).
 - While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent, else the
   largest figure seen) steer the pace every 100 ms. Each sample is timed when its request reached the service;
-  a line through the newest second of samples gives the budget's level and trend, and the level expected a
-  second ahead drives ``next_pace``: much left, grow fast; above the target, grow by a fixed step; below it,
-  shrink in proportion, but only once a 429 has confirmed that the ceiling is near: a sliding window reports a
-  steady low level at any rate under its limit, so without a recent 429 a low level keeps probing upwards
-  (unless the trend says the budget runs out within the horizon). The target starts at 40% and sinks while no
-  429 comes, down to 2%; each 429 burst raises it. Every partition on a deployment sees the same budget, so all
-  add the same step and shrink by the same proportion, and their shares converge (AIMD). Readings that arrive
-  seconds after their admission (a slow model's) are not used; without fresh readings the pace probes upwards.
+  a line through the newest second of samples gives the budget's level and trend, and the level expected half a
+  second ahead drives ``next_pace``, which steers it into a band just above empty (2-6% left) and holds it
+  there. The band is the ceiling whatever the limiter's shape: a sliding window's level is one minus the share
+  of its limit in use (2-6% left is 94-98% of it), and a token bucket's level only stays put at its refill
+  rate. Above the band the pace grows in proportion to the spare budget (a partition that finished leaves its
+  share and the others take it within a second or two), inside it by 1/20 of the additive step, below it it
+  shrinks gently (the edge), and by up to 5% per adjustment when the trend says the budget runs out. Just after
+  a 429, a level claiming plenty counts as 30% (it may be another budget's story). Every partition on a
+  deployment sees the same budget, so all shrink by the same proportion below the band and add similar steps
+  inside it: their shares converge (AIMD), slowly (over minutes: inside the band the pace barely moves, which
+  is what ends the saw-tooth each 429 set off before, #26). Readings that arrive seconds after their admission
+  (a slow model's) are not used; without fresh readings the pace probes upwards.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
@@ -94,14 +98,14 @@ def next_pace(
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
     The level is steered into a band just above empty (``C.RATE_BAND_LOW``..``C.RATE_BAND_HIGH``) and held
-    there: in a sliding window the level is one minus the share of the limit used (a band of 2-6% is 94-98% of
-    it), in a token bucket a level that stays put means the rate is the refill. Inside the band the pace does
-    not move, so partitions at the edge stop the saw-tooth that each 429 set off (and the drift apart that
-    came with it). Above it, spare budget: grow in proportion to the spare (a partition that finished leaves
-    its share, the others take it within about a second) plus a share of ``step``; just after a 429
-    (``distrusted``) only by ``step``. Below it, shrink in proportion to the shortfall, gently: the level
-    touching empty means the edge, and a 429 cuts the pace in any case (``throttle_cut``).
-    Without a fresh reading of the budget, probe upwards slowly (more carefully after a 429).
+    there. Inside the band the pace grows by ``C.RATE_BAND_STEP`` of ``step`` only, so partitions at the edge
+    no longer saw-tooth (and drift apart) on every 429. Above it, spare budget: grow in proportion to the spare
+    (a partition that finished leaves its share) plus ``C.RATE_SPARE_STEP`` of ``step``; just after a 429
+    (``distrusted``) a level above ``C.RATE_DISTRUSTED_SPARE`` counts as that. Below it, shrink in proportion to
+    the shortfall: gently at the edge (a 429 cuts the pace anyway, ``throttle_cut``), up to
+    ``C.RATE_RUN_OUT_SHRINK`` when the trend says the budget runs out. Every partition sees the same budget, so
+    all shrink by the same proportion and add similar steps: shares converge (AIMD), slowly.
+    Without a fresh reading of the budget, probe upwards slowly (more carefully after a 429: ``confirmed``).
     """
     if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
         return pace * (1.01 if confirmed else 1.0 + C.RATE_BLIND_GROWTH)
