@@ -73,8 +73,8 @@ def run(shape: Shape, seed: int, trace: bool = False, refusal: float = REFUSAL_S
             paces = [f"{lim.pace or 0:.1f}" for lim in limiters]
             print(
                 f"{now:5.1f}s adm {sum(1 for t in admitted if t > now - 1):3d} 429 "
-                f"{sum(1 for t in throttled if t > now - 1):3d} pace {paces} target "
-                f"{limiters[0].target:.2f} win {limiters[0].window:.0f} rem {budget.remaining(now):.0f}"
+                f"{sum(1 for t in throttled if t > now - 1):3d} pace {paces} "
+                f"win {limiters[0].window:.0f} rem {budget.remaining(now):.0f}"
             )
         next_event = events[0][0] if events else math.inf
         next_wake = wakes[0][0] if wakes else math.inf

@@ -58,30 +58,37 @@ def test_paced_requests_are_spaced():
 
 
 @pytest.mark.parametrize(
-    ("fraction", "expected"),
+    ("fraction", "distrusted", "expected"),
     [
-        (None, 10.1),  # no rate-limit headers: probe upwards slowly
-        (1.0, 11.25),  # the budget is going to waste: grow by a share of the pace
-        (0.9, 10.75),
-        (0.75, 10.5),  # above the target: grow by the additive step
-        (0.4, 10.5),
-        (0.2, 9.75),  # below the target: shrink in proportion to the shortfall
-        (0.0, 9.5),
-        (-0.5, 9.5),  # an extrapolated level below zero shrinks no faster than an empty budget
+        (None, False, 10.1),  # no rate-limit headers: probe upwards slowly
+        (1.0, False, 11.09),  # spare budget: grow in proportion to it (10% per unit above the band) + 0.3 step
+        (0.5, False, 10.59),
+        (1.0, True, 10.39),  # just after a 429, a high level counts only as RATE_DISTRUSTED_SPARE
+        (0.06, False, 10.025),  # inside the band (2-6% left): barely move (1/20 of the step), no saw-tooth
+        (0.04, False, 10.025),
+        (0.02, False, 10.025),
+        (0.01, False, 9.975),  # below it: shrink in proportion to the shortfall, gently
+        (0.0, False, 9.95),
+        (-0.02, False, 9.9),  # the trend says it runs out within the horizon: shrink faster
+        (-0.5, False, 9.5),  # up to 5% per adjustment
     ],
 )
-def test_remaining_budget_steers_the_pace(fraction, expected):
-    assert next_pace(10.0, fraction, step=0.5) == pytest.approx(expected)
+def test_remaining_budget_steers_the_pace(fraction, distrusted, expected):
+    assert next_pace(10.0, fraction, step=0.5, distrusted=distrusted) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("fast", "slow"), [(30.0, 5.0), (20.0, 0.2), (12.0, 11.0)])
 def test_partitions_seeing_the_same_budget_converge_to_equal_shares(fast, slow):
     capacity, level = 40.0, 40.0  # one service bucket refilled at 40/s, shared by two paced partitions
-    for _ in range(600):  # 60 s in 100 ms steps
+    # slowly: inside the band the pace barely moves (no saw-tooth), so the shares meet over minutes, not seconds
+    gaps = []
+    for _ in range(3000):  # 300 s in 100 ms steps
         level = min(capacity, max(0.0, level + (40.0 - fast - slow) * 0.1))
         fraction = level / capacity
         fast, slow = next_pace(fast, fraction, step=0.2), next_pace(slow, fraction, step=0.2)
-    assert abs(fast - slow) < 0.1 * (fast + slow)
+        gaps.append(abs(fast - slow) / (fast + slow))
+    assert gaps[-1] < 0.2
+    assert gaps[-1] <= gaps[600] + 0.01
     assert 36.0 < fast + slow < 46.0
 
 
@@ -150,18 +157,22 @@ def test_a_draining_budget_slows_down_before_it_runs_out(drain_per_response, slo
         remaining = 10 + drain_per_response * (9 - i)  # ends at 10%: from 64% falling fast, or flat
         headers = {"x-ratelimit-remaining-requests": str(remaining), "x-ratelimit-limit-requests": "100"}
         limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.05)
-    assert (limiter.pace < 20.0) is slows_down
+        if i == 5:
+            midway = limiter.pace
+    assert (limiter.pace < midway) is slows_down  # still 10% left at the end: it slows before running out
 
 
-def test_after_a_429_headers_claiming_plenty_only_allow_additive_growth():
+def test_after_a_429_headers_claiming_plenty_only_allow_limited_growth():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
     limiter.finish(1.0, 429, {}, 0.05)  # refused although, say, another budget than the one reported ran out
     plenty = {"x-ratelimit-remaining-requests": "95", "x-ratelimit-limit-requests": "100"}
     limiter.finish(1.15, 200, plenty, None)
-    assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.05) + 0.2)
+    cut = 10.0 * throttle_cut(0.05)
+    assert limiter.pace == pytest.approx(next_pace(cut, 0.95, 0.2, distrusted=True))
+    assert limiter.pace < next_pace(cut, 0.95, 0.2)
     limiter.finish(4.0, 200, plenty, None)  # long after the 429: the headers are believed again
-    assert limiter.pace > (10.0 * throttle_cut(0.05) + 0.2) * 1.05
+    assert limiter.pace > next_pace(cut, 0.95, 0.2, distrusted=True) * 1.05
 
 
 def test_remaining_samples_are_bounded_by_the_trend_window_even_when_never_paced():
@@ -237,37 +248,48 @@ def test_a_429_never_shrinks_the_window_below_what_the_pace_needs():
 
 
 @pytest.mark.parametrize(
-    ("fraction", "confirmed", "grows"),
+    ("fraction", "grows", "shrinks"),
     [
-        (0.4, False, True),  # a sliding window reporting 40% left, no 429: the pace goes up
-        (0.1, False, True),  # a steady low level is not the ceiling until a 429 says so
-        (0.1, True, False),  # with a 429 lately, it is: below the target, slow down
-        (-0.2, False, False),  # the budget runs out within the horizon: slow down whatever
-        (None, False, True),  # no headers at all: probe upwards
+        (0.4, True, False),  # a sliding window reporting 40% left, no 429: the pace goes up
+        (0.1, True, False),  # 10% left is still 10% of the limit unused: up
+        (0.04, True, False),  # at the edge (96% of a sliding window's limit): 1/20 of the step, no more
+        (0.0, False, True),  # empty: slow down
+        (-0.2, False, True),  # the budget runs out within the horizon: slow down
+        (None, True, False),  # no headers at all: probe upwards
     ],
 )
-def test_a_steady_level_leads_the_pace_up_unless_a_429_confirms_it(fraction, confirmed, grows):
-    assert (next_pace(10.0, fraction, step=0.5, target=0.2, confirmed=confirmed) > 10.0) is grows
+def test_a_steady_level_leads_the_pace_up_until_the_edge(fraction, grows, shrinks):
+    paced = next_pace(10.0, fraction, step=0.5)
+    assert (paced > 10.0, paced < 10.0) == (grows, shrinks)
 
 
-def test_a_429_leads_the_pace_down_and_raises_the_target():
+def test_a_sliding_window_is_filled_to_its_edge_and_held_there():
+    limit, pace = 40.0, 20.0  # one partition alone (the others finished): a sliding 1 s window at half use
+    paces = []
+    for _ in range(50):  # 5 s in 100 ms steps; the window's level is one minus the share of the limit used
+        pace = next_pace(pace, 1.0 - pace / limit, step=0.5)
+        paces.append(pace)
+    assert paces[30] >= 0.94 * limit  # the spare taken within 3 s
+    assert max(paces) <= 0.98 * limit  # never past the band: no 429 needed to stop it
+    assert all(0.94 * limit <= pace <= 0.98 * limit for pace in paces[30:])  # and held in it
+
+
+def test_a_429_leads_the_pace_down():
     limiter = AdaptiveLimiter(max_concurrency=32)
-    limiter.pace, limiter.step, limiter.target = 10.0, 0.2, 0.05
+    limiter.pace, limiter.step = 10.0, 0.2
     limiter.finish(1.0, 429, {}, 0.5)
     assert limiter.pace == pytest.approx(10.0 * throttle_cut(0.5))
     assert limiter.pace < 10.0
-    assert limiter.target > 0.05
     assert limiter.delay(1.2, 1) == pytest.approx(0.3)  # Retry-After honoured by every sender
 
 
-def test_without_429s_the_target_sinks_so_a_sliding_window_is_used_up():
+def test_without_429s_a_steady_40_percent_left_is_used_up():
     limiter = AdaptiveLimiter(max_concurrency=32)
     limiter.pace, limiter.step = 10.0, 0.2
     headers = {"x-ratelimit-remaining-requests": "160", "x-ratelimit-limit-requests": "400"}  # 40% left, steady
     for i in range(100):  # 10 s of answers, no 429
         limiter.finish(0.1 * (i + 1), 200, headers, None, latency=0.25)
     assert limiter.pace > 10.0 + 50 * 0.2
-    assert limiter.target < 0.1
 
 
 def test_slow_start_opens_by_the_clock_when_no_answer_comes_back():

@@ -14,14 +14,18 @@ The policy (it finds the limit rather than assuming the limiter's shape: continu
   and cuts the pace: by 8% for a wait of a few ms, up to 15% for a second or more (one burst, one cut).
 - While paced, ``x-ratelimit-remaining-requests``/``-tokens`` (over ``x-ratelimit-limit-*`` when sent, else the
   largest figure seen) steer the pace every 100 ms. Each sample is timed when its request reached the service;
-  a line through the newest second of samples gives the budget's level and trend, and the level expected a
-  second ahead drives ``next_pace``: much left, grow fast; above the target, grow by a fixed step; below it,
-  shrink in proportion, but only once a 429 has confirmed that the ceiling is near: a sliding window reports a
-  steady low level at any rate under its limit, so without a recent 429 a low level keeps probing upwards
-  (unless the trend says the budget runs out within the horizon). The target starts at 40% and sinks while no
-  429 comes, down to 2%; each 429 burst raises it. Every partition on a deployment sees the same budget, so all
-  add the same step and shrink by the same proportion, and their shares converge (AIMD). Readings that arrive
-  seconds after their admission (a slow model's) are not used; without fresh readings the pace probes upwards.
+  a line through the newest second of samples gives the budget's level and trend, and the level expected half a
+  second ahead drives ``next_pace``, which steers it into a band just above empty (2-6% left) and holds it
+  there. The band is the ceiling whatever the limiter's shape: a sliding window's level is one minus the share
+  of its limit in use (2-6% left is 94-98% of it), and a token bucket's level only stays put at its refill
+  rate. Above the band the pace grows in proportion to the spare budget (a partition that finished leaves its
+  share and the others take it within a second or two), inside it by 1/20 of the additive step, below it it
+  shrinks gently (the edge), and by up to 5% per adjustment when the trend says the budget runs out. Just after
+  a 429, a level claiming plenty counts as 30% (it may be another budget's story). Every partition on a
+  deployment sees the same budget, so all shrink by the same proportion below the band and add similar steps
+  inside it: their shares converge (AIMD), slowly (over minutes: inside the band the pace barely moves, which
+  is what ends the saw-tooth each 429 set off before, #26). Readings that arrive seconds after their admission
+  (a slow model's) are not used; without fresh readings the pace probes upwards.
 - Explicit budgets (``maxRequestsPerMinute``/``maxTokensPerMinute``, already divided by the tasks that run at
   once) are token buckets with one second of burst.
 """
@@ -89,26 +93,30 @@ def level_and_trend(samples: Sequence[tuple[float, float]]) -> tuple[float, floa
 
 
 def next_pace(
-    pace: float, fraction: float | None, step: float, target: float = C.RATE_TARGET, confirmed: bool = True
+    pace: float, fraction: float | None, step: float, confirmed: bool = True, distrusted: bool = False
 ) -> float:
     """One adjustment step of a paced rate (requests/s), given the budget fraction expected shortly.
 
-    Much left: grow by a share of the pace (up to x1.125 per step: quota is going to waste, e.g. a partition
-    sharing the deployment finished).
-    Above the target: grow by ``step`` (additive). Below it: shrink in proportion to the shortfall (at most 5%).
-    Every partition on a deployment sees the same budget, so they all grow by the same amount and shrink by the
-    same proportion: the larger ones lose more, and shares converge (the AIMD fairness argument).
-    Without rate-limit headers, probe upwards slowly.
+    The level is steered into a band just above empty (``C.RATE_BAND_LOW``..``C.RATE_BAND_HIGH``) and held
+    there. Inside the band the pace grows by ``C.RATE_BAND_STEP`` of ``step`` only, so partitions at the edge
+    no longer saw-tooth (and drift apart) on every 429. Above it, spare budget: grow in proportion to the spare
+    (a partition that finished leaves its share) plus ``C.RATE_SPARE_STEP`` of ``step``; just after a 429
+    (``distrusted``) a level above ``C.RATE_DISTRUSTED_SPARE`` counts as that. Below it, shrink in proportion to
+    the shortfall: gently at the edge (a 429 cuts the pace anyway, ``throttle_cut``), up to
+    ``C.RATE_RUN_OUT_SHRINK`` when the trend says the budget runs out. Every partition sees the same budget, so
+    all shrink by the same proportion and add similar steps: shares converge (AIMD), slowly.
+    Without a fresh reading of the budget, probe upwards slowly (more carefully after a 429: ``confirmed``).
     """
     if fraction is None:  # no fresh reading of the budget: probe upwards, carefully after a 429
         return pace * (1.01 if confirmed else 1.0 + C.RATE_BLIND_GROWTH)
-    if fraction > C.RATE_PLENTY:
-        return pace * (1.0 + 0.5 * (fraction - C.RATE_PLENTY))
-    if fraction >= target:
-        return pace + step + (0.0 if confirmed else pace * C.RATE_PROBE_GROWTH * (fraction - target))
-    if not confirmed and fraction > 0:  # low, but neither a 429 lately nor a run-out ahead: keep probing
-        return pace + step * C.RATE_PROBE_SHARE
-    return pace * (1.0 - 0.05 * min(1.0, (target - fraction) / C.RATE_TARGET))  # in proportion, whatever the target
+    if fraction > C.RATE_BAND_HIGH:
+        spare = min(fraction, C.RATE_DISTRUSTED_SPARE) if distrusted else fraction
+        grown = pace * C.RATE_SPARE_GROWTH * max(0.0, spare - C.RATE_BAND_HIGH)
+        return pace + grown + step * C.RATE_SPARE_STEP
+    if fraction >= C.RATE_BAND_LOW:
+        return pace + step * C.RATE_BAND_STEP
+    shortfall = min(C.RATE_RUN_OUT_SHRINK / C.RATE_BAND_SHRINK, (C.RATE_BAND_LOW - fraction) / C.RATE_BAND_LOW)
+    return pace * (1.0 - C.RATE_BAND_SHRINK * shortfall)
 
 
 def throttle_cut(retry_after: float) -> float:
@@ -130,7 +138,6 @@ class AdaptiveLimiter:
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
         self.window = float(min(self.max_concurrency, C.RATE_INITIAL_WINDOW))
-        self.target = C.RATE_TARGET
         self.in_flight = 0
         self.paused_until = 0.0
         self.pace: float | None = None
@@ -228,13 +235,12 @@ class AdaptiveLimiter:
         self.window = min(float(self.max_concurrency), max(self.window_floor(), self.window + 1.0 / self.window))
         if now - self.last_adjust >= C.RATE_ADJUST_SECONDS:
             confirmed = now - self.last_decrease < C.RATE_CONFIRM_SECONDS
-            expected = self.expected_fraction(now, C.RATE_HORIZON if confirmed else C.RATE_UNCONFIRMED_HORIZON)
-            if expected is not None and now - self.last_decrease < C.RATE_DISTRUST_SECONDS:
-                expected = min(expected, C.RATE_PLENTY)  # just refused: "plenty left" is some other budget's story
+            expected = self.expected_fraction(now, C.RATE_HORIZON)
+            # just refused: "plenty left" is some other budget's story, so grow only additively
+            distrusted = now - self.last_decrease < C.RATE_DISTRUST_SECONDS
             steps = min(10, int((now - self.last_adjust) / C.RATE_ADJUST_SECONDS))
-            self.target = max(C.RATE_TARGET_FLOOR, self.target - C.RATE_TARGET_DRIFT * C.RATE_ADJUST_SECONDS * steps)
             for _ in range(steps):
-                self.pace = next_pace(self.pace, expected, self.step, self.target, confirmed)
+                self.pace = next_pace(self.pace, expected, self.step, confirmed, distrusted)
             self.pace = max(C.RATE_MIN_PACE, self.pace)
             self.last_adjust = now
 
@@ -269,7 +275,6 @@ class AdaptiveLimiter:
         if now - self.last_decrease < max(retry_after, C.RATE_ADJUST_SECONDS):
             return  # one burst of 429s is one signal
         self.last_decrease = now
-        self.target = min(C.RATE_TARGET, self.target + C.RATE_TARGET_BUMP)
         if self.pace is None:
             self._start_pacing(now, max(C.RATE_MIN_PACE, self.measured_rate(now) * 0.9))
         else:
