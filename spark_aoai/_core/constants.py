@@ -160,6 +160,9 @@ RATE_DOUBLING_SECONDS = 0.5  # and, unpaced, at least doubled this often, answer
 RATE_SLOW_START_EXIT = 0.75  # unpaced, a remaining budget under this share switches pacing on
 RATE_BAND_LOW = 0.02  # paced, the remaining budget share steered into this band and held there (#26)
 RATE_BAND_HIGH = 0.06  # above it, spare budget: the pace grows in proportion
+# paced, the band is measured after the last request's tokens are set aside (one request above empty), as a
+# share of the token budget, at most RATE_REQUEST_RESERVE_MAX (a pack is paced by its tokens: TokenCredit)
+RATE_REQUEST_RESERVE_MAX = 0.1
 RATE_SPARE_GROWTH = 0.1  # per adjustment, the pace grows by this share per unit of spare above the band
 RATE_SPARE_STEP = 0.3  # and by this share of the additive step (the shares converge)
 RATE_BAND_SHRINK = 0.005  # below the band, the pace shrinks by up to this share per adjustment

@@ -236,6 +236,8 @@ class AdaptiveLimiter:
         if now - self.last_adjust >= C.RATE_ADJUST_SECONDS:
             confirmed = now - self.last_decrease < C.RATE_CONFIRM_SECONDS
             expected = self.expected_fraction(now, C.RATE_HORIZON)
+            if expected is not None:  # the band sits one request above empty: a big one must still fit in it
+                expected -= self.request_share()
             # just refused: "plenty left" is some other budget's story, so grow only additively
             distrusted = now - self.last_decrease < C.RATE_DISTRUST_SECONDS
             steps = min(10, int((now - self.last_adjust) / C.RATE_ADJUST_SECONDS))
@@ -243,6 +245,12 @@ class AdaptiveLimiter:
                 self.pace = next_pace(self.pace, expected, self.step, confirmed, distrusted)
             self.pace = max(C.RATE_MIN_PACE, self.pace)
             self.last_adjust = now
+
+    def request_share(self) -> float:
+        """The share of the token budget the last request took (0 while the budget's size is not known): a pack
+        of 50 rows, or a long shared instruction, can weigh more than the whole band."""
+        capacity = self.capacity.get("tokens")
+        return min(C.RATE_REQUEST_RESERVE_MAX, self.credit.last / capacity) if capacity else 0.0
 
     def expected_fraction(self, now: float, horizon: float = C.RATE_HORIZON) -> float | None:
         """The remaining budget fraction expected ``horizon`` seconds ahead, from the recent samples' trend."""
