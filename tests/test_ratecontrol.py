@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from spark_aoai._core import constants as C
 from spark_aoai._engine.ratecontrol import (
     AdaptiveLimiter,
     RateController,
@@ -332,3 +333,16 @@ def test_a_slow_models_stale_readings_do_not_steer_and_it_probes_upwards():
     for i in range(20):  # answers 8 s after their admission, reading an empty budget back then
         limiter.finish(10.0 + 0.1 * i, 200, low, None, latency=8.0)
     assert limiter.pace > 10.0
+
+
+def test_a_big_request_is_set_aside_before_the_band_is_read():
+    limiter = AdaptiveLimiter(max_concurrency=8, now=0.0)
+    limiter.start(0.0, 330)
+    assert limiter.request_share() == 0.0  # the token budget's size is not known yet
+    limiter.capacity["tokens"] = 5000.0  # a one-second burst of 300k TPM
+    assert limiter.request_share() == pytest.approx(330 / 5000)
+    inside_the_band = (C.RATE_BAND_LOW + C.RATE_BAND_HIGH) / 2
+    assert next_pace(10.0, inside_the_band, 0.5) > 10.0  # small requests: hold and creep up
+    assert next_pace(10.0, inside_the_band - limiter.request_share(), 0.5) < 10.0  # 330 tokens do not fit: shrink
+    limiter.start(0.0, 5000)  # a pack as big as the budget: a pack is paced by TokenCredit, the reserve is capped
+    assert limiter.request_share() == C.RATE_REQUEST_RESERVE_MAX
