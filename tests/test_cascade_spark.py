@@ -67,9 +67,11 @@ def test_without_signal_every_row_goes_to_the_final_model(spark, emulator):
                         cascadeCol="cascade", **connection(emulator))  # fmt: skip
     rows = stage.transform(tickets(spark, n)).collect()
     final = [r for r in rows if r["cascade"]["deployment"] == "gpt-4.1"]
-    assert len(final) >= 0.95 * n
+    assert len(final) == n  # the cheap level keeps nothing, so it is not asked in the routed pass
     assert sum(r["label"] == pick_label(LABELS, r["text"]) for r in rows) / n >= 0.95
-    assert stage.statistics().cascade["calibration"][0]["threshold"] is None
+    report = stage.statistics().cascade
+    assert report["calibration"][0]["threshold"] is None
+    assert [level["requests"] for level in report["levels"]] == [300, 300 + n]  # the sample, then every row
 
 
 def test_filter_meets_the_target_with_most_rows_cheap(spark, emulator):
@@ -119,7 +121,10 @@ def test_without_logprobs_a_second_answer_scores_by_agreement(spark, emulator):
     rows = stage.transform(df).collect()
     assert {r["cascade"]["deployment"] for r in rows} == {"gpt-4.1"}
     assert all(r["label"] == pick_label(LABELS, r["text"]) for r in rows)
-    assert stage.statistics().cascade["calibration"][0]["threshold"] is None
+    report = stage.statistics().cascade
+    assert report["calibration"][0]["threshold"] is None
+    # a level that keeps no row is not asked in the routed pass: only the sample's two answers were paid for
+    assert [level["requests"] for level in report["levels"]] == [2 * 500, 500 + n]
 
 
 @pytest.mark.parametrize("fault", ["connection refused", "404 DeploymentNotFound", "429 retry-after 1"])

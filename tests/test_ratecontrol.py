@@ -346,3 +346,12 @@ def test_a_big_request_is_set_aside_before_the_band_is_read():
     assert next_pace(10.0, inside_the_band - limiter.request_share(), 0.5) < 10.0  # 330 tokens do not fit: shrink
     limiter.start(0.0, 5000)  # a pack as big as the budget: a pack is paced by TokenCredit, the reserve is capped
     assert limiter.request_share() == C.RATE_REQUEST_RESERVE_MAX
+
+
+def test_with_nothing_in_flight_a_learned_refill_never_holds_a_request_for_long():
+    limiter = AdaptiveLimiter(max_concurrency=8, now=0.0)
+    limiter.start(0.0, 2000)  # refused by a hair: 1,999 tokens left, retry after 60 s -> a refill of 0.02 token/s
+    limiter.finish(0.1, 429, {"x-ratelimit-remaining-tokens": "1999"}, 60.0)
+    assert limiter.credit.refill == pytest.approx(1 / 60)
+    wait = limiter.credit.wait(61.0, 2000, in_flight=0)  # was 119,999 s: no answer could ever correct it
+    assert 0 < wait <= C.TOKEN_CREDIT_IDLE_WAIT_SECONDS

@@ -192,6 +192,7 @@ TIMELINE_MAX_BUCKETS = 240
 
 # _tokencredit.py
 TOKEN_CREDIT_SHARE = 0.5
+TOKEN_CREDIT_IDLE_WAIT_SECONDS = 5.0  # with nothing in flight, a request waits for the credit at most this long
 
 # _tokens.py
 DEFAULT_COMPLETION_TOKENS = 16  # protocol fact: what Azure's limiter charges a chat request without max_tokens

@@ -162,6 +162,12 @@ class Cascade:
     def _level(self, level: int, plan: Plan, stream: Iterator[tuple[Routed, T]]) -> Iterator[tuple[Routed, T]]:
         final = level == len(self.plans) - 1
         threshold = None if self.thresholds is None or final else self.thresholds[level]
+        if self.thresholds is not None and not final and threshold is None:  # it keeps no row: not asked at all
+            for routed, context in stream:
+                routed.ask()
+                routed.answered(RowResults(len(routed.asked[level])), None, final, False)
+                yield routed, context
+            return
         work = ((routed.ask(), (routed, context)) for routed, context in stream)
         answered = plan.run(work)
         sampler = None if final or level >= len(self.samplers) else self.samplers[level]

@@ -185,7 +185,7 @@ class Sender:
                 self._fail(unit, self.stopped or self._deadline_error())
                 return None
             if self.targets.failover and controller.refused_lately():  # rate-limited: the next one may take it
-                self.targets.move_on(unit, time.monotonic(), closed_only=True)
+                self.targets.move_on(unit, time.monotonic(), closed_only=True, calm_only=True)
 
     def _payload(self, unit: Unit, target: Target) -> dict[str, Any]:
         if target is self.targets.all[0] or unit.payload.get("model") in (None, target.model):
@@ -320,7 +320,7 @@ class Sender:
             self.stop(opened)
             self._fail(unit, opened, outcome.request_id)
             return True
-        if error.status == 429 and self.targets.move_on(unit, time.monotonic(), closed_only=True):
+        if error.status == 429 and self.targets.move_on(unit, time.monotonic(), closed_only=True, calm_only=True):
             return False  # a rate-limited deployment's rows go on at once (FAILOVER_SPILL_SECONDS)
         if unit.attempts - unit.target_since >= policy.max_attempts:
             if self.targets.move_on(unit, time.monotonic()):

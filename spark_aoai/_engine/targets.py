@@ -80,14 +80,16 @@ class Targets:
                         return self._assign(unit, index), verdict == "probe"
             return self._assign(unit, usable[0]), False
 
-    def move_on(self, unit: Unit, now: float, closed_only: bool = False) -> bool:
-        """Hand the unit to the next usable deployment (with ``closed_only``, one whose breaker is closed); False
-        when there is none."""
+    def move_on(self, unit: Unit, now: float, closed_only: bool = False, calm_only: bool = False) -> bool:
+        """Hand the unit to the next usable deployment (with ``closed_only``, one whose breaker is closed; with
+        ``calm_only``, one that did not answer a 429 lately: a rate spill never lands on a deployment as limited);
+        False when there is none."""
         with self.lock:
             for index in self._order(unit):
                 candidate = self.all[index]
                 healthy = not closed_only or candidate.breaker.state == CLOSED
-                if index != unit.target and candidate.usable(now) and healthy:
+                calm = not calm_only or not candidate.controller.refused_lately()
+                if index != unit.target and candidate.usable(now) and healthy and calm:
                     self._assign(unit, index)
                     return True
             return False

@@ -49,6 +49,7 @@ class TokenCredit:
         short = self.spent + tokens - C.TOKEN_CREDIT_SHARE * grown
         if short <= 0:
             return 0.0
-        if self.refill:
-            return short / (C.TOKEN_CREDIT_SHARE * self.refill)
+        if self.refill:  # with nothing in flight no report can come: the wait is bounded, the next answer corrects
+            wait = short / (C.TOKEN_CREDIT_SHARE * self.refill)  # a refill rate learned from a near miss (tiny)
+            return wait if in_flight else min(wait, C.TOKEN_CREDIT_IDLE_WAIT_SECONDS)
         return -1.0 if in_flight else 0.0
