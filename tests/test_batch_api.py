@@ -169,14 +169,22 @@ def test_a_lost_answer_on_the_only_attempt_still_adopts(setup):
     assert "error" not in manifest["files"][file_id] and emu.stats()["batches"] == {"created": 1}
 
 
+def refused_for_quota(emu: Emulator, api: BatchApi, path: Any) -> tuple[str, dict[str, Any]]:
+    """An uploaded file and its batch, failed for the enqueued-token quota (``token_limit_exceeded``)."""
+    file_id = api.upload("in.jsonl", str(path))["id"]
+    emu.configure(batch=BatchSettings(seconds=0.1, fail_rate=1.0))  # the enqueued-token quota is full
+    refused = api.create(file_id, "/chat/completions")
+    deadline = time.monotonic() + 20
+    while api.get(refused["id"])["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return file_id, refused
+
+
 def test_a_resubmission_cut_short_by_a_crash_adopts_the_batch_it_made(setup):
     emu, _, config, path = setup
     api = BatchApi(config)
-    file_id = api.upload("in.jsonl", str(path))["id"]
-    emu.configure(batch=BatchSettings(seconds=0.1, fail_rate=1.0))  # the enqueued-token quota is full
-    failed = api.create(file_id, "/chat/completions")
-    while api.get(failed["id"])["status"] != "failed":
-        time.sleep(0.05)
+    file_id, failed = refused_for_quota(emu, api, path)
     emu.configure(batch=BatchSettings(seconds=0.1))
     made = api.create(file_id, "/chat/completions")  # the dead driver's resubmission, never saved
     info = {"lines": 50, "bytes": 1, "batch": batch_fields(api.get(failed["id"])), "resubmitting": True}
@@ -190,13 +198,7 @@ def test_a_resubmission_cut_short_by_a_crash_adopts_the_batch_it_made(setup):
 def test_a_row_that_expires_after_its_batch_was_refused_for_quota_says_why(setup):
     emu, _, config, path = setup
     api = BatchApi(config)
-    file_id = api.upload("in.jsonl", str(path))["id"]
-    emu.configure(batch=BatchSettings(seconds=0.1, fail_rate=1.0))  # the enqueued-token quota is full
-    refused = api.create(file_id, "/chat/completions")
-    deadline = time.monotonic() + 20
-    while api.get(refused["id"])["status"] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    file_id, refused = refused_for_quota(emu, api, path)
     emu.configure(batch=BatchSettings(seconds=60.0))  # the resubmission runs past the job's timeout
     info = {"lines": 50, "bytes": 1, "batch": batch_fields(api.get(refused["id"])), "asked": True}
     manifest: dict[str, Any] = {"files": {file_id: info}, "creating": True}

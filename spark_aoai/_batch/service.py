@@ -36,6 +36,11 @@ def batch_errors(batch: dict[str, Any]) -> list[dict[str, Any]]:
     return [error for error in errors if isinstance(error, dict)]
 
 
+def error_text(error: dict[str, Any]) -> str:
+    """One ``errors.data`` entry as a row's message reads it: ``code: message``."""
+    return f"{error.get('code')}: {error.get('message')}"
+
+
 def quota_failure(info: dict[str, Any]) -> bool:
     """Whether a file's batch failed for the enqueued-token quota (and may be submitted again)."""
     batch = info.get("batch") or {}
@@ -110,12 +115,12 @@ class Creator:
     def _create_for(self, file_id: str) -> None:
         """Create (or adopt) the batch of one file and record the outcome."""
         info = self.manifest["files"][file_id]
-        refused = batch_errors(info["batch"])[:1] if quota_failure(info) else []
+        refused = [e for e in batch_errors(info["batch"]) if e.get("code") == QUOTA_CODE] if quota_failure(info) else []
         try:
             info["batch"] = batch_fields(self._create(file_id, (info.get("batch") or {}).get("id")))
             if refused:  # a resubmission: the refusal stays on record, so a row that times out later says why
                 info["refusals"] = int(info.get("refusals", 0)) + 1
-                info["refused"] = f"{refused[0].get('code')}: {refused[0].get('message')}"
+                info["refused"] = error_text(refused[0])
             info.pop("error", None)
             info.pop("error_status", None)
         except BatchApiError as exc:  # its rows become batch_failed unless a later try succeeds

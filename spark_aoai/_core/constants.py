@@ -120,7 +120,7 @@ BATCH_LONGEST_BACKOFF_SECONDS = 1800.0
 # _cascade_stage.py
 CASCADE_SAMPLE_SEED = 29
 # a cheap answer without logprobs is asked again with these sampling options; its score: do the answers agree
-CASCADE_SECOND_ANSWER = {"temperature": 1.0, "seed": 29}
+CASCADE_SECOND_ANSWER = {"temperature": 1.0, "seed": CASCADE_SAMPLE_SEED}
 
 # _check.py
 CHECK_PROBE_ANSWER_TOKENS = 16

@@ -36,7 +36,16 @@ from pyspark.sql import DataFrame
 from spark_aoai._batch.api import TERMINAL, BatchApi, BatchApiError, line_url
 from spark_aoai._batch.lines import RECORD_DDL, answer_partition, request_partition
 from spark_aoai._batch.results import BatchOutcome, FileLimits, JobFiles
-from spark_aoai._batch.service import Creator, batch_errors, batch_fields, may_pass, pauses, remove_orphans, to_retry
+from spark_aoai._batch.service import (
+    Creator,
+    batch_errors,
+    batch_fields,
+    error_text,
+    may_pass,
+    pauses,
+    remove_orphans,
+    to_retry,
+)
 from spark_aoai._core import constants as C
 from spark_aoai._features.cache import check_directory, open_files
 from spark_aoai._spark.stage import AzureOpenAIStage, Prepared
@@ -347,7 +356,7 @@ def _outcome(info: dict[str, Any]) -> BatchOutcome:
     batch = info.get("batch")
     if not batch:
         return BatchOutcome("-", "failed", None, None, info.get("error") or "the batch could not be created")
-    message = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in batch_errors(batch)[:3])
+    message = "; ".join(error_text(e) for e in batch_errors(batch)[:3])
     if info.get("refused") and batch["status"] != "completed":  # resubmitted after quota refusals (the last one's)
         earlier = f"submitted again after {info.get('refusals', 1)} refusal(s), the last: {info['refused']}"
         message = f"{message}; {earlier}" if message else earlier

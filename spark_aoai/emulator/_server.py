@@ -107,9 +107,11 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.serving_lock:
             self.server.serving += 1
         try:
-            serve()
-        finally:
-            self._log(started)
+            try:
+                serve()
+            finally:
+                self._log(started)
+        finally:  # even when the log line cannot be printed: settle() must not wait for it
             with self.server.serving_lock:
                 self.server.serving -= 1
 
